@@ -1,0 +1,1 @@
+"""Making sense of runs: summaries now; statistics, plots and reports next."""

@@ -1,0 +1,99 @@
+"""Terminal rendering with rich: the live progress view, the results table, `status`."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from groundwork.analysis.summary import IdeaRow, RunSummary
+
+STATUS_STYLE = {"ok": "green", "queued": "dim", "leased": "cyan", "running": "cyan", "implementing": "dim"}
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _delta(summary: RunSummary, row: IdeaRow) -> Text:
+    gain = summary.improvement(row)
+    if gain is None or row is summary.baseline:
+        return Text("-")
+    return Text(f"{gain:+.4f}", style="green" if gain > 0 else "red" if gain < 0 else "")
+
+
+def rate_text(summary: RunSummary) -> str:
+    f = summary.funnel
+    if not f.proposed:
+        return "execution rate: - (no idea finished yet)"
+    return (f"execution rate: {f.valid}/{f.proposed} = {f.execution_rate:.0%}  "
+            f"(proposed {f.proposed} -> patch applied {f.applied} -> ran {f.ran} -> valid metric {f.valid})")
+
+
+def headline(summary: RunSummary) -> Group:
+    sense = "lower is better" if summary.direction == "minimize" else "higher is better"
+    lines = [
+        Text.assemble(("run ", "bold"), summary.run_id, "  ", (summary.status, "bold cyan")),
+        Text(f"environment {summary.environment} (profile {summary.profile}); "
+             f"ideas by {', '.join(summary.origins) or '-'}"),
+        Text(f"metric {summary.metric} ({sense}); baseline "
+             f"{_fmt(summary.baseline.metric) if summary.baseline else '-'}"
+             + (f" [{summary.baseline.status}]" if summary.baseline and summary.baseline.status != "ok" else "")),
+    ]
+    best = summary.best
+    if best is not None:
+        gain = summary.improvement(best)
+        verdict = "" if gain is None else (" - beats the baseline" if gain > 0 else " - does not beat the baseline")
+        lines.append(Text(f"best {summary.metric} {_fmt(best.metric)} by {best.id} \"{best.title}\""
+                          + (f" ({gain:+.4f} vs baseline)" if gain is not None else "") + verdict, style="bold"))
+    lines.append(Text(rate_text(summary)))
+    return Group(*lines)
+
+
+def results_table(summary: RunSummary, rows: list[IdeaRow] | None = None) -> Table:
+    table = Table(show_lines=False, header_style="bold")
+    for column in ("idea", "kind", "title", "status", summary.metric, "vs baseline"):
+        table.add_column(column, overflow="fold", justify="right" if column in (summary.metric, "vs baseline") else "left")
+    for row in rows if rows is not None else summary.rows:
+        status = Text(row.status, style=STATUS_STYLE.get(row.status, "red"))
+        title = row.title if len(row.title) <= 60 else row.title[:57] + "..."
+        table.add_row(row.id, row.kind, title, status, _fmt(row.metric), _delta(summary, row))
+    return table
+
+
+def failures(summary: RunSummary) -> Table | None:
+    failed = [r for r in summary.rows if r.detail and r.status != "ok"]
+    if not failed:
+        return None
+    table = Table(title="why ideas failed", header_style="bold", title_justify="left")
+    table.add_column("idea")
+    table.add_column("reason", overflow="fold")
+    for row in failed:
+        table.add_row(row.id, f"{row.status}: {row.detail}")
+    return table
+
+
+def progress_view(summary: RunSummary, started: float) -> Group:
+    jobs = summary.jobs
+    done = sum(jobs.get(s, 0) for s in ("done", "failed", "timed_out", "cancelled"))
+    best = summary.best
+    line = Text.assemble(
+        (f"{summary.run_id}  ", "bold"),
+        f"ideas implemented {summary.ideas_implemented}/{summary.ideas_total}  |  jobs "
+        f"queued {jobs.get('queued', 0)}, running {jobs.get('running', 0) + jobs.get('leased', 0)}, done {done}  |  ",
+        f"baseline {_fmt(summary.baseline.metric) if summary.baseline else '-'}, "
+        f"best {summary.metric} {_fmt(best.metric) if best else '-'}  |  {time.time() - started:.0f}s",
+    )
+    recent = [r for r in summary.rows if r.status not in ("queued",)][-6:]
+    return Group(line, results_table(summary, recent) if recent else Text(""))
+
+
+def print_summary(console: Console, summary: RunSummary) -> None:
+    console.print(headline(summary))
+    rows = ([summary.baseline] if summary.baseline else []) + summary.rows
+    console.print(results_table(summary, rows))
+    table = failures(summary)
+    if table is not None:
+        console.print(table)

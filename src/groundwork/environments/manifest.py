@@ -1,0 +1,161 @@
+"""The environment manifest (`environment.toml`): what the ideator is told, what may be
+edited, what is locked, how to run and evaluate, and the scale profiles.
+
+Validation errors name the key, the offending value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MANIFEST_NAME = "environment.toml"
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used, with every problem found in it."""
+
+    def __init__(self, path: Path | str, problems: list[str]):
+        self.path = str(path)
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid environment manifest {self.path}:\n{lines}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metric(_Strict):
+    name: str = Field(min_length=1)
+    direction: Literal["minimize", "maximize"]
+    plausible_range: tuple[float, float]
+    result_file: str = "result.json"
+    unit: str = ""
+
+    @field_validator("plausible_range")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < v[1]:
+            raise ValueError(f"low must be below high, got [{v[0]}, {v[1]}]")
+        return v
+
+    def better(self, a: float, b: float) -> bool:
+        """True when metric value `a` is strictly better than `b`."""
+        return a < b if self.direction == "minimize" else a > b
+
+    def plausible(self, value: float) -> bool:
+        return self.plausible_range[0] <= value <= self.plausible_range[1]
+
+
+class Files(_Strict):
+    editable: list[str] = Field(min_length=1)
+    hidden: list[str] = Field(default_factory=list)
+    locked: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "Files":
+        both = sorted(set(self.editable) & (set(self.locked) | set(self.hidden)))
+        if both:
+            raise ValueError(f"files cannot be editable and hidden/locked at once: {both}")
+        for name in [*self.editable, *self.hidden, *self.locked]:
+            if name.startswith("/") or ".." in Path(name).parts:
+                raise ValueError(f"file paths must be relative to the codebase, got {name!r}")
+        return self
+
+
+class RunCommands(_Strict):
+    train: list[str] = Field(min_length=1)
+    evaluate: list[str] = Field(min_length=1)
+    prepare: list[str] = Field(default_factory=list)
+    grace_s: float = Field(default=20.0, ge=0)
+    eval_timeout_s: float = Field(default=300.0, gt=0)
+
+
+class Resources(_Strict):
+    gpus: int = Field(default=0, ge=0)
+    cpus: int = Field(default=1, ge=1)
+
+
+class Profile(_Strict):
+    description: str = ""
+    time_budget_s: float = Field(gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+    resources: Resources | None = None
+    grace_s: float | None = Field(default=None, ge=0)
+    eval_timeout_s: float | None = Field(default=None, gt=0)
+    data_key: str = "default"  # profiles that share data share a prepared data folder
+
+
+class Manifest(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+    goal: str = Field(min_length=1)
+    codebase: str = "baseline"
+    default_profile: str
+    metric: Metric
+    files: Files
+    run: RunCommands
+    resources: Resources = Resources()
+    profiles: dict[str, Profile] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _default_profile_exists(self) -> "Manifest":
+        if self.default_profile not in self.profiles:
+            raise ValueError(
+                f"default_profile = {self.default_profile!r} is not a profile; "
+                f"defined profiles: {sorted(self.profiles)}"
+            )
+        return self
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key (check its spelling against the manifest reference)"
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "{...}"
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{where} = {shown}: {error['msg']}"
+
+
+def parse_manifest(path: Path) -> Manifest:
+    """Read and validate a manifest file; raise ManifestError listing every problem."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ManifestError(path, [f"file not found: {path}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(path, [f"not valid TOML: {exc}"]) from None
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise ManifestError(path, [_describe(e) for e in exc.errors()]) from None
+    problems = _check_files(manifest, path.parent)
+    if problems:
+        raise ManifestError(path, problems)
+    return manifest
+
+
+def _check_files(manifest: Manifest, root: Path) -> list[str]:
+    codebase = root / manifest.codebase
+    if not codebase.is_dir():
+        return [f"codebase = {manifest.codebase!r}: folder {codebase} does not exist"]
+    problems = []
+    for group in ("editable", "hidden", "locked"):
+        for name in getattr(manifest.files, group):
+            if not (codebase / name).is_file():
+                problems.append(f"files.{group}: {name!r} does not exist in {codebase}")
+    return problems

@@ -1,0 +1,137 @@
+"""Finding environments (built-in ones by name, or any folder with a manifest) and the
+operations on them that do not depend on a run: profiles, visible files, data preparation.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from groundwork.environments.manifest import MANIFEST_NAME, Manifest, ManifestError, Profile, Resources, parse_manifest
+
+BUILTIN_ROOT = Path(__file__).parent / "builtin"
+
+
+def cache_root() -> Path:
+    """Where prepared data lives; shared by all runs of a user."""
+    override = os.environ.get("GROUNDWORK_CACHE")
+    if override:
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "groundwork"
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.parent.name for p in BUILTIN_ROOT.glob(f"*/{MANIFEST_NAME}"))
+
+
+@dataclass(frozen=True)
+class ResolvedProfile:
+    """A profile with the environment-wide defaults filled in."""
+
+    name: str
+    description: str
+    time_budget_s: float
+    grace_s: float
+    eval_timeout_s: float
+    env: dict[str, str]
+    resources: Resources
+    data_key: str
+
+
+@dataclass(frozen=True)
+class Environment:
+    manifest: Manifest
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def codebase_dir(self) -> Path:
+        return self.root / self.manifest.codebase
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.toml"
+
+    def profile(self, name: str | None = None) -> ResolvedProfile:
+        name = name or self.manifest.default_profile
+        try:
+            p: Profile = self.manifest.profiles[name]
+        except KeyError:
+            raise ValueError(
+                f"environment {self.name!r} has no profile {name!r}; "
+                f"choose one of: {', '.join(sorted(self.manifest.profiles))}"
+            ) from None
+        run = self.manifest.run
+        return ResolvedProfile(
+            name=name,
+            description=p.description,
+            time_budget_s=p.time_budget_s,
+            grace_s=run.grace_s if p.grace_s is None else p.grace_s,
+            eval_timeout_s=run.eval_timeout_s if p.eval_timeout_s is None else p.eval_timeout_s,
+            env=dict(p.env),
+            resources=p.resources or self.manifest.resources,
+            data_key=p.data_key,
+        )
+
+    def data_dir(self, profile: ResolvedProfile) -> Path:
+        return cache_root() / "data" / self.name / profile.data_key
+
+    def visible_files(self) -> list[str]:
+        """Codebase files an ideator or implementer may read (hidden ones left out)."""
+        hidden = set(self.manifest.files.hidden)
+        files = []
+        for path in sorted(self.codebase_dir.rglob("*")):
+            rel = path.relative_to(self.codebase_dir).as_posix()
+            if path.is_file() and rel not in hidden and "__pycache__" not in path.parts:
+                files.append(rel)
+        return files
+
+    def prepare_command(self, profile: ResolvedProfile, python: str = sys.executable) -> list[str]:
+        data_dir = str(self.data_dir(profile))
+        return [a.replace("{python}", python).replace("{data_dir}", data_dir) for a in self.manifest.run.prepare]
+
+    def prepare(self, profile: ResolvedProfile, python: str = sys.executable, quiet: bool = False) -> Path:
+        """Run the environment's locked data preparation (idempotent); return the data folder."""
+        data_dir = self.data_dir(profile)
+        command = self.prepare_command(profile, python)
+        if not command:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            return data_dir
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(
+            command, cwd=self.codebase_dir, text=True,
+            stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None,
+        )
+        if proc.returncode != 0:
+            output = (proc.stdout or "").strip()
+            raise RuntimeError(
+                f"data preparation for {self.name!r} failed (exit {proc.returncode}): {' '.join(command)}"
+                + (f"\n{output}" if output else "")
+            )
+        return data_dir
+
+
+def load_environment(name_or_path: str | Path) -> Environment:
+    """A built-in environment by name, or a folder (or manifest file) by path."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.is_file() and candidate.name == MANIFEST_NAME:
+        candidate = candidate.parent
+    if candidate.is_dir() and (candidate / MANIFEST_NAME).is_file():
+        root = candidate.resolve()
+    elif (BUILTIN_ROOT / str(name_or_path) / MANIFEST_NAME).is_file():
+        root = BUILTIN_ROOT / str(name_or_path)
+    elif candidate.is_dir():
+        raise ManifestError(candidate / MANIFEST_NAME, [f"folder {candidate} has no {MANIFEST_NAME}"])
+    else:
+        raise ValueError(
+            f"unknown environment {str(name_or_path)!r}: not a built-in "
+            f"({', '.join(builtin_names()) or 'none'}) and not a folder containing {MANIFEST_NAME}"
+        )
+    return Environment(manifest=parse_manifest(root / MANIFEST_NAME), root=root)

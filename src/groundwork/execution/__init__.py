@@ -1,0 +1,1 @@
+"""Running jobs: the job runner, backends and the scheduler."""

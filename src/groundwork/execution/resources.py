@@ -1,0 +1,46 @@
+"""Deciding slots: how many jobs run at once, with how many CPU threads and which GPUs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    slots: int
+    threads: int                 # CPU threads per job
+    gpus: dict[int, list[int]]   # slot -> GPU ids (empty lists for CPU jobs)
+
+
+def detect_gpus() -> list[int]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [int(x) for x in visible.split(",") if x.strip().isdigit()]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return list(range(sum(1 for line in out.splitlines() if line.startswith("GPU "))))
+
+
+def plan_slots(requested: int, gpus_per_job: int, cpu_count: int | None = None, gpus: list[int] | None = None) -> SlotPlan:
+    cpu_count = cpu_count or os.cpu_count() or 1
+    if gpus_per_job == 0:
+        return SlotPlan(requested, max(1, cpu_count // requested), {s: [] for s in range(requested)})
+    gpus = detect_gpus() if gpus is None else gpus
+    fit = len(gpus) // gpus_per_job
+    if fit == 0:
+        raise RuntimeError(
+            f"this profile needs {gpus_per_job} GPU(s) per job but {len(gpus)} are visible here; "
+            "use a CPU profile (e.g. --profile tiny) or run on a machine with GPUs"
+        )
+    slots = min(requested, fit)
+    return SlotPlan(
+        slots, max(1, cpu_count // slots),
+        {s: gpus[s * gpus_per_job:(s + 1) * gpus_per_job] for s in range(slots)},
+    )

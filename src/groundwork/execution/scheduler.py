@@ -1,0 +1,99 @@
+"""The scheduler: moves jobs from the queue onto a backend's slots and records what comes
+back. Each state change is committed before it is acted on: a job is marked leased
+before its process starts, and its result is stored in the same transaction that ends it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from groundwork.protocols import Backend, JobSpec, LostJob
+from groundwork.records import FailureCategory, Job, JobOutcome, JobState, Result, now
+from groundwork.store import RunStore
+
+SpecFactory = Callable[[Job], JobSpec]
+
+
+def result_from_outcome(job: Job, outcome: JobOutcome) -> Result:
+    return Result(
+        idea_id=job.idea_id, job_id=job.id, metric=outcome.metric if outcome.failure is None else None,
+        metrics=outcome.metrics, curve=outcome.curve, failure=outcome.failure, detail=outcome.detail,
+        flags=outcome.flags, seconds=round(outcome.ended_at - outcome.started_at, 3),
+    )
+
+
+class Scheduler:
+    def __init__(
+        self, store: RunStore, backend: Backend, make_spec: SpecFactory, *,
+        max_attempts: int = 3, poll_interval_s: float = 0.2, on_tick: Callable[[], None] | None = None,
+    ):
+        self.store = store
+        self.backend = backend
+        self.make_spec = make_spec
+        self.max_attempts = max_attempts
+        self.poll_interval_s = poll_interval_s
+        self.on_tick = on_tick or (lambda: None)
+        self._busy_slots: dict[str, int] = {}  # job id -> slot
+
+    def recover(self) -> None:
+        """After a restart: adopt jobs still running (or already finished) on the backend,
+        and send back to the queue those whose worker is gone without a report."""
+        for job in self.store.jobs({JobState.LEASED, JobState.RUNNING}):
+            if job.job_dir and job.slot is not None and self.backend.reattach(self.make_spec(job)):
+                self._busy_slots[job.id] = job.slot
+            else:
+                self._lost(job, "its worker was gone when the controller restarted")
+
+    def drain(self) -> None:
+        """Run until no job is queued or running."""
+        while True:
+            self._dispatch()
+            for report in self.backend.poll():
+                self._record(report)
+            self.on_tick()
+            if not self._busy_slots and not self.store.jobs({JobState.QUEUED}):
+                return
+            time.sleep(self.poll_interval_s)
+
+    def cancel_running(self, reason: str) -> None:
+        """Stop every running job and put it back in the queue (e.g. on Ctrl+C)."""
+        for job_id in list(self._busy_slots):
+            self.backend.cancel(job_id)
+            self._busy_slots.pop(job_id)
+            self.store.requeue_job(job_id, reason)
+
+    def _free_slots(self) -> list[int]:
+        busy = set(self._busy_slots.values())
+        return [s for s in range(self.backend.slots) if s not in busy]
+
+    def _dispatch(self) -> None:
+        queued = self.store.jobs({JobState.QUEUED})
+        for job, slot in zip(queued, self._free_slots()):
+            job = self.store.transition_job(
+                job.id, JobState.LEASED, f"slot {slot}", slot=slot, job_dir=f"jobs/{job.id}/attempt-{job.attempt}",
+            )
+            self._busy_slots[job.id] = slot
+            worker = self.backend.start(self.make_spec(job))
+            self.store.transition_job(job.id, JobState.RUNNING, worker, worker=worker, started_at=now())
+
+    def _record(self, report: JobOutcome | LostJob) -> None:
+        self._busy_slots.pop(report.job_id, None)
+        job = self.store.job(report.job_id)
+        if job.attempt != report.attempt or job.state not in (JobState.LEASED, JobState.RUNNING):
+            return  # a stale report of an attempt that was already settled
+        if isinstance(report, LostJob):
+            self._lost(job, report.reason)
+        else:
+            self.store.finish_job(report, result_from_outcome(job, report))
+
+    def _lost(self, job: Job, reason: str) -> None:
+        if job.attempt < self.max_attempts:
+            self.store.requeue_job(job.id, f"attempt {job.attempt} lost: {reason}")
+            return
+        t = now()
+        outcome = JobOutcome(
+            job_id=job.id, attempt=job.attempt, failure=FailureCategory.CRASHED,
+            detail=f"worker lost on all {job.attempt} attempts; last: {reason}", started_at=job.started_at or t, ended_at=t,
+        )
+        self.store.finish_job(outcome, result_from_outcome(job, outcome))

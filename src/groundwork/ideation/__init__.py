@@ -1,0 +1,1 @@
+"""Ideators: who proposes research ideas (the offline catalog now; language models next)."""

@@ -1,0 +1,1 @@
+"""Turning ideas into patches: diff generation, safe application, implementers."""

@@ -1,0 +1,217 @@
+"""The research loop: propose, implement, execute, learn; epoch after epoch.
+
+Every step reads what to do from the run store and writes what it did before moving on,
+so `run` and `resume` are the same code: resuming a run killed at any point re-enters
+the loop, adopts jobs still running, and skips whatever is already recorded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from groundwork.config import RunConfig
+from groundwork.environments import Environment
+from groundwork.environments.registry import ResolvedProfile
+from groundwork.execution.local import LocalBackend
+from groundwork.execution.resources import SlotPlan, plan_slots
+from groundwork.execution.scheduler import Scheduler
+from groundwork.ideation.catalog import CatalogIdeator
+from groundwork.implementation.catalog_implementer import CatalogImplementer
+from groundwork.implementation.patching import PatchPolicy
+from groundwork.protocols import (
+    Backend, IdeaDraft, Ideator, Implementer, JobSpec, PatchAttempt, Scored, SearchHistory, SearchStrategy,
+)
+from groundwork.records import (
+    FailureCategory, Idea, IdeaState, Job, Patch, PatchStatus, PromptKind, Result,
+)
+from groundwork.runs import run_config, run_environment
+from groundwork.search.evolution import EvolutionStrategy
+from groundwork.store import ArtifactStore, RunStore
+
+BASELINE_ID = "baseline"
+
+
+class RunBusy(RuntimeError):
+    pass
+
+
+@contextmanager
+def controller_lock(run_dir: Path) -> Iterator[None]:
+    """One controller per run: a second `run`/`resume` of a live run is refused."""
+    path = run_dir / "controller.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise RunBusy(f"run {run_dir} is already being driven by {holder}; wait for it or stop it first") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        fh.flush()
+        yield
+
+
+@dataclass
+class Components:
+    ideator: Ideator
+    implementer: Implementer
+    strategy: SearchStrategy
+    backend: Backend
+    slot_plan: SlotPlan
+
+
+def build_components(env: Environment, profile: ResolvedProfile, config: RunConfig) -> Components:
+    policy = PatchPolicy(protected=frozenset(env.manifest.files.locked) | frozenset(env.manifest.files.hidden))
+    plan = plan_slots(config.slots, profile.resources.gpus)
+    return Components(
+        ideator=CatalogIdeator.from_file(env.catalog_path, seed=config.seed),
+        implementer=CatalogImplementer(policy),
+        strategy=EvolutionStrategy(config.epochs, config.ideas_per_epoch, seed=config.seed),
+        backend=LocalBackend(plan.slots),
+        slot_plan=plan,
+    )
+
+
+class ResearchLoop:
+    def __init__(self, store: RunStore, components: Components | None = None, on_change: Callable[[], None] | None = None):
+        self.store = store
+        self.config = run_config(store)
+        self.env = run_environment(store)
+        self.profile = self.env.profile(self.config.profile)
+        self.parts = components or build_components(self.env, self.profile, self.config)
+        self.artifacts = ArtifactStore(store.run_dir)
+        self.on_change = on_change or (lambda: None)
+        self.info = store.run_info()["info"]
+        self.data_dir: Path | None = None
+
+    # ---- the loop -----------------------------------------------------------------
+
+    def run(self) -> None:
+        with controller_lock(self.store.run_dir):
+            self._run()
+
+    def _run(self) -> None:
+        self.store.set_run_status("running", f"controller pid {os.getpid()} on {socket.gethostname()}")
+        self.data_dir = self.env.prepare(self.profile, quiet=True)
+        scheduler = Scheduler(
+            self.store, self.parts.backend, self._spec, max_attempts=self.config.max_attempts, on_tick=self.on_change,
+        )
+        try:
+            scheduler.recover()
+            self._ensure_baseline()
+            scheduler.drain()
+            for epoch in range(1, self.parts.strategy.epochs + 1):
+                if not self.store.epoch_proposed(epoch):
+                    self._propose(epoch)
+                self._implement_pending()
+                scheduler.drain()
+        except KeyboardInterrupt:
+            scheduler.cancel_running("interrupted by the user")
+            self.store.set_run_status("interrupted", "Ctrl+C")
+            raise
+        except BaseException as exc:
+            self.store.set_run_status("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.parts.backend.shutdown()
+        self.store.set_run_status("finished")
+        self.on_change()
+
+    def history(self) -> SearchHistory:
+        results = self.store.results()
+        ideas = self.store.ideas()
+        scored = [Scored(i, results[i.id]) for i in ideas if i.id in results and i.id != BASELINE_ID]
+        return SearchHistory(
+            metric=self.env.manifest.metric, baseline=results.get(BASELINE_ID), scored=scored,
+            proposed=[i for i in ideas if i.id != BASELINE_ID],
+        )
+
+    # ---- stages -------------------------------------------------------------------
+
+    def _ensure_baseline(self) -> None:
+        if not self.store.epoch_proposed(0):
+            self.store.add_epoch(0, [Idea(
+                id=BASELINE_ID, epoch=0, index=0, title="Baseline (unmodified codebase)",
+                text="The environment's baseline, run as it is: the reference every idea is measured against.",
+                category="baseline", prompt_kind=PromptKind.BASELINE, origin="environment",
+            )])
+        self._implement_pending()
+
+    def _propose(self, epoch: int) -> None:
+        history = self.history()
+        drafts: list[tuple[PromptKind, IdeaDraft]] = []
+        for request in self.parts.strategy.plan_epoch(epoch, history):
+            drafts += [(request.kind, d) for d in self.parts.ideator.propose(request, history)]
+        ideas = [
+            Idea(
+                id=f"e{epoch}-{index:02d}", epoch=epoch, index=index, title=d.title, text=d.text,
+                category=d.category, prompt_kind=kind, origin=self.parts.ideator.label, parents=d.parents,
+                thinking=d.thinking, payload=d.payload,
+            )
+            for index, (kind, d) in enumerate(drafts, start=1)
+        ]
+        self.store.add_epoch(epoch, ideas)
+        self.on_change()
+
+    def _implement_pending(self) -> None:
+        for idea in self.store.ideas(state=IdeaState.PROPOSED):
+            if idea.id == BASELINE_ID:
+                attempts = [PatchAttempt(diff="", applied=True, codebase_hash=self.info["baseline_hash"])]
+                implementer = "none (baseline)"
+            else:
+                attempts = self.parts.implementer.implement(idea, self.env.codebase_dir)
+                implementer = self.parts.implementer.label
+            self._record_attempts(idea, attempts, implementer)
+            self.on_change()
+
+    def _record_attempts(self, idea: Idea, attempts: list[PatchAttempt], implementer: str) -> None:
+        done = len(self.store.patches(idea.id))
+        patches = []
+        for n, attempt in enumerate(attempts, start=done + 1):
+            rel = f"patches/{idea.id}.attempt-{n}.diff"
+            sha = self.artifacts.put_text(rel, attempt.diff)
+            patches.append(Patch(
+                id=f"{idea.id}.p{n}", idea_id=idea.id, attempt=n, implementer=implementer,
+                status=PatchStatus.APPLIED if attempt.applied else PatchStatus.FAILED, diff_path=rel,
+                diff_sha256=sha, error=attempt.error, files=attempt.files, codebase_hash=attempt.codebase_hash,
+            ))
+        applied = [p for p in patches if p.status == PatchStatus.APPLIED]
+        if applied:
+            resources = self.profile.resources.model_dump()
+            job = Job(id=f"job-{idea.id}", idea_id=idea.id, patch_id=applied[0].id,
+                      backend=self.parts.backend.name, resources=resources)
+            self.store.record_implementation(idea.id, patches, job, None)
+        else:
+            reason = patches[-1].error if patches else "the implementer produced no patch"
+            failure = Result(idea_id=idea.id, failure=FailureCategory.PATCH_FAILED, detail=reason)
+            self.store.record_implementation(idea.id, patches, None, failure)
+
+    def _spec(self, job: Job) -> JobSpec:
+        patch = next(p for p in self.store.patches(job.idea_id) if p.id == job.patch_id)
+        manifest = self.env.manifest
+        run_dir = self.store.run_dir.resolve()
+        plan = self.parts.slot_plan
+        assert job.slot is not None and self.data_dir is not None
+        return JobSpec(
+            job_id=job.id, attempt=job.attempt, job_dir=str(run_dir / job.job_dir),
+            baseline_dir=str(self.env.codebase_dir.resolve()),
+            diff_path=str(run_dir / patch.diff_path) if self.artifacts.get_text(patch.diff_path) else "",
+            codebase_hash=patch.codebase_hash, locked_hashes=self.info["locked_hashes"],
+            train_command=manifest.run.train, eval_command=manifest.run.evaluate,
+            time_budget_s=self.config.time_budget_s or self.profile.time_budget_s,
+            grace_s=self.profile.grace_s, eval_timeout_s=self.profile.eval_timeout_s,
+            env={**self.profile.env, "GROUNDWORK_DATA_DIR": str(self.data_dir.resolve()),
+                 "GROUNDWORK_SEED": str(self.config.seed)},
+            metric_name=manifest.metric.name, result_file=manifest.metric.result_file,
+            plausible_range=manifest.metric.plausible_range, slot=job.slot, threads=plan.threads,
+            gpu_ids=plan.gpus.get(job.slot, []),
+        )
+

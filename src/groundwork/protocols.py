@@ -1,0 +1,160 @@
+"""The seams of the loop. Each stage is a Protocol; swapping a strategy, an ideator, an
+implementer or a backend is one new class that satisfies it. Only plain data crosses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from groundwork.environments.manifest import Metric
+from groundwork.records import Idea, JobOutcome, PromptKind, Result
+
+
+@dataclass(frozen=True)
+class Scored:
+    """An idea with its result, as the search sees it."""
+
+    idea: Idea
+    result: Result
+
+
+@dataclass(frozen=True)
+class SearchHistory:
+    """Everything measured so far in a run, in the order it was proposed."""
+
+    metric: Metric
+    baseline: Result | None
+    scored: list[Scored]                                     # ideas with a result
+    proposed: list[Idea] = field(default_factory=list)       # every idea of the run so far
+
+    def valid(self) -> list[Scored]:
+        return [s for s in self.scored if s.result.valid]
+
+    def ranked(self) -> list[Scored]:
+        """Valid results, best first, respecting the metric's direction."""
+        sign = 1.0 if self.metric.direction == "minimize" else -1.0
+        return sorted(self.valid(), key=lambda s: sign * float(s.result.metric))  # type: ignore[arg-type]
+
+    def beating_baseline(self) -> list[Scored]:
+        if self.baseline is None or not self.baseline.valid:
+            return []
+        base = float(self.baseline.metric)  # type: ignore[arg-type]
+        return [s for s in self.ranked() if self.metric.better(float(s.result.metric), base)]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class IdeationRequest:
+    """One prompt's worth of work for an ideator, decided by the search strategy."""
+
+    kind: PromptKind
+    count: int
+    epoch: int
+    parents: list[Scored] = field(default_factory=list)  # exploit: ideas to refine or combine
+    tried: list[Scored] = field(default_factory=list)    # explore: what was tried, failures included
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class IdeaDraft:
+    """An idea as an ideator writes it, before the run store gives it an id."""
+
+    title: str
+    text: str
+    category: str = "other"
+    parents: list[str] = field(default_factory=list)
+    thinking: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PatchAttempt:
+    """One try of an implementer at turning an idea into a diff."""
+
+    diff: str
+    applied: bool
+    error: str = ""
+    files: list[str] = field(default_factory=list)
+    codebase_hash: str = ""
+
+
+@runtime_checkable
+class Ideator(Protocol):
+    label: str  # shown wherever its ideas are, e.g. "catalog (no LLM)"
+
+    def propose(self, request: IdeationRequest, history: SearchHistory) -> list[IdeaDraft]: ...
+
+
+@runtime_checkable
+class Implementer(Protocol):
+    label: str
+
+    def implement(self, idea: Idea, codebase: Path) -> list[PatchAttempt]:
+        """Attempts in order; the last one applied, or none did."""
+        ...
+
+
+@runtime_checkable
+class SearchStrategy(Protocol):
+    name: str
+    epochs: int
+
+    def plan_epoch(self, epoch: int, history: SearchHistory) -> list[IdeationRequest]: ...
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a worker needs to run one job, serialisable to JSON."""
+
+    job_id: str
+    attempt: int
+    job_dir: str              # absolute; the runner writes only below it
+    baseline_dir: str         # pristine codebase snapshot of the run
+    diff_path: str            # absolute path of the unified diff ("" for the baseline)
+    codebase_hash: str        # expected hash of the patched codebase
+    locked_hashes: dict[str, str]
+    train_command: list[str]
+    eval_command: list[str]
+    time_budget_s: float
+    grace_s: float
+    eval_timeout_s: float
+    env: dict[str, str]
+    metric_name: str
+    result_file: str
+    plausible_range: tuple[float, float]
+    slot: int
+    threads: int
+    gpu_ids: list[int]
+
+
+@dataclass(frozen=True)
+class LostJob:
+    """A job whose worker disappeared without reporting (killed, node lost)."""
+
+    job_id: str
+    attempt: int
+    reason: str
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    slots: int
+
+    def start(self, spec: JobSpec) -> str:
+        """Start a job; return a worker description (e.g. pid and host)."""
+        ...
+
+    def poll(self) -> list[JobOutcome | LostJob]:
+        """Outcomes of jobs that ended since the last poll (lost workers included)."""
+        ...
+
+    def reattach(self, spec: JobSpec) -> bool:
+        """After a controller restart: adopt a job that may still be running.
+        False when its worker is gone and it never reported (the job must be re-queued)."""
+        ...
+
+    def cancel(self, job_id: str) -> None: ...
+
+    def shutdown(self) -> None: ...

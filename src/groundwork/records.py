@@ -1,0 +1,149 @@
+"""Typed records that flow between the stages of a run and live in the run store.
+
+Idea -> Patch -> Job -> Result: every arrow of the loop is one of these, written to the
+store before the next stage acts on it, so a killed run can always be resumed.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class StrEnum(str, Enum):
+    def __str__(self) -> str:  # print the value, not "Class.member"
+        return self.value
+
+
+class PromptKind(StrEnum):
+    BASELINE = "baseline"  # the unmodified codebase, run once per run
+    SIMPLE = "simple"      # ideas from the codebase and goal alone
+    EXPLORE = "explore"    # new directions, shown what was tried
+    EXPLOIT = "exploit"    # refine or combine ideas that beat the baseline
+
+
+class IdeaState(StrEnum):
+    PROPOSED = "proposed"
+    IMPLEMENTED = "implemented"
+    PATCH_FAILED = "patch_failed"
+
+
+class PatchStatus(StrEnum):
+    APPLIED = "applied"
+    FAILED = "failed"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    LEASED = "leased"        # a slot is reserved; the process is being started
+    RUNNING = "running"
+    DONE = "done"            # ran and produced a valid metric
+    FAILED = "failed"        # crashed, no metric, tampered, implausible
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_JOB_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED})
+
+
+class FailureCategory(StrEnum):
+    PATCH_FAILED = "patch_failed"              # the diff did not apply or broke a rule
+    CRASHED = "crashed"                        # training or evaluation exited non-zero
+    TIMED_OUT = "timed_out"                    # killed at budget + grace
+    NO_METRIC = "no_metric"                    # exited cleanly but wrote no usable metric
+    EVAL_TAMPERED = "eval_tampered"            # a locked file changed while the job ran
+    METRIC_IMPLAUSIBLE = "metric_implausible"  # outside the environment's plausible range
+
+
+def now() -> float:
+    return time.time()
+
+
+class Idea(BaseModel):
+    id: str
+    epoch: int
+    index: int
+    title: str
+    text: str
+    category: str = "other"
+    prompt_kind: PromptKind
+    origin: str                       # who wrote it, e.g. "catalog (no LLM)"
+    parents: list[str] = Field(default_factory=list)
+    thinking: str = ""
+    payload: dict[str, Any] = Field(default_factory=dict)  # ideator-specific data (catalog edits)
+    state: IdeaState = IdeaState.PROPOSED
+    created_at: float = Field(default_factory=now)
+
+
+class Patch(BaseModel):
+    id: str
+    idea_id: str
+    attempt: int
+    implementer: str
+    status: PatchStatus
+    diff_path: str                    # artifact path relative to the run folder
+    diff_sha256: str
+    error: str = ""
+    files: list[str] = Field(default_factory=list)
+    codebase_hash: str = ""           # hash of the patched codebase when it applied
+    created_at: float = Field(default_factory=now)
+
+
+class Job(BaseModel):
+    id: str
+    idea_id: str
+    patch_id: str
+    backend: str
+    state: JobState = JobState.QUEUED
+    attempt: int = 1
+    resources: dict[str, Any] = Field(default_factory=dict)
+    slot: int | None = None
+    worker: str = ""                  # e.g. "pid 1234 on host"
+    job_dir: str = ""                 # relative to the run folder
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    created_at: float = Field(default_factory=now)
+
+
+class Result(BaseModel):
+    idea_id: str
+    job_id: str | None = None
+    metric: float | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    curve: list[dict[str, Any]] = Field(default_factory=list)
+    failure: FailureCategory | None = None
+    detail: str = ""
+    flags: dict[str, Any] = Field(default_factory=dict)
+    seconds: float | None = None
+    created_at: float = Field(default_factory=now)
+
+    @property
+    def valid(self) -> bool:
+        return self.failure is None and self.metric is not None
+
+
+class JobOutcome(BaseModel):
+    """What a worker reports when a job ends (written by the job runner as JSON)."""
+
+    job_id: str
+    attempt: int
+    failure: FailureCategory | None = None
+    metric: float | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    curve: list[dict[str, Any]] = Field(default_factory=list)
+    detail: str = ""
+    flags: dict[str, Any] = Field(default_factory=dict)
+    exit_code: int | None = None
+    started_at: float
+    ended_at: float
+
+    def job_state(self) -> JobState:
+        if self.failure is None:
+            return JobState.DONE
+        if self.failure == FailureCategory.TIMED_OUT:
+            return JobState.TIMED_OUT
+        return JobState.FAILED

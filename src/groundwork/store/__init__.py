@@ -1,0 +1,6 @@
+"""The run store: one SQLite file per run plus an artifact folder."""
+
+from groundwork.store.artifacts import ArtifactStore
+from groundwork.store.sqlite_store import InvalidTransition, RunStore, StoreError
+
+__all__ = ["ArtifactStore", "InvalidTransition", "RunStore", "StoreError"]

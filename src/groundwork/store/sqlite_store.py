@@ -1,0 +1,293 @@
+"""SQLite run store (WAL mode). Every state change is committed before it is acted on,
+and each stage's records are written in one transaction, so a run killed at any point
+(kill -9 included) resumes with nothing lost and nothing run twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from groundwork.records import (
+    TERMINAL_JOB_STATES,
+    Idea,
+    IdeaState,
+    Job,
+    JobOutcome,
+    JobState,
+    Patch,
+    Result,
+    now,
+)
+
+DB_NAME = "store.sqlite"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS run (
+    id TEXT PRIMARY KEY, created_at REAL, status TEXT, config TEXT, info TEXT, schema_version INTEGER
+);
+CREATE TABLE IF NOT EXISTS epochs (epoch INTEGER PRIMARY KEY, proposed_at REAL);
+CREATE TABLE IF NOT EXISTS ideas (
+    id TEXT PRIMARY KEY, epoch INTEGER, idx INTEGER, state TEXT, data TEXT
+);
+CREATE TABLE IF NOT EXISTS patches (
+    id TEXT PRIMARY KEY, idea_id TEXT REFERENCES ideas(id), attempt INTEGER, status TEXT, data TEXT,
+    UNIQUE (idea_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, idea_id TEXT UNIQUE REFERENCES ideas(id), state TEXT, data TEXT
+);
+CREATE TABLE IF NOT EXISTS results (
+    idea_id TEXT PRIMARY KEY REFERENCES ideas(id), job_id TEXT, failure TEXT, metric REAL, data TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, entity TEXT, entity_id TEXT,
+    from_state TEXT, to_state TEXT, detail TEXT
+);
+"""
+
+IDEA_TRANSITIONS = {
+    IdeaState.PROPOSED: {IdeaState.IMPLEMENTED, IdeaState.PATCH_FAILED},
+}
+
+JOB_TRANSITIONS = {
+    JobState.QUEUED: {JobState.LEASED, JobState.CANCELLED},
+    # A job leased by a controller that died before marking it running may already have
+    # finished: it can go straight to a terminal state, or back to the queue.
+    JobState.LEASED: {JobState.RUNNING, JobState.QUEUED, *TERMINAL_JOB_STATES},
+    JobState.RUNNING: {JobState.QUEUED, *TERMINAL_JOB_STATES},
+}
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class InvalidTransition(StoreError):
+    def __init__(self, entity: str, entity_id: str, current: str, target: str):
+        super().__init__(f"{entity} {entity_id}: cannot go from {current!r} to {target!r}")
+
+
+class RunStore:
+    def __init__(self, run_dir: Path | str):
+        self.run_dir = Path(run_dir)
+        db = self.run_dir / DB_NAME
+        if not db.is_file():
+            raise StoreError(f"no run store at {db}: is {self.run_dir} a run folder?")
+        self._conn = self._connect(db)
+
+    @staticmethod
+    def _connect(db: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(db, isolation_level=None, timeout=30.0)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @classmethod
+    def create(cls, run_dir: Path | str, run_id: str, config: dict[str, Any], info: dict[str, Any]) -> "RunStore":
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if (run_dir / DB_NAME).exists():
+            raise StoreError(f"{run_dir} already holds a run store")
+        conn = cls._connect(run_dir / DB_NAME)
+        conn.executescript(SCHEMA)
+        conn.execute(
+            "INSERT INTO run VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, now(), "created", json.dumps(config), json.dumps(info), SCHEMA_VERSION),
+        )
+        conn.close()
+        return cls(run_dir)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
+
+    def _event(self, c: sqlite3.Connection, entity: str, entity_id: str, frm: str | None, to: str, detail: str = "") -> None:
+        c.execute(
+            "INSERT INTO events (ts, entity, entity_id, from_state, to_state, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            (now(), entity, entity_id, frm, to, detail),
+        )
+
+    # ---- run ----------------------------------------------------------------------
+
+    def run_info(self) -> dict[str, Any]:
+        row = self._conn.execute("SELECT * FROM run").fetchone()
+        return {
+            "id": row["id"], "created_at": row["created_at"], "status": row["status"],
+            "config": json.loads(row["config"]), "info": json.loads(row["info"]),
+        }
+
+    def set_run_status(self, status: str, detail: str = "") -> None:
+        with self.transaction() as c:
+            old = c.execute("SELECT id, status FROM run").fetchone()
+            c.execute("UPDATE run SET status = ?", (status,))
+            self._event(c, "run", old["id"], old["status"], status, detail)
+
+    def update_run_info(self, **values: Any) -> None:
+        with self.transaction() as c:
+            info = json.loads(c.execute("SELECT info FROM run").fetchone()["info"])
+            info.update(values)
+            c.execute("UPDATE run SET info = ?", (json.dumps(info),))
+
+    # ---- ideas --------------------------------------------------------------------
+
+    def epoch_proposed(self, epoch: int) -> bool:
+        return self._conn.execute("SELECT 1 FROM epochs WHERE epoch = ?", (epoch,)).fetchone() is not None
+
+    def add_epoch(self, epoch: int, ideas: list[Idea]) -> None:
+        """Store an epoch's ideas all at once: an epoch is proposed entirely or not at all."""
+        with self.transaction() as c:
+            if c.execute("SELECT 1 FROM epochs WHERE epoch = ?", (epoch,)).fetchone():
+                raise StoreError(f"epoch {epoch} was already proposed")
+            c.execute("INSERT INTO epochs VALUES (?, ?)", (epoch, now()))
+            for idea in ideas:
+                c.execute(
+                    "INSERT INTO ideas VALUES (?, ?, ?, ?, ?)",
+                    (idea.id, idea.epoch, idea.index, idea.state.value, idea.model_dump_json()),
+                )
+                self._event(c, "idea", idea.id, None, idea.state.value, idea.title)
+
+    def ideas(self, epoch: int | None = None, state: IdeaState | None = None) -> list[Idea]:
+        sql, args = "SELECT data FROM ideas WHERE 1=1", []
+        if epoch is not None:
+            sql += " AND epoch = ?"
+            args.append(epoch)
+        if state is not None:
+            sql += " AND state = ?"
+            args.append(state.value)
+        rows = self._conn.execute(sql + " ORDER BY epoch, idx", args).fetchall()
+        return [Idea.model_validate_json(r["data"]) for r in rows]
+
+    def idea(self, idea_id: str) -> Idea:
+        row = self._conn.execute("SELECT data FROM ideas WHERE id = ?", (idea_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no idea {idea_id!r} in this run")
+        return Idea.model_validate_json(row["data"])
+
+    def _set_idea_state(self, c: sqlite3.Connection, idea_id: str, target: IdeaState) -> None:
+        row = c.execute("SELECT state, data FROM ideas WHERE id = ?", (idea_id,)).fetchone()
+        current = IdeaState(row["state"])
+        if target not in IDEA_TRANSITIONS.get(current, set()):
+            raise InvalidTransition("idea", idea_id, current.value, target.value)
+        idea = Idea.model_validate_json(row["data"]).model_copy(update={"state": target})
+        c.execute("UPDATE ideas SET state = ?, data = ? WHERE id = ?", (target.value, idea.model_dump_json(), idea_id))
+        self._event(c, "idea", idea_id, current.value, target.value)
+
+    # ---- patches ------------------------------------------------------------------
+
+    def patches(self, idea_id: str | None = None) -> list[Patch]:
+        if idea_id is None:
+            rows = self._conn.execute("SELECT data FROM patches ORDER BY idea_id, attempt").fetchall()
+        else:
+            rows = self._conn.execute(
+                "SELECT data FROM patches WHERE idea_id = ? ORDER BY attempt", (idea_id,)
+            ).fetchall()
+        return [Patch.model_validate_json(r["data"]) for r in rows]
+
+    def record_implementation(self, idea_id: str, attempts: list[Patch], job: Job | None, failure: Result | None) -> None:
+        """Store an idea's patch attempts and what follows from them, atomically: a queued
+        job when a patch applied, or the idea's final (failed) result when none did."""
+        if (job is None) == (failure is None):
+            raise StoreError("an implementation ends in exactly one of: a queued job, a failure result")
+        with self.transaction() as c:
+            for patch in attempts:
+                c.execute(
+                    "INSERT INTO patches VALUES (?, ?, ?, ?, ?)",
+                    (patch.id, idea_id, patch.attempt, patch.status.value, patch.model_dump_json()),
+                )
+            if job is not None:
+                self._set_idea_state(c, idea_id, IdeaState.IMPLEMENTED)
+                c.execute("INSERT INTO jobs VALUES (?, ?, ?, ?)", (job.id, idea_id, job.state.value, job.model_dump_json()))
+                self._event(c, "job", job.id, None, job.state.value)
+            else:
+                assert failure is not None
+                self._set_idea_state(c, idea_id, IdeaState.PATCH_FAILED)
+                self._insert_result(c, failure)
+
+    # ---- jobs ---------------------------------------------------------------------
+
+    def jobs(self, states: set[JobState] | None = None) -> list[Job]:
+        rows = self._conn.execute("SELECT state, data FROM jobs ORDER BY rowid").fetchall()
+        jobs = [Job.model_validate_json(r["data"]) for r in rows]
+        return [j for j in jobs if states is None or j.state in states]
+
+    def job(self, job_id: str) -> Job:
+        row = self._conn.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no job {job_id!r} in this run")
+        return Job.model_validate_json(row["data"])
+
+    def _update_job(self, c: sqlite3.Connection, job_id: str, target: JobState, detail: str = "", **fields: Any) -> Job:
+        row = c.execute("SELECT state, data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no job {job_id!r} in this run")
+        current = JobState(row["state"])
+        if target != current and target not in JOB_TRANSITIONS.get(current, set()):
+            raise InvalidTransition("job", job_id, current.value, target.value)
+        job = Job.model_validate_json(row["data"]).model_copy(update={"state": target, **fields})
+        c.execute("UPDATE jobs SET state = ?, data = ? WHERE id = ?", (target.value, job.model_dump_json(), job_id))
+        if target != current:
+            self._event(c, "job", job_id, current.value, target.value, detail)
+        return job
+
+    def transition_job(self, job_id: str, target: JobState, detail: str = "", **fields: Any) -> Job:
+        with self.transaction() as c:
+            return self._update_job(c, job_id, target, detail, **fields)
+
+    def requeue_job(self, job_id: str, reason: str) -> Job:
+        """Send a job whose worker was lost back to the queue as a fresh attempt."""
+        with self.transaction() as c:
+            job = Job.model_validate_json(c.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()["data"])
+            return self._update_job(
+                c, job_id, JobState.QUEUED, reason,
+                attempt=job.attempt + 1, slot=None, worker="", started_at=None, job_dir="",
+            )
+
+    def finish_job(self, outcome: JobOutcome, result: Result) -> None:
+        """Record a job's end and the idea's result together, once."""
+        with self.transaction() as c:
+            job = Job.model_validate_json(c.execute("SELECT data FROM jobs WHERE id = ?", (outcome.job_id,)).fetchone()["data"])
+            if job.attempt != outcome.attempt:
+                raise StoreError(f"job {job.id}: outcome of attempt {outcome.attempt}, current attempt {job.attempt}")
+            self._update_job(
+                c, outcome.job_id, outcome.job_state(), result.failure.value if result.failure else "",
+                ended_at=outcome.ended_at, exit_code=outcome.exit_code,
+            )
+            self._insert_result(c, result)
+
+    # ---- results ------------------------------------------------------------------
+
+    def _insert_result(self, c: sqlite3.Connection, result: Result) -> None:
+        if c.execute("SELECT 1 FROM results WHERE idea_id = ?", (result.idea_id,)).fetchone():
+            raise StoreError(f"idea {result.idea_id} already has a result")
+        c.execute(
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?)",
+            (result.idea_id, result.job_id, result.failure.value if result.failure else None,
+             result.metric, result.model_dump_json()),
+        )
+        self._event(c, "result", result.idea_id, None, result.failure.value if result.failure else "ok",
+                    "" if result.metric is None else f"{result.metric:.6g}")
+
+    def results(self) -> dict[str, Result]:
+        rows = self._conn.execute("SELECT idea_id, data FROM results").fetchall()
+        return {r["idea_id"]: Result.model_validate_json(r["data"]) for r in rows}
+
+    def events(self, entity: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM events" + (" WHERE entity = ?" if entity else "") + " ORDER BY id"
+        return [dict(r) for r in self._conn.execute(sql, (entity,) if entity else ()).fetchall()]

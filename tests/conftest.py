@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Prepared data goes to a per-session cache, never the user's."""
+    cache = os.environ.get("GROUNDWORK_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
+    monkeypatch.setenv("GROUNDWORK_CACHE", cache)
+
+
+@pytest.fixture
+def toy_env(tmp_path: Path) -> Path:
+    """A private copy of the seconds-fast toy environment."""
+    dst = tmp_path / "toyenv"
+    shutil.copytree(FIXTURES / "toyenv", dst)
+    return dst
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"COLUMNS": "200", "PYTHONUNBUFFERED": "1", **(extra or {})})
+    return env
+
+
+GROUNDWORK = [sys.executable, "-m", "groundwork.cli"]

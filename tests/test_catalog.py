@@ -1,0 +1,82 @@
+"""The offline catalog ideator and implementer on the real nanogpt environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from groundwork.environments import load_environment
+from groundwork.environments.manifest import Metric
+from groundwork.ideation.catalog import LABEL, CatalogIdeator, load_catalog
+from groundwork.implementation.catalog_implementer import CatalogImplementer
+from groundwork.implementation.patching import PatchPolicy
+from groundwork.protocols import IdeationRequest, Scored, SearchHistory
+from groundwork.records import Idea, PromptKind, Result
+from groundwork.search.evolution import EvolutionStrategy, exploit_share
+
+NANOGPT = load_environment("nanogpt")
+POLICY = PatchPolicy(protected=frozenset(NANOGPT.manifest.files.locked) | frozenset(NANOGPT.manifest.files.hidden))
+METRIC = Metric(name="val_bpb", direction="minimize", plausible_range=(0.3, 8.5))
+
+
+def _idea(i: int, draft, epoch: int = 1) -> Idea:
+    return Idea(id=f"e{epoch}-{i:02d}", epoch=epoch, index=i, title=draft.title, text=draft.text,
+                category=draft.category, prompt_kind=PromptKind.SIMPLE, origin=LABEL, parents=draft.parents,
+                payload=draft.payload)
+
+
+def test_every_catalog_idea_becomes_a_diff_that_applies_to_train_py_only():
+    catalog = load_catalog(NANOGPT.catalog_path)
+    assert len(catalog) >= 16
+    assert len({c.category for c in catalog}) >= 5
+    implementer = CatalogImplementer(POLICY)
+    for entry in catalog:
+        idea = Idea(id=entry.id, epoch=1, index=1, title=entry.title, text=entry.description,
+                    prompt_kind=PromptKind.SIMPLE, origin=LABEL,
+                    payload={"edits": [e.model_dump(exclude_none=True) for e in entry.edit]})
+        [attempt] = implementer.implement(idea, NANOGPT.codebase_dir)
+        assert attempt.applied, (entry.id, attempt.error)
+        assert attempt.files == ["train.py"] and attempt.diff.startswith("diff --git a/train.py b/train.py")
+
+
+def test_a_catalog_edit_that_no_longer_matches_fails_with_its_reason():
+    idea = Idea(id="x", epoch=1, index=1, title="t", text="t", prompt_kind=PromptKind.SIMPLE, origin=LABEL,
+                payload={"edits": [{"file": "train.py", "find": "this text is not there", "replace": "x"}]})
+    [attempt] = CatalogImplementer(POLICY).implement(idea, NANOGPT.codebase_dir)
+    assert not attempt.applied and "found it 0 times" in attempt.error
+
+
+def test_explore_proposes_untried_ideas_and_exploit_refines_or_combines_winners():
+    ideator = CatalogIdeator.from_file(NANOGPT.catalog_path, seed=1)
+    empty = SearchHistory(metric=METRIC, baseline=None, scored=[])
+    first = ideator.propose(IdeationRequest(PromptKind.SIMPLE, 4, epoch=1), empty)
+    assert len(first) == 4 and len({d.title for d in first}) == 4
+    ideas = [_idea(i, d) for i, d in enumerate(first, start=1)]
+    baseline = Result(idea_id="baseline", metric=3.0)
+    scored = [Scored(idea, Result(idea_id=idea.id, metric=m)) for idea, m in zip(ideas, (2.9, 2.8, 3.1, 3.2))]
+    history = SearchHistory(metric=METRIC, baseline=baseline, scored=scored, proposed=ideas)
+    assert [s.idea.id for s in history.beating_baseline()] == ["e1-02", "e1-01"]
+
+    requests = EvolutionStrategy(epochs=2, ideas_per_epoch=4).plan_epoch(2, history)
+    assert [(r.kind, r.count) for r in requests] == [(PromptKind.EXPLOIT, 2), (PromptKind.EXPLORE, 2)]
+    exploit = ideator.propose(requests[0], history)
+    assert len(exploit) == 2
+    for draft in exploit:
+        assert set(draft.parents) <= {"e1-01", "e1-02"} and draft.parents
+        assert "beat" in draft.text or "Refine" in draft.text
+    explore = ideator.propose(requests[1], history)
+    tried = {cid for i in ideas for cid in i.payload["catalog_ids"]}
+    assert all(not set(d.payload["catalog_ids"]) & tried for d in explore)
+
+
+def test_exploit_share_follows_the_paper_schedule():
+    assert [exploit_share(e) for e in (0, 1, 2, 3, 4, 6, 8, 10)] == [0.5, 0.5, 0.6, 0.6, 0.7, 0.8, 0.8, 0.8]
+
+
+def test_no_winners_means_all_explore():
+    history = SearchHistory(metric=METRIC, baseline=Result(idea_id="baseline", metric=3.0), scored=[])
+    requests = EvolutionStrategy(epochs=3, ideas_per_epoch=4).plan_epoch(3, history)
+    assert [(r.kind, r.count) for r in requests] == [(PromptKind.SIMPLE, 4)]
+
+
+def test_catalog_file_is_part_of_the_package():
+    assert Path(NANOGPT.catalog_path).is_file()

@@ -1,0 +1,129 @@
+"""The whole loop on the seconds-fast toy environment, through the real CLI: runs,
+resume after a real SIGKILL of the controller, a lost worker, and the catalog search."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import GROUNDWORK, cli_env
+from groundwork.records import JobState
+from groundwork.store import RunStore
+
+
+def _slow_down(env_dir: Path, seconds: float) -> None:
+    path = env_dir / "environment.toml"
+    path.write_text(path.read_text().replace('TOY_SLEEP_S = "0.3"', f'TOY_SLEEP_S = "{seconds}"'))
+
+
+def _run_args(env_dir: Path, runs: Path, *extra: str) -> list[str]:
+    return [*GROUNDWORK, "run", "--env", str(env_dir), "--runs-dir", str(runs), "--name", "r", *extra]
+
+
+def _query(run_dir: Path, sql: str) -> list[tuple]:
+    db = run_dir / "store.sqlite"
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        return conn.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def _wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def _assert_complete(run_dir: Path, ledger: Path) -> None:
+    store = RunStore(run_dir)
+    ideas = store.ideas()
+    results = store.results()
+    assert len(ideas) == 1 + 2 * 3 and set(results) == {i.id for i in ideas}  # each idea: exactly one result
+    assert all(j.state in {JobState.DONE, JobState.FAILED, JobState.TIMED_OUT} for j in store.jobs())
+    runs_per_job = Counter(ledger.read_text().split())
+    assert runs_per_job and max(runs_per_job.values()) == 1, runs_per_job  # nothing trained twice
+    assert set(runs_per_job) == {j.id for j in store.jobs()}
+    assert store.run_info()["status"] == "finished"
+
+
+def test_toy_run_end_to_end_prints_the_table(toy_env, tmp_path):
+    proc = subprocess.run(_run_args(toy_env, tmp_path / "runs", "--epochs", "2", "--ideas", "3"),
+                          capture_output=True, text=True, env=cli_env(), timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "catalog (no LLM)" in out and "execution rate:" in out and "baseline" in out
+    assert re.search(r"best loss \d\.\d{4} by e\d-\d\d", out), out
+    store = RunStore(tmp_path / "runs" / "r")
+    results = store.results()
+    assert results["baseline"].valid and abs(results["baseline"].metric - 1.56) < 1e-9
+    epoch2 = store.ideas(epoch=2)
+    # the second epoch exploits winners of the first: refinements or combinations of them
+    assert any(i.prompt_kind == "exploit" and i.parents for i in epoch2), [i.title for i in epoch2]
+    status = subprocess.run([*GROUNDWORK, "status", "r", "--runs-dir", str(tmp_path / "runs")],
+                            capture_output=True, text=True, env=cli_env(), timeout=60)
+    assert status.returncode == 0 and "execution rate:" in status.stdout
+
+
+@pytest.mark.parametrize("kill_when", ["first_job_running", "first_result"])
+def test_resume_after_sigkill_loses_and_repeats_nothing(toy_env, tmp_path, kill_when):
+    _slow_down(toy_env, 1.5)
+    runs, ledger = tmp_path / "runs", tmp_path / "ledger"
+    env = cli_env({"TOY_LEDGER": str(ledger)})
+    controller = subprocess.Popen(_run_args(toy_env, runs, "--epochs", "2", "--ideas", "3"),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    run_dir = runs / "r"
+    try:
+        if kill_when == "first_job_running":
+            _wait_for(lambda: _query(run_dir, "SELECT 1 FROM jobs WHERE state = 'running' AND idea_id != 'baseline'"))
+        else:
+            _wait_for(lambda: _query(run_dir, "SELECT 1 FROM results WHERE idea_id != 'baseline'"))
+    finally:
+        controller.send_signal(signal.SIGKILL)
+        controller.wait()
+    assert _query(run_dir, "SELECT status FROM run") == [("running",)]
+    resumed = subprocess.run([*GROUNDWORK, "resume", "r", "--runs-dir", str(runs)],
+                             capture_output=True, text=True, env=env, timeout=240)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    _assert_complete(run_dir, ledger)
+
+
+def test_a_killed_worker_is_requeued_and_its_idea_gets_one_result(toy_env, tmp_path):
+    _slow_down(toy_env, 2.0)
+    runs, ledger = tmp_path / "runs", tmp_path / "ledger"
+    env = cli_env({"TOY_LEDGER": str(ledger)})
+    proc = subprocess.Popen(_run_args(toy_env, runs, "--epochs", "1", "--ideas", "2", "--slots", "1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    run_dir = runs / "r"
+    _wait_for(lambda: _query(run_dir, "SELECT 1 FROM jobs WHERE id = 'job-baseline' AND state = 'running'")
+              and (run_dir / "jobs" / "job-baseline" / "attempt-1" / "phase.pid").exists())
+    runner_pid = None
+    for p in psutil.process_iter(["cmdline"]):
+        if any("attempt-1/spec.json" in part and "job-baseline" in part for part in (p.info["cmdline"] or [])):
+            runner_pid = p.pid
+    assert runner_pid is not None
+    os.killpg(runner_pid, signal.SIGKILL)  # the worker dies mid-job; its training is orphaned
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    store = RunStore(run_dir)
+    job = store.job("job-baseline")
+    assert job.attempt == 2 and job.state == JobState.DONE
+    assert store.results()["baseline"].valid
+    events = [e for e in store.events("job") if e["entity_id"] == "job-baseline"]
+    assert any(e["to_state"] == "queued" and "lost" in e["detail"] for e in events)

@@ -1,0 +1,147 @@
+"""The job runner with real subprocesses: deadlines, process trees, locked files, metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import psutil
+
+from groundwork.execution.runner import JobRunner, main as runner_main, read_outcome, save_spec
+from groundwork.implementation.codebase import codebase_hash, file_sha256
+from groundwork.implementation.patching import unified_diff
+from groundwork.protocols import JobSpec
+from groundwork.records import FailureCategory
+
+TRAIN_EDITS = "    time.sleep(sleep_s)\n"
+
+
+def _spec(env_dir: Path, job_dir: Path, train_py: str | None = None, **overrides) -> JobSpec:
+    baseline = env_dir / "baseline"
+    diff_path = ""
+    if train_py is not None:
+        original = (baseline / "train.py").read_text()
+        diff = unified_diff({"train.py": original}, {"train.py": train_py})
+        diff_path = str(job_dir.parent / "patch.diff")
+        Path(diff_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(diff_path).write_text(diff)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    values = dict(
+        job_id="job-test", attempt=1, job_dir=str(job_dir), baseline_dir=str(baseline), diff_path=diff_path,
+        codebase_hash="", locked_hashes={"evaluate.py": file_sha256(baseline / "evaluate.py")},
+        train_command=["{python}", "train.py"], eval_command=["{python}", "evaluate.py"],
+        time_budget_s=3.0, grace_s=1.0, eval_timeout_s=20.0, env={"TOY_SLEEP_S": "0.1"}, metric_name="loss",
+        result_file="result.json", plausible_range=(0.0, 100.0), slot=0, threads=1, gpu_ids=[],
+    )
+    values.update(overrides)
+    return JobSpec(**values)
+
+
+def _patched(env_dir: Path, old: str, new: str) -> str:
+    text = (env_dir / "baseline" / "train.py").read_text()
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+def test_baseline_job_produces_metric_and_curve(toy_env, tmp_path):
+    spec = _spec(toy_env, tmp_path / "job")
+    outcome = JobRunner(spec).run()
+    assert outcome.failure is None, outcome.detail
+    assert abs(outcome.metric - (10 * 0.2**2 + 0.16 + 1.0)) < 1e-9
+    assert outcome.curve == [{"step": 1, "loss": 1.0}]
+    assert outcome.flags["eval_hash_ok"] is True and outcome.flags["within_budget"] is True
+    assert "groundwork: train" in (tmp_path / "job" / "job.log").read_text()
+
+
+def test_runaway_job_and_its_children_are_killed_at_budget_plus_grace(toy_env, tmp_path):
+    pid_file = tmp_path / "child.pid"
+    train = _patched(toy_env, TRAIN_EDITS, (
+        "    import subprocess, sys\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)'])\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "    time.sleep(1000)\n"
+    ))
+    spec = _spec(toy_env, tmp_path / "job", train, time_budget_s=1.0, grace_s=1.0)
+    started = time.monotonic()
+    outcome = JobRunner(spec).run()
+    elapsed = time.monotonic() - started
+    assert outcome.failure == FailureCategory.TIMED_OUT
+    assert "budget + grace" in outcome.detail
+    assert elapsed < 15  # killed at ~2 s, not after the 1000 s sleep
+    child = int(pid_file.read_text())
+    deadline = time.time() + 5
+    while psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE and time.time() < deadline:
+        time.sleep(0.1)
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
+def test_child_that_leaves_the_process_group_is_killed_too(toy_env, tmp_path):
+    pid_file = tmp_path / "child.pid"
+    train = _patched(toy_env, TRAIN_EDITS, (
+        "    import subprocess, sys\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)'], start_new_session=True)\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "    time.sleep(1000)\n"
+    ))
+    outcome = JobRunner(_spec(toy_env, tmp_path / "job", train, time_budget_s=1.0, grace_s=0.5)).run()
+    assert outcome.failure == FailureCategory.TIMED_OUT
+    child = int(pid_file.read_text())
+    time.sleep(0.5)
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
+def test_rewriting_the_locked_evaluation_at_run_time_is_flagged_as_tampered(toy_env, tmp_path):
+    train = _patched(toy_env, TRAIN_EDITS, (
+        "    time.sleep(sleep_s)\n"
+        "    with open('evaluate.py', 'w') as fh:\n"
+        "        fh.write('import json; json.dump({\"loss\": 0.0}, open(\"result.json\", \"w\"))')\n"
+    ))
+    outcome = JobRunner(_spec(toy_env, tmp_path / "job", train)).run()
+    assert outcome.failure == FailureCategory.EVAL_TAMPERED
+    assert "evaluate.py" in outcome.detail and outcome.metric is None
+    assert outcome.flags["eval_hash_ok"] is False
+
+
+def test_result_file_written_by_training_is_discarded(toy_env, tmp_path):
+    train = _patched(toy_env, TRAIN_EDITS, (
+        "    time.sleep(sleep_s)\n"
+        "    json.dump({'loss': 0.0}, open('result.json', 'w'))\n"
+    ))
+    outcome = JobRunner(_spec(toy_env, tmp_path / "job", train)).run()
+    assert outcome.failure is None and outcome.metric > 1.0
+    assert outcome.flags["training_wrote_result_file"] is True
+
+
+def test_crash_no_metric_and_implausible_metric_are_categorised(toy_env, tmp_path):
+    crash = _patched(toy_env, TRAIN_EDITS, "    raise SystemExit(3)\n")
+    outcome = JobRunner(_spec(toy_env, tmp_path / "a", crash)).run()
+    assert outcome.failure == FailureCategory.CRASHED and outcome.exit_code == 3
+
+    omit = _patched(toy_env, '{"lr": lr, "width": width}', '{"lr": lr, "width": width, "omit_metric": True}')
+    outcome = JobRunner(_spec(toy_env, tmp_path / "b", omit)).run()
+    assert outcome.failure == FailureCategory.NO_METRIC and "'loss'" in outcome.detail
+
+    huge = _patched(toy_env, '{"lr": lr, "width": width}', '{"lr": lr, "width": width, "force_loss": 1e9}')
+    outcome = JobRunner(_spec(toy_env, tmp_path / "c", huge)).run()
+    assert outcome.failure == FailureCategory.METRIC_IMPLAUSIBLE and "plausible range" in outcome.detail
+
+
+def test_codebase_hash_mismatch_is_refused(toy_env, tmp_path):
+    spec = _spec(toy_env, tmp_path / "job", codebase_hash="0" * 64)
+    outcome = JobRunner(spec).run()
+    assert outcome.failure == FailureCategory.PATCH_FAILED
+    good = _spec(toy_env, tmp_path / "job2", codebase_hash=codebase_hash(toy_env / "baseline"))
+    assert JobRunner(good).run().failure is None
+
+
+def test_runner_entry_point_writes_outcome_once(toy_env, tmp_path):
+    spec = _spec(toy_env, tmp_path / "job", env={"TOY_SLEEP_S": "0.1", "TOY_LEDGER": str(tmp_path / "ledger")})
+    path = save_spec(spec)
+    assert runner_main([str(path)]) == 0
+    first = read_outcome(tmp_path / "job")
+    assert first is not None and first.failure is None
+    assert runner_main([str(path)]) == 0  # a second start of the same attempt does not run it again
+    assert read_outcome(tmp_path / "job") == first
+    assert (tmp_path / "ledger").read_text().split() == ["job-test"]
+    assert json.loads((tmp_path / "job" / "outcome.json").read_text())["flags"]["worker"].startswith("pid ")
