@@ -127,3 +127,25 @@ def test_a_killed_worker_is_requeued_and_its_idea_gets_one_result(toy_env, tmp_p
     assert store.results()["baseline"].valid
     events = [e for e in store.events("job") if e["entity_id"] == "job-baseline"]
     assert any(e["to_state"] == "queued" and "lost" in e["detail"] for e in events)
+
+
+def test_ctrl_c_stops_jobs_cleanly_and_resume_finishes(toy_env, tmp_path):
+    _slow_down(toy_env, 3.0)
+    runs, ledger = tmp_path / "runs", tmp_path / "ledger"
+    env = cli_env({"TOY_LEDGER": str(ledger)})
+    proc = subprocess.Popen(_run_args(toy_env, runs, "--epochs", "1", "--ideas", "1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    run_dir = runs / "r"
+    _wait_for(lambda: (run_dir / "jobs" / "job-baseline" / "attempt-1" / "phase.pid").exists())
+    phase_pid = int((run_dir / "jobs" / "job-baseline" / "attempt-1" / "phase.pid").read_text())
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "groundwork resume" in out
+    assert not psutil.pid_exists(phase_pid) or psutil.Process(phase_pid).status() == psutil.STATUS_ZOMBIE
+    store = RunStore(run_dir)
+    assert store.run_info()["status"] == "interrupted"
+    assert store.job("job-baseline").state == JobState.QUEUED and store.job("job-baseline").attempt == 2
+    resumed = subprocess.run([*GROUNDWORK, "resume", str(run_dir)], capture_output=True, text=True, env=env, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert set(RunStore(run_dir).results()) == {"baseline", "e1-01"}

@@ -81,7 +81,7 @@ def progress_view(summary: RunSummary, started: float) -> Group:
     best = summary.best
     line = Text.assemble(
         (f"{summary.run_id}  ", "bold"),
-        f"ideas implemented {summary.ideas_implemented}/{summary.ideas_total}  |  jobs "
+        f"epoch {summary.epoch}/{summary.epochs}  |  ideas implemented {summary.ideas_implemented}/{summary.ideas_total}  |  jobs "
         f"queued {jobs.get('queued', 0)}, running {jobs.get('running', 0) + jobs.get('leased', 0)}, done {done}  |  ",
         f"baseline {_fmt(summary.baseline.metric) if summary.baseline else '-'}, "
         f"best {summary.metric} {_fmt(best.metric) if best else '-'}  |  {time.time() - started:.0f}s",

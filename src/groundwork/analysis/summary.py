@@ -53,6 +53,8 @@ class RunSummary:
     jobs: dict[str, int] = field(default_factory=dict)
     ideas_total: int = 0
     ideas_implemented: int = 0
+    epoch: int = 0
+    epochs: int = 0
 
     @property
     def best(self) -> IdeaRow | None:
@@ -108,4 +110,5 @@ def summarize(store: RunStore) -> RunSummary:
         origins=sorted({r.origin for r in others}), baseline=baseline, rows=others, funnel=funnel, jobs=counts,
         ideas_total=len(others),
         ideas_implemented=sum(1 for i in ideas if i.state != IdeaState.PROPOSED and i.prompt_kind != PromptKind.BASELINE),
+        epoch=max((i.epoch for i in ideas), default=0), epochs=int(config.get("epochs", 0)),
     )
