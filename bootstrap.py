@@ -45,7 +45,7 @@ def run(*command: str) -> None:
 
 
 def setup() -> Path:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - this script must run on old Pythons to say so
         sys.exit(f"Groundwork needs Python 3.10 or newer; this is {sys.version.split()[0]}")
     python = venv_python()
     if not python.exists():

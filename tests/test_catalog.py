@@ -19,9 +19,18 @@ METRIC = Metric(name="val_bpb", direction="minimize", plausible_range=(0.3, 8.5)
 
 
 def _idea(i: int, draft, epoch: int = 1) -> Idea:
-    return Idea(id=f"e{epoch}-{i:02d}", epoch=epoch, index=i, title=draft.title, text=draft.text,
-                category=draft.category, prompt_kind=PromptKind.SIMPLE, origin=LABEL, parents=draft.parents,
-                payload=draft.payload)
+    return Idea(
+        id=f"e{epoch}-{i:02d}",
+        epoch=epoch,
+        index=i,
+        title=draft.title,
+        text=draft.text,
+        category=draft.category,
+        prompt_kind=PromptKind.SIMPLE,
+        origin=LABEL,
+        parents=draft.parents,
+        payload=draft.payload,
+    )
 
 
 def test_every_catalog_idea_becomes_a_diff_that_applies_to_train_py_only():
@@ -30,17 +39,32 @@ def test_every_catalog_idea_becomes_a_diff_that_applies_to_train_py_only():
     assert len({c.category for c in catalog}) >= 5
     implementer = CatalogImplementer(POLICY)
     for entry in catalog:
-        idea = Idea(id=entry.id, epoch=1, index=1, title=entry.title, text=entry.description,
-                    prompt_kind=PromptKind.SIMPLE, origin=LABEL,
-                    payload={"edits": [e.model_dump(exclude_none=True) for e in entry.edit]})
+        idea = Idea(
+            id=entry.id,
+            epoch=1,
+            index=1,
+            title=entry.title,
+            text=entry.description,
+            prompt_kind=PromptKind.SIMPLE,
+            origin=LABEL,
+            payload={"edits": [e.model_dump(exclude_none=True) for e in entry.edit]},
+        )
         [attempt] = implementer.implement(idea, NANOGPT.codebase_dir)
         assert attempt.applied, (entry.id, attempt.error)
         assert attempt.files == ["train.py"] and attempt.diff.startswith("diff --git a/train.py b/train.py")
 
 
 def test_a_catalog_edit_that_no_longer_matches_fails_with_its_reason():
-    idea = Idea(id="x", epoch=1, index=1, title="t", text="t", prompt_kind=PromptKind.SIMPLE, origin=LABEL,
-                payload={"edits": [{"file": "train.py", "find": "this text is not there", "replace": "x"}]})
+    idea = Idea(
+        id="x",
+        epoch=1,
+        index=1,
+        title="t",
+        text="t",
+        prompt_kind=PromptKind.SIMPLE,
+        origin=LABEL,
+        payload={"edits": [{"file": "train.py", "find": "this text is not there", "replace": "x"}]},
+    )
     [attempt] = CatalogImplementer(POLICY).implement(idea, NANOGPT.codebase_dir)
     assert not attempt.applied and "found it 0 times" in attempt.error
 
@@ -52,7 +76,8 @@ def test_explore_proposes_untried_ideas_and_exploit_refines_or_combines_winners(
     assert len(first) == 4 and len({d.title for d in first}) == 4
     ideas = [_idea(i, d) for i, d in enumerate(first, start=1)]
     baseline = Result(idea_id="baseline", metric=3.0)
-    scored = [Scored(idea, Result(idea_id=idea.id, metric=m)) for idea, m in zip(ideas, (2.9, 2.8, 3.1, 3.2))]
+    metrics = (2.9, 2.8, 3.1, 3.2)
+    scored = [Scored(idea, Result(idea_id=idea.id, metric=m)) for idea, m in zip(ideas, metrics, strict=True)]
     history = SearchHistory(metric=METRIC, baseline=baseline, scored=scored, proposed=ideas)
     assert [s.idea.id for s in history.beating_baseline()] == ["e1-02", "e1-01"]
 

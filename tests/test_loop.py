@@ -64,8 +64,13 @@ def _assert_complete(run_dir: Path, ledger: Path) -> None:
 
 
 def test_toy_run_end_to_end_prints_the_table(toy_env, tmp_path):
-    proc = subprocess.run(_run_args(toy_env, tmp_path / "runs", "--epochs", "2", "--ideas", "3"),
-                          capture_output=True, text=True, env=cli_env(), timeout=240)
+    proc = subprocess.run(
+        _run_args(toy_env, tmp_path / "runs", "--epochs", "2", "--ideas", "3"),
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "catalog (no LLM)" in out and "execution rate:" in out and "baseline" in out
@@ -76,8 +81,13 @@ def test_toy_run_end_to_end_prints_the_table(toy_env, tmp_path):
     epoch2 = store.ideas(epoch=2)
     # the second epoch exploits winners of the first: refinements or combinations of them
     assert any(i.prompt_kind == "exploit" and i.parents for i in epoch2), [i.title for i in epoch2]
-    status = subprocess.run([*GROUNDWORK, "status", "r", "--runs-dir", str(tmp_path / "runs")],
-                            capture_output=True, text=True, env=cli_env(), timeout=60)
+    status = subprocess.run(
+        [*GROUNDWORK, "status", "r", "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+    )
     assert status.returncode == 0 and "execution rate:" in status.stdout
 
 
@@ -86,8 +96,12 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(toy_env, tmp_path, kill_
     _slow_down(toy_env, 1.5)
     runs, ledger = tmp_path / "runs", tmp_path / "ledger"
     env = cli_env({"TOY_LEDGER": str(ledger)})
-    controller = subprocess.Popen(_run_args(toy_env, runs, "--epochs", "2", "--ideas", "3"),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    controller = subprocess.Popen(
+        _run_args(toy_env, runs, "--epochs", "2", "--ideas", "3"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     run_dir = runs / "r"
     try:
         if kill_when == "first_job_running":
@@ -98,8 +112,9 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(toy_env, tmp_path, kill_
         controller.send_signal(signal.SIGKILL)
         controller.wait()
     assert _query(run_dir, "SELECT status FROM run") == [("running",)]
-    resumed = subprocess.run([*GROUNDWORK, "resume", "r", "--runs-dir", str(runs)],
-                             capture_output=True, text=True, env=env, timeout=240)
+    resumed = subprocess.run(
+        [*GROUNDWORK, "resume", "r", "--runs-dir", str(runs)], capture_output=True, text=True, env=env, timeout=240
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     _assert_complete(run_dir, ledger)
 
@@ -108,11 +123,20 @@ def test_a_killed_worker_is_requeued_and_its_idea_gets_one_result(toy_env, tmp_p
     _slow_down(toy_env, 2.0)
     runs, ledger = tmp_path / "runs", tmp_path / "ledger"
     env = cli_env({"TOY_LEDGER": str(ledger)})
-    proc = subprocess.Popen(_run_args(toy_env, runs, "--epochs", "1", "--ideas", "2", "--slots", "1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    proc = subprocess.Popen(
+        _run_args(toy_env, runs, "--epochs", "1", "--ideas", "2", "--slots", "1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
     run_dir = runs / "r"
-    _wait_for(lambda: _query(run_dir, "SELECT 1 FROM jobs WHERE id = 'job-baseline' AND state = 'running'")
-              and (run_dir / "jobs" / "job-baseline" / "attempt-1" / "phase.pid").exists())
+    _wait_for(
+        lambda: (
+            _query(run_dir, "SELECT 1 FROM jobs WHERE id = 'job-baseline' AND state = 'running'")
+            and (run_dir / "jobs" / "job-baseline" / "attempt-1" / "phase.pid").exists()
+        )
+    )
     runner_pid = None
     for p in psutil.process_iter(["cmdline"]):
         if any("attempt-1/spec.json" in part and "job-baseline" in part for part in (p.info["cmdline"] or [])):
@@ -133,8 +157,13 @@ def test_ctrl_c_stops_jobs_cleanly_and_resume_finishes(toy_env, tmp_path):
     _slow_down(toy_env, 3.0)
     runs, ledger = tmp_path / "runs", tmp_path / "ledger"
     env = cli_env({"TOY_LEDGER": str(ledger)})
-    proc = subprocess.Popen(_run_args(toy_env, runs, "--epochs", "1", "--ideas", "1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    proc = subprocess.Popen(
+        _run_args(toy_env, runs, "--epochs", "1", "--ideas", "1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
     run_dir = runs / "r"
     _wait_for(lambda: (run_dir / "jobs" / "job-baseline" / "attempt-1" / "phase.pid").exists())
     phase_pid = int((run_dir / "jobs" / "job-baseline" / "attempt-1" / "phase.pid").read_text())
@@ -146,6 +175,8 @@ def test_ctrl_c_stops_jobs_cleanly_and_resume_finishes(toy_env, tmp_path):
     store = RunStore(run_dir)
     assert store.run_info()["status"] == "interrupted"
     assert store.job("job-baseline").state == JobState.QUEUED and store.job("job-baseline").attempt == 2
-    resumed = subprocess.run([*GROUNDWORK, "resume", str(run_dir)], capture_output=True, text=True, env=env, timeout=120)
+    resumed = subprocess.run(
+        [*GROUNDWORK, "resume", str(run_dir)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert set(RunStore(run_dir).results()) == {"baseline", "e1-01"}

@@ -34,20 +34,31 @@ def test_fixture_and_builtin_manifests_load(toy_env):
     assert "evaluate.py" not in nanogpt.visible_files()
 
 
-@pytest.mark.parametrize("old, new, expected", [
-    (r'^direction = "minimize"', 'direction = "down"', r"metric\.direction = 'down'.*'minimize' or 'maximize'"),
-    (r"^plausible_range = .*$", "plausible_range = [5.0, 1.0]", r"metric\.plausible_range.*low must be below high"),
-    (r"^time_budget_s = 3", 'time_budget_s = "soon"', r"profiles\.quick\.time_budget_s = 'soon'.*valid number"),
-    (r"^time_budget_s = 3", "time_budget_s = -1", r"profiles\.quick\.time_budget_s = -1.*greater than 0"),
-    (r"^time_budget_s = 3", "time_budget = 3", r"profiles\.quick\.time_budget_s: required key is missing"),
-    (r"^grace_s = 2", "grace_seconds = 2", r"run\.grace_seconds: unknown key"),
-    (r'^default_profile = "quick"', 'default_profile = "huge"', r"default_profile = 'huge' is not a profile.*\['quick'\]"),
-    (r'^editable = \["train.py"\]', 'editable = ["train.py", "evaluate.py"]', r"editable and hidden/locked.*evaluate\.py"),
-    (r'^editable = \["train.py"\]', 'editable = ["model.py"]', r"files\.editable: 'model\.py' does not exist"),
-    (r'^locked = \["evaluate.py"\]', 'locked = ["../outside.py"]', r"relative to the codebase.*\.\./outside\.py"),
-    (r'^codebase = "baseline"', 'codebase = "src"', r"codebase = 'src': folder .* does not exist"),
-    (r'^\[metric\]', "[metric", r"not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        (r'^direction = "minimize"', 'direction = "down"', r"metric\.direction = 'down'.*'minimize' or 'maximize'"),
+        (r"^plausible_range = .*$", "plausible_range = [5.0, 1.0]", r"metric\.plausible_range.*low must be below high"),
+        (r"^time_budget_s = 3", 'time_budget_s = "soon"', r"profiles\.quick\.time_budget_s = 'soon'.*valid number"),
+        (r"^time_budget_s = 3", "time_budget_s = -1", r"profiles\.quick\.time_budget_s = -1.*greater than 0"),
+        (r"^time_budget_s = 3", "time_budget = 3", r"profiles\.quick\.time_budget_s: required key is missing"),
+        (r"^grace_s = 2", "grace_seconds = 2", r"run\.grace_seconds: unknown key"),
+        (
+            r'^default_profile = "quick"',
+            'default_profile = "huge"',
+            r"default_profile = 'huge' is not a profile.*\['quick'\]",
+        ),
+        (
+            r'^editable = \["train.py"\]',
+            'editable = ["train.py", "evaluate.py"]',
+            r"editable and hidden/locked.*evaluate\.py",
+        ),
+        (r'^editable = \["train.py"\]', 'editable = ["model.py"]', r"files\.editable: 'model\.py' does not exist"),
+        (r'^locked = \["evaluate.py"\]', 'locked = ["../outside.py"]', r"relative to the codebase.*\.\./outside\.py"),
+        (r'^codebase = "baseline"', 'codebase = "src"', r"codebase = 'src': folder .* does not exist"),
+        (r"^\[metric\]", "[metric", r"not valid TOML"),
+    ],
+)
 def test_broken_manifest_errors_are_specific(toy_env, old, new, expected):
     _break(toy_env, old, new)
     message = _error(toy_env)

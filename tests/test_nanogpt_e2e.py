@@ -13,8 +13,24 @@ from groundwork.store import RunStore
 def test_nanogpt_smoke_run_end_to_end(tmp_path):
     runs = tmp_path / "runs"
     proc = subprocess.run(
-        [*GROUNDWORK, "run", "--profile", "smoke", "--epochs", "1", "--ideas", "2", "--runs-dir", str(runs), "--name", "smoke"],
-        capture_output=True, text=True, env=cli_env(), timeout=400,
+        [
+            *GROUNDWORK,
+            "run",
+            "--profile",
+            "smoke",
+            "--epochs",
+            "1",
+            "--ideas",
+            "2",
+            "--runs-dir",
+            str(runs),
+            "--name",
+            "smoke",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=400,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "catalog (no LLM)" in proc.stdout and "execution rate:" in proc.stdout
@@ -34,10 +50,16 @@ def test_nanogpt_smoke_run_end_to_end(tmp_path):
 def test_env_commands(tmp_path):
     listing = subprocess.run([*GROUNDWORK, "env", "list"], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert listing.returncode == 0 and "nanogpt" in listing.stdout and "val_bpb" in listing.stdout
-    show = subprocess.run([*GROUNDWORK, "env", "show", "nanogpt"], capture_output=True, text=True, env=cli_env(), timeout=60)
+    show = subprocess.run(
+        [*GROUNDWORK, "env", "show", "nanogpt"], capture_output=True, text=True, env=cli_env(), timeout=60
+    )
     assert show.returncode == 0 and "train.py" in show.stdout and "tiny" in show.stdout
-    check = subprocess.run([*GROUNDWORK, "env", "check", "nanogpt"], capture_output=True, text=True, env=cli_env(), timeout=120)
+    check = subprocess.run(
+        [*GROUNDWORK, "env", "check", "nanogpt"], capture_output=True, text=True, env=cli_env(), timeout=120
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "is ready" in check.stdout
-    bad = subprocess.run([*GROUNDWORK, "run", "--env", "nanogtp"], capture_output=True, text=True, env=cli_env(), timeout=60)
+    bad = subprocess.run(
+        [*GROUNDWORK, "run", "--env", "nanogtp"], capture_output=True, text=True, env=cli_env(), timeout=60
+    )
     assert bad.returncode == 2 and "unknown environment 'nanogtp'" in bad.stdout

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from groundwork.implementation.patching import PatchError, PatchPolicy, apply_patch, trial_apply, unified_diff
+from groundwork.implementation import patching
+from groundwork.implementation.diff_text import extract_diff, looks_like_search_replace
+from groundwork.implementation.patching import (
+    PatchError,
+    PatchPolicy,
+    apply_patch,
+    check_patch,
+    trial_apply,
+    unified_diff,
+)
 
 POLICY = PatchPolicy(protected=frozenset({"evaluate.py"}))
 
@@ -85,3 +95,78 @@ def test_patch_applies_inside_an_enclosing_git_repository(codebase, tmp_path):
     diff = unified_diff({"train.py": "lr = 1\nsteps = 2\n"}, {"train.py": "lr = 7\nsteps = 2\n"})
     apply_patch(diff, codebase, POLICY)
     assert (codebase / "train.py").read_text().startswith("lr = 7")
+
+
+# --- check_patch, restoring, unified_diff --------------------------------------------------
+
+def test_check_patch_reports_files_and_strip_level(codebase):
+    rename = ("diff --git a/train.py b/lib/train.py\nsimilarity index 100%\n"
+              "rename from train.py\nrename to lib/train.py\n")
+    assert check_patch(rename, codebase, POLICY) == (["train.py", "lib/train.py"], 1)
+    plain = "--- train.py\n+++ train.py\n@@ -1,2 +1,2 @@\n-lr = 1\n+lr = 5\n steps = 2\n"
+    assert check_patch(plain, codebase, POLICY) == (["train.py"], 0)
+
+
+def test_a_failure_while_writing_is_undone(codebase, monkeypatch):
+    """git checks every hunk before writing, but writing itself can fail part-way."""
+    real = patching._git
+
+    def writes_then_fails(args, text, root):
+        proc = real(args, text, root)
+        if "--numstat" in args:
+            return proc
+        return subprocess.CompletedProcess(args, 1, b"", b"error: unable to write file 'lib/util.py'")
+
+    monkeypatch.setattr(patching, "_git", writes_then_fails)
+    diff = unified_diff({"train.py": "lr = 1\nsteps = 2\n"},
+                        {"train.py": "lr = 3\nsteps = 2\n", "lib/deep/util.py": "X = 1\n"})
+    with pytest.raises(PatchError, match="unable to write"):
+        apply_patch(diff, codebase, POLICY)
+    assert (codebase / "train.py").read_text() == "lr = 1\nsteps = 2\n"
+    assert not (codebase / "lib").exists()
+
+
+@pytest.mark.parametrize("before, after", [
+    ({"a.py": "x = 1\f\ny = '\u2028'\n"}, {"a.py": "x = 2\f\ny = '\u2028'\n"}),  # split at \n only
+    ({}, {"empty.py": ""}),                                                     # new empty file
+    ({"train.py": "lr = 1\nsteps = 2\n", "gone.py": ""}, {"train.py": "lr = 1\nsteps = 2\n"}),
+    ({"a.py": "a\nb"}, {"a.py": "a\nc"}),                                         # no final newline
+    ({"a.py": "a\r\nb\r\n"}, {"a.py": "a\r\nc\r\n"}),                             # CRLF file
+])
+def test_unified_diff_round_trips_through_apply_patch(tmp_path, before, after):
+    root = tmp_path / "rt"
+    root.mkdir()
+    for name, text in before.items():
+        (root / name).write_bytes(text.encode())
+    apply_patch(unified_diff(before, after), root, POLICY)
+    assert {p.name: p.read_bytes().decode() for p in root.iterdir()} == after
+
+
+# --- extract_diff ----------------------------------------------------------------------------
+
+DIFF = "--- a/train.py\n+++ b/train.py\n@@ -1,2 +1,2 @@\n-lr = 1\n+lr = 5\n steps = 2\n"
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("Sure:\n```diff\n" + DIFF + "```\nDone.", DIFF),
+    ("```patch\n" + DIFF + "```\n```python\nprint('not a diff')\n```\n```\n" + DIFF + "```", DIFF + DIFF),
+    ("```python\n" + DIFF + "```", DIFF),                          # mislabelled, but a diff
+    ("Here it is.\n\n" + DIFF + "\nThat lowers nothing.\n", DIFF + "\n"),
+    (DIFF.rstrip("\n"), DIFF),                                      # final newline added
+    (DIFF.replace("\n", "\r\n"), DIFF),
+    (DIFF.replace("\n", "\r"), DIFF),
+    ("diff --git a/x b/x\nnew file mode 100644\n--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+x\n\n---\nNotes", None),
+])
+def test_extract_diff(answer, expected):
+    got = extract_diff(answer)
+    if expected is None:
+        assert got == "diff --git a/x b/x\nnew file mode 100644\n--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+x\n\n"
+    else:
+        assert got == expected
+
+
+def test_extract_diff_without_a_diff_says_what_it_saw():
+    with pytest.raises(PatchError, match=r"no unified diff found in the answer: 'I think.*SEARCH/REPLACE blocks"):
+        extract_diff("I think\ntrain.py\n<<<<<<< SEARCH\nlr = 1\n=======\nlr = 2\n>>>>>>> REPLACE\n")
+    assert looks_like_search_replace("x\n<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE\n")
+    assert not looks_like_search_replace(DIFF)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import psutil
 
-from groundwork.execution.runner import JobRunner, main as runner_main, read_outcome, save_spec
+from groundwork.execution.runner import JobRunner, read_outcome, save_spec
+from groundwork.execution.runner import main as runner_main
 from groundwork.implementation.codebase import codebase_hash, file_sha256
 from groundwork.implementation.patching import unified_diff
 from groundwork.protocols import JobSpec
@@ -28,11 +29,25 @@ def _spec(env_dir: Path, job_dir: Path, train_py: str | None = None, **overrides
         Path(diff_path).write_text(diff)
     job_dir.mkdir(parents=True, exist_ok=True)
     values = dict(
-        job_id="job-test", attempt=1, job_dir=str(job_dir), baseline_dir=str(baseline), diff_path=diff_path,
-        codebase_hash="", locked_hashes={"evaluate.py": file_sha256(baseline / "evaluate.py")},
-        train_command=["{python}", "train.py"], eval_command=["{python}", "evaluate.py"],
-        time_budget_s=3.0, grace_s=1.0, eval_timeout_s=20.0, env={"TOY_SLEEP_S": "0.1"}, metric_name="loss",
-        result_file="result.json", plausible_range=(0.0, 100.0), slot=0, threads=1, gpu_ids=[],
+        job_id="job-test",
+        attempt=1,
+        job_dir=str(job_dir),
+        baseline_dir=str(baseline),
+        diff_path=diff_path,
+        codebase_hash="",
+        locked_hashes={"evaluate.py": file_sha256(baseline / "evaluate.py")},
+        train_command=["{python}", "train.py"],
+        eval_command=["{python}", "evaluate.py"],
+        time_budget_s=3.0,
+        grace_s=1.0,
+        eval_timeout_s=20.0,
+        env={"TOY_SLEEP_S": "0.1"},
+        metric_name="loss",
+        result_file="result.json",
+        plausible_range=(0.0, 100.0),
+        slot=0,
+        threads=1,
+        gpu_ids=[],
     )
     values.update(overrides)
     return JobSpec(**values)
@@ -56,12 +71,16 @@ def test_baseline_job_produces_metric_and_curve(toy_env, tmp_path):
 
 def test_runaway_job_and_its_children_are_killed_at_budget_plus_grace(toy_env, tmp_path):
     pid_file = tmp_path / "child.pid"
-    train = _patched(toy_env, TRAIN_EDITS, (
-        "    import subprocess, sys\n"
-        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)'])\n"
-        f"    open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
-        "    time.sleep(1000)\n"
-    ))
+    train = _patched(
+        toy_env,
+        TRAIN_EDITS,
+        (
+            "    import subprocess, sys\n"
+            "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)'])\n"
+            f"    open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+            "    time.sleep(1000)\n"
+        ),
+    )
     spec = _spec(toy_env, tmp_path / "job", train, time_budget_s=1.0, grace_s=1.0)
     started = time.monotonic()
     outcome = JobRunner(spec).run()
@@ -71,19 +90,26 @@ def test_runaway_job_and_its_children_are_killed_at_budget_plus_grace(toy_env, t
     assert elapsed < 15  # killed at ~2 s, not after the 1000 s sleep
     child = int(pid_file.read_text())
     deadline = time.time() + 5
-    while psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE and time.time() < deadline:
+    while (
+        psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE and time.time() < deadline
+    ):
         time.sleep(0.1)
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
 
 
 def test_child_that_leaves_the_process_group_is_killed_too(toy_env, tmp_path):
     pid_file = tmp_path / "child.pid"
-    train = _patched(toy_env, TRAIN_EDITS, (
-        "    import subprocess, sys\n"
-        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)'], start_new_session=True)\n"
-        f"    open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
-        "    time.sleep(1000)\n"
-    ))
+    train = _patched(
+        toy_env,
+        TRAIN_EDITS,
+        (
+            "    import subprocess, sys\n"
+            "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)'],\n"
+            "                             start_new_session=True)\n"
+            f"    open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+            "    time.sleep(1000)\n"
+        ),
+    )
     outcome = JobRunner(_spec(toy_env, tmp_path / "job", train, time_budget_s=1.0, grace_s=0.5)).run()
     assert outcome.failure == FailureCategory.TIMED_OUT
     child = int(pid_file.read_text())
@@ -92,11 +118,15 @@ def test_child_that_leaves_the_process_group_is_killed_too(toy_env, tmp_path):
 
 
 def test_rewriting_the_locked_evaluation_at_run_time_is_flagged_as_tampered(toy_env, tmp_path):
-    train = _patched(toy_env, TRAIN_EDITS, (
-        "    time.sleep(sleep_s)\n"
-        "    with open('evaluate.py', 'w') as fh:\n"
-        "        fh.write('import json; json.dump({\"loss\": 0.0}, open(\"result.json\", \"w\"))')\n"
-    ))
+    train = _patched(
+        toy_env,
+        TRAIN_EDITS,
+        (
+            "    time.sleep(sleep_s)\n"
+            "    with open('evaluate.py', 'w') as fh:\n"
+            '        fh.write(\'import json; json.dump({"loss": 0.0}, open("result.json", "w"))\')\n'
+        ),
+    )
     outcome = JobRunner(_spec(toy_env, tmp_path / "job", train)).run()
     assert outcome.failure == FailureCategory.EVAL_TAMPERED
     assert "evaluate.py" in outcome.detail and outcome.metric is None
@@ -104,10 +134,9 @@ def test_rewriting_the_locked_evaluation_at_run_time_is_flagged_as_tampered(toy_
 
 
 def test_result_file_written_by_training_is_discarded(toy_env, tmp_path):
-    train = _patched(toy_env, TRAIN_EDITS, (
-        "    time.sleep(sleep_s)\n"
-        "    json.dump({'loss': 0.0}, open('result.json', 'w'))\n"
-    ))
+    train = _patched(
+        toy_env, TRAIN_EDITS, ("    time.sleep(sleep_s)\n    json.dump({'loss': 0.0}, open('result.json', 'w'))\n")
+    )
     outcome = JobRunner(_spec(toy_env, tmp_path / "job", train)).run()
     assert outcome.failure is None and outcome.metric > 1.0
     assert outcome.flags["training_wrote_result_file"] is True

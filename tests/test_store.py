@@ -5,7 +5,16 @@ import sqlite3
 import pytest
 
 from groundwork.records import (
-    FailureCategory, Idea, IdeaState, Job, JobOutcome, JobState, Patch, PatchStatus, PromptKind, Result,
+    FailureCategory,
+    Idea,
+    IdeaState,
+    Job,
+    JobOutcome,
+    JobState,
+    Patch,
+    PatchStatus,
+    PromptKind,
+    Result,
 )
 from groundwork.store import InvalidTransition, RunStore, StoreError
 
@@ -15,12 +24,21 @@ def _store(tmp_path) -> RunStore:
 
 
 def _idea(i: int) -> Idea:
-    return Idea(id=f"e1-{i:02d}", epoch=1, index=i, title=f"idea {i}", text="t", prompt_kind=PromptKind.SIMPLE, origin="test")
+    return Idea(
+        id=f"e1-{i:02d}", epoch=1, index=i, title=f"idea {i}", text="t", prompt_kind=PromptKind.SIMPLE, origin="test"
+    )
 
 
 def _patch(idea_id: str, status=PatchStatus.APPLIED) -> Patch:
-    return Patch(id=f"{idea_id}.p1", idea_id=idea_id, attempt=1, implementer="test", status=status,
-                 diff_path=f"patches/{idea_id}.diff", diff_sha256="0")
+    return Patch(
+        id=f"{idea_id}.p1",
+        idea_id=idea_id,
+        attempt=1,
+        implementer="test",
+        status=status,
+        diff_path=f"patches/{idea_id}.diff",
+        diff_sha256="0",
+    )
 
 
 def _outcome(job: Job, failure=None, metric=1.5) -> JobOutcome:

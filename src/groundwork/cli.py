@@ -18,6 +18,8 @@ from groundwork.config import RunConfig
 from groundwork.console import print_summary, progress_view
 from groundwork.environments import ManifestError, builtin_names, load_environment
 from groundwork.ideation.catalog import load_catalog
+from groundwork.llm.base import LLMError
+from groundwork.llm.recording import BudgetExceeded
 from groundwork.loop import ResearchLoop
 from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run
 from groundwork.store import RunStore, StoreError
@@ -35,6 +37,7 @@ def _drive(store: RunStore) -> None:
     started = time.time()
     last = 0.0
     with Live(console=console, refresh_per_second=4, transient=True) as live:
+
         def refresh() -> None:
             nonlocal last
             if time.time() - last >= 0.5:
@@ -46,38 +49,101 @@ def _drive(store: RunStore) -> None:
             loop.run()
         except KeyboardInterrupt:
             live.stop()
-            console.print(f"[yellow]interrupted[/]: running jobs were stopped and re-queued; continue with\n"
-                          f"  groundwork resume {store.run_dir}")
+            console.print(
+                f"[yellow]interrupted[/]: running jobs were stopped and re-queued; continue with\n"
+                f"  groundwork resume {store.run_dir}"
+            )
             raise typer.Exit(130) from None
+        except BudgetExceeded as exc:
+            live.stop()
+            print_summary(console, summarize(store))
+            console.print(
+                f"[yellow]stopped[/]: {exc}. Jobs already queued were finished. Continue with a higher cap:\n"
+                f"  groundwork resume {store.run_dir} --max-dollars AMOUNT"
+            )
+            raise typer.Exit(3) from None
     print_summary(console, summarize(store))
     console.print(f"run folder: {store.run_dir}")
 
 
 @app.command()
 def run(
-    env: str = typer.Option("nanogpt", "--env", "-e", help="Built-in environment name or folder with environment.toml."),
+    env: str = typer.Option(
+        "nanogpt", "--env", "-e", help="Built-in environment name or folder with environment.toml."
+    ),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Scale profile (default: the environment's)."),
     epochs: int = typer.Option(2, min=1, help="Epochs of ideas after the baseline."),
     ideas: int = typer.Option(4, "--ideas", min=1, help="Ideas per epoch."),
     slots: int = typer.Option(2, min=1, help="Jobs run in parallel."),
     seed: int = typer.Option(0, help="Seed for the search and for training."),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", min=0.1, help="Override the profile's training budget (seconds)."),
+    time_budget: Optional[float] = typer.Option(
+        None, "--time-budget", min=0.1, help="Override the profile's training budget (seconds)."
+    ),
     name: Optional[str] = typer.Option(None, help="Run id (default: time-stamped)."),
+    llm: str = typer.Option(
+        "catalog",
+        "--llm",
+        help="Ideas and diffs by: catalog (offline, no LLM), anthropic:MODEL, "
+        "openai:MODEL, openai-compatible:MODEL@BASE_URL, replay:RUN|FILE|NAME.",
+    ),
+    ideator_llm: Optional[str] = typer.Option(None, "--ideator-llm", help="Model for ideas only (default: --llm)."),
+    implementer_llm: Optional[str] = typer.Option(
+        None, "--implementer-llm", help="Model for diffs only (default: the ideator's)."
+    ),
+    max_dollars: Optional[float] = typer.Option(
+        None, "--max-dollars", min=0, help="Stop cleanly when LLM spend reaches this."
+    ),
+    edit_format: str = typer.Option("diff", "--edit-format", help="Implementer output: diff or search_replace."),
+    max_revisions: int = typer.Option(2, "--max-revisions", min=0, help="Self-revisions after a patch fails."),
+    thinking_budget: Optional[int] = typer.Option(
+        None, "--thinking-budget", help="Anthropic extended thinking tokens."
+    ),
+    reasoning_effort: Optional[str] = typer.Option(
+        None, "--reasoning-effort", help="OpenAI reasoning effort: low, medium, high."
+    ),
+    prompts: Optional[Path] = typer.Option(
+        None, "--prompts", help="Folder of prompt templates overriding the built-in ones."
+    ),
     runs_dir: Path = RunsDir,
 ) -> None:
     """Start a research run (no arguments: the offline nanogpt demo)."""
-    config = RunConfig(environment=env, profile=profile, epochs=epochs, ideas_per_epoch=ideas,
-                       slots=slots, seed=seed, time_budget_s=time_budget)
+    config = RunConfig(
+        environment=env,
+        profile=profile,
+        epochs=epochs,
+        ideas_per_epoch=ideas,
+        slots=slots,
+        seed=seed,
+        time_budget_s=time_budget,
+        ideator_llm=ideator_llm or llm,
+        implementer_llm=implementer_llm,
+        max_dollars=max_dollars,
+        edit_format=edit_format,
+        max_revisions=max_revisions,
+        thinking_budget=thinking_budget,
+        reasoning_effort=reasoning_effort,
+        prompts_dir=str(prompts.resolve()) if prompts else None,
+    )
     store = create_run(config, runs_dir, name)
-    console.print(f"run [bold]{store.run_info()['id']}[/] in {store.run_dir} "
-                  f"(stop any time; `groundwork resume {store.run_dir}` continues it)")
+    console.print(
+        f"run [bold]{store.run_info()['id']}[/] in {store.run_dir} "
+        f"(stop any time; `groundwork resume {store.run_dir}` continues it)"
+    )
     _drive(store)
 
 
 @app.command()
-def resume(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id or run folder."), runs_dir: Path = RunsDir) -> None:
+def resume(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="Run id or run folder."),
+    max_dollars: Optional[float] = typer.Option(
+        None, "--max-dollars", min=0, help="Raise (or set) the LLM spending cap."
+    ),
+    runs_dir: Path = RunsDir,
+) -> None:
     """Continue a stopped or killed run: nothing lost, nothing run twice."""
     store = RunStore(find_run(run_ref, runs_dir))
+    if max_dollars is not None:
+        store.update_config(max_dollars=max_dollars)
     if store.run_info()["status"] == "finished":
         console.print("this run has already finished")
         print_summary(console, summarize(store))
@@ -86,8 +152,10 @@ def resume(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id or run
 
 
 @app.command()
-def status(run_ref: Optional[str] = typer.Argument(None, metavar="[RUN]", help="Run id or folder (default: latest)."),
-           runs_dir: Path = RunsDir) -> None:
+def status(
+    run_ref: Optional[str] = typer.Argument(None, metavar="[RUN]", help="Run id or folder (default: latest)."),
+    runs_dir: Path = RunsDir,
+) -> None:
     """Show a run's progress and results."""
     store = RunStore(find_run(run_ref, runs_dir))
     print_summary(console, summarize(store))
@@ -102,8 +170,12 @@ def env_list() -> None:
         table.add_column(column, overflow="fold")
     for name in builtin_names():
         m = load_environment(name).manifest
-        table.add_row(name, f"{m.metric.name} ({m.metric.direction})",
-                      ", ".join(f"{p}{'*' if p == m.default_profile else ''}" for p in m.profiles), m.description)
+        table.add_row(
+            name,
+            f"{m.metric.name} ({m.metric.direction})",
+            ", ".join(f"{p}{'*' if p == m.default_profile else ''}" for p in m.profiles),
+            m.description,
+        )
     console.print(table)
     console.print("* default profile")
 
@@ -115,26 +187,36 @@ def env_show(name: str = typer.Argument(..., help="Environment name or folder.")
     m = env.manifest
     console.print(f"[bold]{m.name}[/]: {m.description}\n")
     console.print("[bold]goal shown to the ideator[/]\n" + m.goal.strip() + "\n")
-    console.print(f"metric: {m.metric.name} ({m.metric.direction}, {m.metric.unit}); "
-                  f"plausible range {list(m.metric.plausible_range)}")
-    console.print(f"editable: {', '.join(m.files.editable)}; hidden: {', '.join(m.files.hidden) or '-'}; "
-                  f"locked: {', '.join(m.files.locked) or '-'}")
+    console.print(
+        f"metric: {m.metric.name} ({m.metric.direction}, {m.metric.unit}); "
+        f"plausible range {list(m.metric.plausible_range)}"
+    )
+    console.print(
+        f"editable: {', '.join(m.files.editable)}; hidden: {', '.join(m.files.hidden) or '-'}; "
+        f"locked: {', '.join(m.files.locked) or '-'}"
+    )
     console.print(f"train: {' '.join(m.run.train)}   evaluate: {' '.join(m.run.evaluate)}")
     table = Table(header_style="bold", title="profiles", title_justify="left")
     for column in ("profile", "budget", "resources", "settings", "description"):
         table.add_column(column, overflow="fold")
     for pname in m.profiles:
         p = env.profile(pname)
-        table.add_row(pname + ("*" if pname == m.default_profile else ""), f"{p.time_budget_s:g}s + {p.grace_s:g}s grace",
-                      f"{p.resources.gpus} GPU, {p.resources.cpus} CPU",
-                      " ".join(f"{k}={v}" for k, v in p.env.items()), p.description)
+        table.add_row(
+            pname + ("*" if pname == m.default_profile else ""),
+            f"{p.time_budget_s:g}s + {p.grace_s:g}s grace",
+            f"{p.resources.gpus} GPU, {p.resources.cpus} CPU",
+            " ".join(f"{k}={v}" for k, v in p.env.items()),
+            p.description,
+        )
     console.print(table)
     console.print(f"codebase: {env.codebase_dir}")
 
 
 @env_app.command("check")
-def env_check(name: str = typer.Argument(..., help="Environment name or folder."),
-              profile: Optional[str] = typer.Option(None, "--profile", "-p")) -> None:
+def env_check(
+    name: str = typer.Argument(..., help="Environment name or folder."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p"),
+) -> None:
     """Check that an environment can run here: manifest, catalog, tools, data."""
     problems = []
     env = load_environment(name)
@@ -167,8 +249,10 @@ def env_check(name: str = typer.Argument(..., help="Environment name or folder."
 
 
 @env_app.command("prepare")
-def env_prepare(name: str = typer.Argument(..., help="Environment name or folder."),
-                profile: Optional[str] = typer.Option(None, "--profile", "-p")) -> None:
+def env_prepare(
+    name: str = typer.Argument(..., help="Environment name or folder."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p"),
+) -> None:
     """Prepare an environment's data (idempotent)."""
     env = load_environment(name)
     data = env.prepare(env.profile(profile))
@@ -178,7 +262,7 @@ def env_prepare(name: str = typer.Argument(..., help="Environment name or folder
 def main() -> None:
     try:
         app()
-    except (ManifestError, StoreError, FileExistsError, ValueError, RuntimeError) as exc:
+    except (ManifestError, StoreError, FileExistsError, ValueError, RuntimeError, LLMError) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)
 

@@ -12,13 +12,27 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     environment: str = "nanogpt"
-    profile: str | None = None                  # None: the environment's default profile
+    profile: str | None = None  # None: the environment's default profile
     search: Literal["evolution"] = "evolution"
-    ideator: Literal["catalog"] = "catalog"
     backend: Literal["local"] = "local"
+    # Who writes ideas and diffs: "catalog" (offline, no LLM), "anthropic:MODEL",
+    # "openai:MODEL", "openai-compatible:MODEL@BASE_URL" or "replay:RUN|FILE|NAME".
+    ideator_llm: str = "catalog"
+    implementer_llm: str | None = None  # None: the same as the ideator
+    max_dollars: float | None = Field(default=None, ge=0)  # hard cap on LLM spend
+    max_revisions: int = Field(default=2, ge=0)  # implementer self-revisions after a failed patch
+    edit_format: Literal["diff", "search_replace"] = "diff"
+    thinking_budget: int | None = Field(default=None, ge=1024)  # Anthropic extended thinking
+    reasoning_effort: Literal["low", "medium", "high"] | None = None  # OpenAI reasoning models
+    llm_concurrency: int = Field(default=8, ge=1)
+    prompts_dir: str | None = None  # folder of templates overriding the built-in ones
     epochs: int = Field(default=2, ge=1)
     ideas_per_epoch: int = Field(default=4, ge=1)
     slots: int = Field(default=2, ge=1)
     seed: int = 0
     time_budget_s: float | None = Field(default=None, gt=0)  # override the profile's budget
-    max_attempts: int = Field(default=3, ge=1)               # tries for a job whose worker is lost
+    max_attempts: int = Field(default=3, ge=1)  # tries for a job whose worker is lost
+
+    @property
+    def implementer(self) -> str:
+        return self.implementer_llm or self.ideator_llm

@@ -28,38 +28,79 @@ def rate_text(summary: RunSummary) -> str:
     f = summary.funnel
     if not f.proposed:
         return "execution rate: - (no idea finished yet)"
-    return (f"execution rate: {f.valid}/{f.proposed} = {f.execution_rate:.0%}  "
-            f"(proposed {f.proposed} -> patch applied {f.applied} -> ran {f.ran} -> valid metric {f.valid})")
+    return (
+        f"execution rate: {f.valid}/{f.proposed} = {f.execution_rate:.0%}  "
+        f"(proposed {f.proposed} -> patch applied {f.applied} -> ran {f.ran} -> valid metric {f.valid})"
+    )
 
 
 def headline(summary: RunSummary) -> Group:
     sense = "lower is better" if summary.direction == "minimize" else "higher is better"
     lines = [
         Text.assemble(("run ", "bold"), summary.run_id, "  ", (summary.status, "bold cyan")),
-        Text(f"environment {summary.environment} (profile {summary.profile}); "
-             f"ideas by {', '.join(summary.origins) or '-'}"),
-        Text(f"metric {summary.metric} ({sense}); baseline "
-             f"{_fmt(summary.baseline.metric) if summary.baseline else '-'}"
-             + (f" [{summary.baseline.status}]" if summary.baseline and summary.baseline.status != "ok" else "")),
+        Text(
+            f"environment {summary.environment} (profile {summary.profile}); "
+            f"ideas by {', '.join(summary.origins) or '-'}"
+        ),
+        Text(
+            f"metric {summary.metric} ({sense}); baseline "
+            f"{_fmt(summary.baseline.metric) if summary.baseline else '-'}"
+            + (f" [{summary.baseline.status}]" if summary.baseline and summary.baseline.status != "ok" else "")
+        ),
     ]
     best = summary.best
     if best is not None:
         gain = summary.improvement(best)
         verdict = "" if gain is None else (" - beats the baseline" if gain > 0 else " - does not beat the baseline")
-        lines.append(Text(f"best {summary.metric} {_fmt(best.metric)} by {best.id} \"{best.title}\""
-                          + (f" ({gain:+.4f} vs baseline)" if gain is not None else "") + verdict, style="bold"))
+        lines.append(
+            Text(
+                f'best {summary.metric} {_fmt(best.metric)} by {best.id} "{best.title}"'
+                + (f" ({gain:+.4f} vs baseline)" if gain is not None else "")
+                + verdict,
+                style="bold",
+            )
+        )
     lines.append(Text(rate_text(summary)))
+    if len(summary.funnels) > 1 or any("catalog" not in pair for pair in summary.funnels):
+        for pair, f in sorted(summary.funnels.items()):
+            rate = f"{f.execution_rate:.0%}" if f.execution_rate is not None else "-"
+            lines.append(
+                Text(f"  {pair}: {f.valid}/{f.proposed} = {rate} (applied {f.applied}, ran {f.ran}, valid {f.valid})")
+            )
+    if summary.llm_tokens:
+        lines.append(Text(cost_text(summary)))
     return Group(*lines)
+
+
+def cost_text(summary: RunSummary) -> str:
+    text = f"LLM cost ${summary.llm_spent_usd:.2f}"
+    if summary.max_dollars is not None:
+        text += f" of a ${summary.max_dollars:.2f} cap"
+    if summary.llm_replayed_usd:
+        text += f" (+ ${summary.llm_replayed_usd:.2f} recorded, replayed for free)"
+    epochs = ", ".join(f"e{e} ${c:.2f}" for e, c in sorted(summary.cost_by_epoch.items()))
+    text += f"; {summary.llm_tokens:,} tokens; by epoch: {epochs}"
+    if summary.unpriced_calls:
+        text += (
+            f"; {summary.unpriced_calls} calls to models with no price (not counted: "
+            "add them to a price table, GROUNDWORK_PRICES)"
+        )
+    return text
 
 
 def results_table(summary: RunSummary, rows: list[IdeaRow] | None = None) -> Table:
     table = Table(show_lines=False, header_style="bold")
-    for column in ("idea", "kind", "title", "status", summary.metric, "vs baseline"):
-        table.add_column(column, overflow="fold", justify="right" if column in (summary.metric, "vs baseline") else "left")
+    show_cost = summary.llm_tokens > 0
+    columns = ["idea", "kind", "title", "status", summary.metric, "vs baseline"] + (["LLM $"] if show_cost else [])
+    for column in columns:
+        table.add_column(
+            column, overflow="fold", justify="left" if column in ("idea", "kind", "title", "status") else "right"
+        )
     for row in rows if rows is not None else summary.rows:
         status = Text(row.status, style=STATUS_STYLE.get(row.status, "red"))
         title = row.title if len(row.title) <= 60 else row.title[:57] + "..."
-        table.add_row(row.id, row.kind, title, status, _fmt(row.metric), _delta(summary, row))
+        cells = [row.id, row.kind, title, status, _fmt(row.metric), _delta(summary, row)]
+        table.add_row(*cells, *([f"{row.cost_usd:.3f}"] if show_cost else []))
     return table
 
 
@@ -81,10 +122,13 @@ def progress_view(summary: RunSummary, started: float) -> Group:
     best = summary.best
     line = Text.assemble(
         (f"{summary.run_id}  ", "bold"),
-        f"epoch {summary.epoch}/{summary.epochs}  |  ideas implemented {summary.ideas_implemented}/{summary.ideas_total}  |  jobs "
+        f"epoch {summary.epoch}/{summary.epochs}  |  "
+        f"ideas implemented {summary.ideas_implemented}/{summary.ideas_total}  |  jobs "
         f"queued {jobs.get('queued', 0)}, running {jobs.get('running', 0) + jobs.get('leased', 0)}, done {done}  |  ",
         f"baseline {_fmt(summary.baseline.metric) if summary.baseline else '-'}, "
-        f"best {summary.metric} {_fmt(best.metric) if best else '-'}  |  {time.time() - started:.0f}s",
+        f"best {summary.metric} {_fmt(best.metric) if best else '-'}  |  ",
+        f"LLM ${summary.llm_spent_usd:.2f}  |  " if summary.llm_tokens else "",
+        f"{time.time() - started:.0f}s",
     )
     recent = [r for r in summary.rows if r.status not in ("queued",)][-6:]
     return Group(line, results_table(summary, recent) if recent else Text(""))

@@ -10,10 +10,11 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from groundwork.config import RunConfig
 from groundwork.environments import Environment
@@ -22,14 +23,26 @@ from groundwork.execution.local import LocalBackend
 from groundwork.execution.resources import SlotPlan, plan_slots
 from groundwork.execution.scheduler import Scheduler
 from groundwork.ideation.catalog import CatalogIdeator
+from groundwork.ideation.llm_ideator import LLMIdeator
 from groundwork.implementation.catalog_implementer import CatalogImplementer
+from groundwork.implementation.llm_implementer import LLMImplementer
 from groundwork.implementation.patching import PatchPolicy
+from groundwork.llm.factory import make_llm
+from groundwork.llm.pricing import PriceTable
+from groundwork.llm.recording import BudgetExceeded, RecordingLLM
+from groundwork.prompting import PromptLibrary
 from groundwork.protocols import (
-    Backend, IdeaDraft, Ideator, Implementer, JobSpec, PatchAttempt, Scored, SearchHistory, SearchStrategy,
+    Backend,
+    IdeaDraft,
+    Ideator,
+    Implementer,
+    JobSpec,
+    PatchAttempt,
+    Scored,
+    SearchHistory,
+    SearchStrategy,
 )
-from groundwork.records import (
-    FailureCategory, Idea, IdeaState, Job, Patch, PatchStatus, PromptKind, Result,
-)
+from groundwork.records import FailureCategory, Idea, IdeaState, Job, Patch, PatchStatus, PromptKind, Result
 from groundwork.runs import run_config, run_environment
 from groundwork.search.evolution import EvolutionStrategy
 from groundwork.store import ArtifactStore, RunStore
@@ -66,27 +79,61 @@ class Components:
     strategy: SearchStrategy
     backend: Backend
     slot_plan: SlotPlan
+    implementation_workers: int = 1  # ideas implemented at once (model calls run in parallel)
 
 
-def build_components(env: Environment, profile: ResolvedProfile, config: RunConfig) -> Components:
+def build_components(env: Environment, profile: ResolvedProfile, config: RunConfig, run_dir: Path) -> Components:
     policy = PatchPolicy(protected=frozenset(env.manifest.files.locked) | frozenset(env.manifest.files.hidden))
     plan = plan_slots(config.slots, profile.resources.gpus)
+    budget_s = config.time_budget_s or profile.time_budget_s
+    prompts = PromptLibrary(Path(config.prompts_dir) if config.prompts_dir else None)
+    prices = PriceTable.load()
+
+    def model(spec: str, role: str) -> RecordingLLM:
+        return RecordingLLM(make_llm(spec, role), run_dir, prices, config.max_dollars, config.llm_concurrency)
+
+    thinking = {"thinking_budget": config.thinking_budget, "reasoning_effort": config.reasoning_effort}
+    if config.ideator_llm == "catalog":
+        ideator: Ideator = CatalogIdeator.from_file(env.catalog_path, seed=config.seed)
+    else:
+        ideator = LLMIdeator(model(config.ideator_llm, "ideator"), env, prompts, budget_s, **thinking)
+    if config.implementer == "catalog":
+        if config.ideator_llm != "catalog":
+            raise ValueError(
+                "catalog edits exist only for catalog ideas: give model-written ideas a model "
+                "implementer (--implementer-llm PROVIDER:MODEL)"
+            )
+        implementer: Implementer = CatalogImplementer(policy)
+    else:
+        implementer = LLMImplementer(
+            model(config.implementer, "implementer"),
+            env,
+            prompts,
+            policy,
+            budget_s,
+            max_revisions=config.max_revisions,
+            edit_format=config.edit_format,
+            **thinking,
+        )
     return Components(
-        ideator=CatalogIdeator.from_file(env.catalog_path, seed=config.seed),
-        implementer=CatalogImplementer(policy),
+        ideator=ideator,
+        implementer=implementer,
         strategy=EvolutionStrategy(config.epochs, config.ideas_per_epoch, seed=config.seed),
         backend=LocalBackend(plan.slots),
         slot_plan=plan,
+        implementation_workers=1 if config.implementer == "catalog" else config.llm_concurrency,
     )
 
 
 class ResearchLoop:
-    def __init__(self, store: RunStore, components: Components | None = None, on_change: Callable[[], None] | None = None):
+    def __init__(
+        self, store: RunStore, components: Components | None = None, on_change: Callable[[], None] | None = None
+    ):
         self.store = store
         self.config = run_config(store)
         self.env = run_environment(store)
         self.profile = self.env.profile(self.config.profile)
-        self.parts = components or build_components(self.env, self.profile, self.config)
+        self.parts = components or build_components(self.env, self.profile, self.config, store.run_dir)
         self.artifacts = ArtifactStore(store.run_dir)
         self.on_change = on_change or (lambda: None)
         self.info = store.run_info()["info"]
@@ -102,17 +149,28 @@ class ResearchLoop:
         self.store.set_run_status("running", f"controller pid {os.getpid()} on {socket.gethostname()}")
         self.data_dir = self.env.prepare(self.profile, quiet=True)
         scheduler = Scheduler(
-            self.store, self.parts.backend, self._spec, max_attempts=self.config.max_attempts, on_tick=self.on_change,
+            self.store,
+            self.parts.backend,
+            self._spec,
+            max_attempts=self.config.max_attempts,
+            on_tick=self.on_change,
         )
         try:
             scheduler.recover()
             self._ensure_baseline()
             scheduler.drain()
             for epoch in range(1, self.parts.strategy.epochs + 1):
-                if not self.store.epoch_proposed(epoch):
-                    self._propose(epoch)
-                self._implement_pending()
+                try:
+                    if not self.store.epoch_proposed(epoch):
+                        self._propose(epoch)
+                    self._implement_pending()
+                except BudgetExceeded as exc:
+                    scheduler.drain()  # jobs already queued are paid for: let them finish
+                    self.store.set_run_status("budget_exhausted", str(exc))
+                    raise
                 scheduler.drain()
+        except BudgetExceeded:
+            raise  # already recorded, after the queued jobs finished
         except KeyboardInterrupt:
             scheduler.cancel_running("interrupted by the user")
             self.store.set_run_status("interrupted", "Ctrl+C")
@@ -130,7 +188,9 @@ class ResearchLoop:
         ideas = self.store.ideas()
         scored = [Scored(i, results[i.id]) for i in ideas if i.id in results and i.id != BASELINE_ID]
         return SearchHistory(
-            metric=self.env.manifest.metric, baseline=results.get(BASELINE_ID), scored=scored,
+            metric=self.env.manifest.metric,
+            baseline=results.get(BASELINE_ID),
+            scored=scored,
             proposed=[i for i in ideas if i.id != BASELINE_ID],
         )
 
@@ -138,11 +198,21 @@ class ResearchLoop:
 
     def _ensure_baseline(self) -> None:
         if not self.store.epoch_proposed(0):
-            self.store.add_epoch(0, [Idea(
-                id=BASELINE_ID, epoch=0, index=0, title="Baseline (unmodified codebase)",
-                text="The environment's baseline, run as it is: the reference every idea is measured against.",
-                category="baseline", prompt_kind=PromptKind.BASELINE, origin="environment",
-            )])
+            self.store.add_epoch(
+                0,
+                [
+                    Idea(
+                        id=BASELINE_ID,
+                        epoch=0,
+                        index=0,
+                        title="Baseline (unmodified codebase)",
+                        text="The environment's baseline, run as it is: the reference every idea is measured against.",
+                        category="baseline",
+                        prompt_kind=PromptKind.BASELINE,
+                        origin="environment",
+                    )
+                ],
+            )
         self._implement_pending()
 
     def _propose(self, epoch: int) -> None:
@@ -152,9 +222,17 @@ class ResearchLoop:
             drafts += [(request.kind, d) for d in self.parts.ideator.propose(request, history)]
         ideas = [
             Idea(
-                id=f"e{epoch}-{index:02d}", epoch=epoch, index=index, title=d.title, text=d.text,
-                category=d.category, prompt_kind=kind, origin=self.parts.ideator.label, parents=d.parents,
-                thinking=d.thinking, payload=d.payload,
+                id=f"e{epoch}-{index:02d}",
+                epoch=epoch,
+                index=index,
+                title=d.title,
+                text=d.text,
+                category=d.category,
+                prompt_kind=kind,
+                origin=self.parts.ideator.label,
+                parents=d.parents,
+                thinking=d.thinking,
+                payload=d.payload,
             )
             for index, (kind, d) in enumerate(drafts, start=1)
         ]
@@ -162,15 +240,29 @@ class ResearchLoop:
         self.on_change()
 
     def _implement_pending(self) -> None:
-        for idea in self.store.ideas(state=IdeaState.PROPOSED):
-            if idea.id == BASELINE_ID:
-                attempts = [PatchAttempt(diff="", applied=True, codebase_hash=self.info["baseline_hash"])]
-                implementer = "none (baseline)"
-            else:
-                attempts = self.parts.implementer.implement(idea, self.env.codebase_dir)
-                implementer = self.parts.implementer.label
-            self._record_attempts(idea, attempts, implementer)
-            self.on_change()
+        pending = self.store.ideas(state=IdeaState.PROPOSED)
+        for idea in [i for i in pending if i.id == BASELINE_ID]:
+            attempts = [PatchAttempt(diff="", applied=True, codebase_hash=self.info["baseline_hash"])]
+            self._record_attempts(idea, attempts, "none (baseline)")
+        ideas = [i for i in pending if i.id != BASELINE_ID]
+        if not ideas:
+            return
+        implementer = self.parts.implementer
+        # Implementations run in threads (model calls wait on the network); their records
+        # are written here, one idea at a time, as each finishes.
+        with ThreadPoolExecutor(max_workers=self.parts.implementation_workers) as pool:
+            futures = {pool.submit(implementer.implement, idea, self.env.codebase_dir): idea for idea in ideas}
+            failure: BaseException | None = None
+            for future in as_completed(futures):
+                try:
+                    attempts = future.result()
+                except BaseException as exc:  # keep what the others finished; raise the first failure
+                    failure = failure or exc
+                    continue
+                self._record_attempts(futures[future], attempts, implementer.label)
+                self.on_change()
+            if failure is not None:
+                raise failure
 
     def _record_attempts(self, idea: Idea, attempts: list[PatchAttempt], implementer: str) -> None:
         done = len(self.store.patches(idea.id))
@@ -178,16 +270,33 @@ class ResearchLoop:
         for n, attempt in enumerate(attempts, start=done + 1):
             rel = f"patches/{idea.id}.attempt-{n}.diff"
             sha = self.artifacts.put_text(rel, attempt.diff)
-            patches.append(Patch(
-                id=f"{idea.id}.p{n}", idea_id=idea.id, attempt=n, implementer=implementer,
-                status=PatchStatus.APPLIED if attempt.applied else PatchStatus.FAILED, diff_path=rel,
-                diff_sha256=sha, error=attempt.error, files=attempt.files, codebase_hash=attempt.codebase_hash,
-            ))
+            patches.append(
+                Patch(
+                    id=f"{idea.id}.p{n}",
+                    idea_id=idea.id,
+                    attempt=n,
+                    implementer=implementer,
+                    status=PatchStatus.APPLIED if attempt.applied else PatchStatus.FAILED,
+                    diff_path=rel,
+                    diff_sha256=sha,
+                    error=attempt.error,
+                    files=attempt.files,
+                    codebase_hash=attempt.codebase_hash,
+                    model=attempt.model,
+                    cost_usd=attempt.cost_usd,
+                    tokens=attempt.tokens,
+                )
+            )
         applied = [p for p in patches if p.status == PatchStatus.APPLIED]
         if applied:
             resources = self.profile.resources.model_dump()
-            job = Job(id=f"job-{idea.id}", idea_id=idea.id, patch_id=applied[0].id,
-                      backend=self.parts.backend.name, resources=resources)
+            job = Job(
+                id=f"job-{idea.id}",
+                idea_id=idea.id,
+                patch_id=applied[0].id,
+                backend=self.parts.backend.name,
+                resources=resources,
+            )
             self.store.record_implementation(idea.id, patches, job, None)
         else:
             reason = patches[-1].error if patches else "the implementer produced no patch"
@@ -201,17 +310,27 @@ class ResearchLoop:
         plan = self.parts.slot_plan
         assert job.slot is not None and self.data_dir is not None
         return JobSpec(
-            job_id=job.id, attempt=job.attempt, job_dir=str(run_dir / job.job_dir),
+            job_id=job.id,
+            attempt=job.attempt,
+            job_dir=str(run_dir / job.job_dir),
             baseline_dir=str(self.env.codebase_dir.resolve()),
             diff_path=str(run_dir / patch.diff_path) if self.artifacts.get_text(patch.diff_path) else "",
-            codebase_hash=patch.codebase_hash, locked_hashes=self.info["locked_hashes"],
-            train_command=manifest.run.train, eval_command=manifest.run.evaluate,
+            codebase_hash=patch.codebase_hash,
+            locked_hashes=self.info["locked_hashes"],
+            train_command=manifest.run.train,
+            eval_command=manifest.run.evaluate,
             time_budget_s=self.config.time_budget_s or self.profile.time_budget_s,
-            grace_s=self.profile.grace_s, eval_timeout_s=self.profile.eval_timeout_s,
-            env={**self.profile.env, "GROUNDWORK_DATA_DIR": str(self.data_dir.resolve()),
-                 "GROUNDWORK_SEED": str(self.config.seed)},
-            metric_name=manifest.metric.name, result_file=manifest.metric.result_file,
-            plausible_range=manifest.metric.plausible_range, slot=job.slot, threads=plan.threads,
+            grace_s=self.profile.grace_s,
+            eval_timeout_s=self.profile.eval_timeout_s,
+            env={
+                **self.profile.env,
+                "GROUNDWORK_DATA_DIR": str(self.data_dir.resolve()),
+                "GROUNDWORK_SEED": str(self.config.seed),
+            },
+            metric_name=manifest.metric.name,
+            result_file=manifest.metric.result_file,
+            plausible_range=manifest.metric.plausible_range,
+            slot=job.slot,
+            threads=plan.threads,
             gpu_ids=plan.gpus.get(job.slot, []),
         )
-

@@ -26,8 +26,8 @@ class SearchHistory:
 
     metric: Metric
     baseline: Result | None
-    scored: list[Scored]                                     # ideas with a result
-    proposed: list[Idea] = field(default_factory=list)       # every idea of the run so far
+    scored: list[Scored]  # ideas with a result
+    proposed: list[Idea] = field(default_factory=list)  # every idea of the run so far
 
     def valid(self) -> list[Scored]:
         return [s for s in self.scored if s.result.valid]
@@ -52,7 +52,7 @@ class IdeationRequest:
     count: int
     epoch: int
     parents: list[Scored] = field(default_factory=list)  # exploit: ideas to refine or combine
-    tried: list[Scored] = field(default_factory=list)    # explore: what was tried, failures included
+    tried: list[Scored] = field(default_factory=list)  # explore: what was tried, failures included
     seed: int = 0
 
 
@@ -77,6 +77,9 @@ class PatchAttempt:
     error: str = ""
     files: list[str] = field(default_factory=list)
     codebase_hash: str = ""
+    cost_usd: float = 0.0  # model calls that produced this attempt
+    model: str = ""
+    tokens: int = 0
 
 
 @runtime_checkable
@@ -109,10 +112,10 @@ class JobSpec:
 
     job_id: str
     attempt: int
-    job_dir: str              # absolute; the runner writes only below it
-    baseline_dir: str         # pristine codebase snapshot of the run
-    diff_path: str            # absolute path of the unified diff ("" for the baseline)
-    codebase_hash: str        # expected hash of the patched codebase
+    job_dir: str  # absolute; the runner writes only below it
+    baseline_dir: str  # pristine codebase snapshot of the run
+    diff_path: str  # absolute path of the unified diff ("" for the baseline)
+    codebase_hash: str  # expected hash of the patched codebase
     locked_hashes: dict[str, str]
     train_command: list[str]
     eval_command: list[str]

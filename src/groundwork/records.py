@@ -20,9 +20,9 @@ class StrEnum(str, Enum):
 
 class PromptKind(StrEnum):
     BASELINE = "baseline"  # the unmodified codebase, run once per run
-    SIMPLE = "simple"      # ideas from the codebase and goal alone
-    EXPLORE = "explore"    # new directions, shown what was tried
-    EXPLOIT = "exploit"    # refine or combine ideas that beat the baseline
+    SIMPLE = "simple"  # ideas from the codebase and goal alone
+    EXPLORE = "explore"  # new directions, shown what was tried
+    EXPLOIT = "exploit"  # refine or combine ideas that beat the baseline
 
 
 class IdeaState(StrEnum):
@@ -38,10 +38,10 @@ class PatchStatus(StrEnum):
 
 class JobState(StrEnum):
     QUEUED = "queued"
-    LEASED = "leased"        # a slot is reserved; the process is being started
+    LEASED = "leased"  # a slot is reserved; the process is being started
     RUNNING = "running"
-    DONE = "done"            # ran and produced a valid metric
-    FAILED = "failed"        # crashed, no metric, tampered, implausible
+    DONE = "done"  # ran and produced a valid metric
+    FAILED = "failed"  # crashed, no metric, tampered, implausible
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
 
@@ -50,11 +50,11 @@ TERMINAL_JOB_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.TIMED_
 
 
 class FailureCategory(StrEnum):
-    PATCH_FAILED = "patch_failed"              # the diff did not apply or broke a rule
-    CRASHED = "crashed"                        # training or evaluation exited non-zero
-    TIMED_OUT = "timed_out"                    # killed at budget + grace
-    NO_METRIC = "no_metric"                    # exited cleanly but wrote no usable metric
-    EVAL_TAMPERED = "eval_tampered"            # a locked file changed while the job ran
+    PATCH_FAILED = "patch_failed"  # the diff did not apply or broke a rule
+    CRASHED = "crashed"  # training or evaluation exited non-zero
+    TIMED_OUT = "timed_out"  # killed at budget + grace
+    NO_METRIC = "no_metric"  # exited cleanly but wrote no usable metric
+    EVAL_TAMPERED = "eval_tampered"  # a locked file changed while the job ran
     METRIC_IMPLAUSIBLE = "metric_implausible"  # outside the environment's plausible range
 
 
@@ -70,7 +70,7 @@ class Idea(BaseModel):
     text: str
     category: str = "other"
     prompt_kind: PromptKind
-    origin: str                       # who wrote it, e.g. "catalog (no LLM)"
+    origin: str  # who wrote it, e.g. "catalog (no LLM)"
     parents: list[str] = Field(default_factory=list)
     thinking: str = ""
     payload: dict[str, Any] = Field(default_factory=dict)  # ideator-specific data (catalog edits)
@@ -84,11 +84,14 @@ class Patch(BaseModel):
     attempt: int
     implementer: str
     status: PatchStatus
-    diff_path: str                    # artifact path relative to the run folder
+    diff_path: str  # artifact path relative to the run folder
     diff_sha256: str
     error: str = ""
     files: list[str] = Field(default_factory=list)
-    codebase_hash: str = ""           # hash of the patched codebase when it applied
+    codebase_hash: str = ""  # hash of the patched codebase when it applied
+    model: str = ""  # the implementer model, when one wrote it
+    cost_usd: float = 0.0
+    tokens: int = 0
     created_at: float = Field(default_factory=now)
 
 
@@ -101,8 +104,8 @@ class Job(BaseModel):
     attempt: int = 1
     resources: dict[str, Any] = Field(default_factory=dict)
     slot: int | None = None
-    worker: str = ""                  # e.g. "pid 1234 on host"
-    job_dir: str = ""                 # relative to the run folder
+    worker: str = ""  # e.g. "pid 1234 on host"
+    job_dir: str = ""  # relative to the run folder
     started_at: float | None = None
     ended_at: float | None = None
     exit_code: int | None = None

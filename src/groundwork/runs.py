@@ -30,7 +30,9 @@ def create_run(config: RunConfig, runs_dir: Path = DEFAULT_RUNS_DIR, name: str |
     run_id = name or f"{time.strftime('%Y%m%d-%H%M%S')}-{env.name}-{secrets.token_hex(2)}"
     run_dir = Path(runs_dir) / run_id
     if run_dir.exists():
-        raise FileExistsError(f"run folder {run_dir} already exists: pick another --name, or `groundwork resume {run_id}`")
+        raise FileExistsError(
+            f"run folder {run_dir} already exists: pick another --name, or `groundwork resume {run_id}`"
+        )
     # The snapshot is taken before the store exists, so a store always has its snapshot.
     staging = Path(runs_dir) / f".{run_id}.staging"
     shutil.rmtree(staging, ignore_errors=True)
@@ -38,9 +40,14 @@ def create_run(config: RunConfig, runs_dir: Path = DEFAULT_RUNS_DIR, name: str |
     snapshot = load_environment(staging / ENV_SNAPSHOT)
     locked = {rel: file_sha256(snapshot.codebase_dir / rel) for rel in snapshot.manifest.files.locked}
     info = {
-        "environment": env.name, "environment_source": str(env.root), "profile": profile.name,
-        "locked_hashes": locked, "baseline_hash": codebase_hash(snapshot.codebase_dir),
-        "groundwork_version": __version__, "python": sys.version.split()[0], "host": platform.node(),
+        "environment": env.name,
+        "environment_source": str(env.root),
+        "profile": profile.name,
+        "locked_hashes": locked,
+        "baseline_hash": codebase_hash(snapshot.codebase_dir),
+        "groundwork_version": __version__,
+        "python": sys.version.split()[0],
+        "host": platform.node(),
     }
     RunStore.create(staging, run_id, config.model_dump(), info).close()
     staging.rename(run_dir)
@@ -59,7 +66,9 @@ def find_run(ref: str | None, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
     """A run folder from an id, a path, or (None) the most recent run."""
     if ref is None:
         candidates = sorted(
-            (p for p in Path(runs_dir).glob("*/store.sqlite")), key=lambda p: p.stat().st_mtime, reverse=True,
+            (p for p in Path(runs_dir).glob("*/store.sqlite")),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
         )
         if not candidates:
             raise StoreError(f"no runs in {Path(runs_dir).resolve()}: start one with `groundwork run`")

@@ -3,9 +3,10 @@ progress, `status` and the final table."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
-from groundwork.records import FailureCategory, IdeaState, JobState, PromptKind
+from groundwork.records import FailureCategory, IdeaState, PromptKind, Result
 from groundwork.runs import run_environment
 from groundwork.store import RunStore
 
@@ -19,9 +20,11 @@ class IdeaRow:
     title: str
     kind: str
     origin: str
-    status: str             # ok, a failure category, or where it is in the pipeline
+    status: str  # ok, a failure category, or where it is in the pipeline
     metric: float | None
     detail: str = ""
+    cost_usd: float = 0.0  # its share of the ideation call plus its implementation calls
+    implementer: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,13 @@ class RunSummary:
     ideas_implemented: int = 0
     epoch: int = 0
     epochs: int = 0
+    funnels: dict[str, Funnel] = field(default_factory=dict)  # per "ideator -> implementer"
+    llm_spent_usd: float = 0.0  # paid to providers
+    llm_replayed_usd: float = 0.0  # recorded cost of answers served from a recording
+    llm_tokens: int = 0
+    cost_by_epoch: dict[int, float] = field(default_factory=dict)
+    max_dollars: float | None = None
+    unpriced_calls: int = 0  # calls to models missing from the price table
 
     @property
     def best(self) -> IdeaRow | None:
@@ -78,37 +88,92 @@ def summarize(store: RunStore) -> RunSummary:
     ideas = store.ideas()
     results = store.results()
     jobs = {j.idea_id: j for j in store.jobs()}
+    patches: dict[str, list] = {}
+    for patch in store.patches():
+        patches.setdefault(patch.idea_id, []).append(patch)
     rows = []
     for idea in ideas:
         result = results.get(idea.id)
         job = jobs.get(idea.id)
         if result is not None:
             status = "ok" if result.valid else str(result.failure)
-            detail = result.detail.strip().splitlines()[0] if result.detail.strip() else ""
+            detail = _headline(result.detail)
         elif job is not None:
             status, detail = str(job.state), ""
         else:
             status, detail = ("implementing" if idea.state == IdeaState.PROPOSED else str(idea.state)), ""
-        rows.append(IdeaRow(idea.id, idea.epoch, idea.title, str(idea.prompt_kind), idea.origin, status,
-                            result.metric if result is not None and result.valid else None, detail))
+        own = patches.get(idea.id, [])
+        cost = float(idea.payload.get("ideation_cost_usd", 0.0)) + sum(p.cost_usd for p in own)
+        rows.append(
+            IdeaRow(
+                idea.id,
+                idea.epoch,
+                idea.title,
+                str(idea.prompt_kind),
+                idea.origin,
+                status,
+                result.metric if result is not None and result.valid else None,
+                detail,
+                cost,
+                own[-1].implementer if own else "",
+            )
+        )
     baseline = next((r for r in rows if r.kind == PromptKind.BASELINE), None)
     others = [r for r in rows if r.kind != PromptKind.BASELINE]
     settled = [i for i in ideas if i.id in results and i.prompt_kind != PromptKind.BASELINE]
-    funnel = Funnel(
-        proposed=len(settled),
-        applied=sum(1 for i in settled if results[i.id].failure != FailureCategory.PATCH_FAILED),
-        ran=sum(1 for i in settled if results[i.id].failure in RAN),
-        valid=sum(1 for i in settled if results[i.id].valid),
-    )
+    funnel = _funnel([results[i.id] for i in settled])
+    by_pair: dict[str, list] = {}
+    for row in others:
+        if row.id in results:
+            by_pair.setdefault(f"{row.origin} -> {row.implementer}", []).append(results[row.id])
+    calls = store.llm_calls()
+    cost_by_epoch: dict[int, float] = {}
+    for call in calls:
+        cost_by_epoch[call["epoch"] or 0] = cost_by_epoch.get(call["epoch"] or 0, 0.0) + (call["cost_usd"] or 0.0)
     counts: dict[str, int] = {}
     for job in jobs.values():
         counts[str(job.state)] = counts.get(str(job.state), 0) + 1
     manifest = run_environment(store).manifest
     return RunSummary(
-        run_id=info["id"], status=info["status"], environment=meta["environment"], profile=meta["profile"],
-        metric=manifest.metric.name, direction=manifest.metric.direction,
-        origins=sorted({r.origin for r in others}), baseline=baseline, rows=others, funnel=funnel, jobs=counts,
+        run_id=info["id"],
+        status=info["status"],
+        environment=meta["environment"],
+        profile=meta["profile"],
+        metric=manifest.metric.name,
+        direction=manifest.metric.direction,
+        origins=sorted({r.origin for r in others}),
+        baseline=baseline,
+        rows=others,
+        funnel=funnel,
+        jobs=counts,
         ideas_total=len(others),
-        ideas_implemented=sum(1 for i in ideas if i.state != IdeaState.PROPOSED and i.prompt_kind != PromptKind.BASELINE),
-        epoch=max((i.epoch for i in ideas), default=0), epochs=int(config.get("epochs", 0)),
+        ideas_implemented=sum(
+            1 for i in ideas if i.state != IdeaState.PROPOSED and i.prompt_kind != PromptKind.BASELINE
+        ),
+        epoch=max((i.epoch for i in ideas), default=0),
+        epochs=int(config.get("epochs", 0)),
+        funnels={pair: _funnel(rs) for pair, rs in by_pair.items()},
+        llm_spent_usd=sum(c["cost_usd"] or 0.0 for c in calls if not c["replayed"]),
+        llm_replayed_usd=sum(c["cost_usd"] or 0.0 for c in calls if c["replayed"]),
+        llm_tokens=sum(sum(json.loads(c["usage"]).values()) for c in calls),
+        cost_by_epoch=cost_by_epoch,
+        max_dollars=config.get("max_dollars"),
+        unpriced_calls=sum(1 for c in calls if c["cost_usd"] is None),
     )
+
+
+def _funnel(results: list[Result]) -> Funnel:
+    return Funnel(
+        proposed=len(results),
+        applied=sum(1 for r in results if r.failure != FailureCategory.PATCH_FAILED),
+        ran=sum(1 for r in results if r.failure in RAN),
+        valid=sum(1 for r in results if r.valid),
+    )
+
+
+def _headline(detail: str) -> str:
+    """A failure in one line: its first line, and its last (for a crash, the exception)."""
+    lines = [line.strip() for line in detail.strip().splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    return f"{lines[0]} ... {lines[-1]}"

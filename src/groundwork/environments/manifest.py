@@ -62,7 +62,7 @@ class Files(_Strict):
     locked: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _disjoint(self) -> "Files":
+    def _disjoint(self) -> Files:
         both = sorted(set(self.editable) & (set(self.locked) | set(self.hidden)))
         if both:
             raise ValueError(f"files cannot be editable and hidden/locked at once: {both}")
@@ -108,7 +108,7 @@ class Manifest(_Strict):
     profiles: dict[str, Profile] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _default_profile_exists(self) -> "Manifest":
+    def _default_profile_exists(self) -> Manifest:
         if self.default_profile not in self.profiles:
             raise ValueError(
                 f"default_profile = {self.default_profile!r} is not a profile; "

@@ -106,8 +106,11 @@ class Environment:
             return data_dir
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(
-            command, cwd=self.codebase_dir, text=True,
-            stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None,
+            command,
+            cwd=self.codebase_dir,
+            text=True,
+            stdout=subprocess.PIPE if quiet else None,
+            stderr=subprocess.STDOUT if quiet else None,
         )
         if proc.returncode != 0:
             output = (proc.stdout or "").strip()

@@ -42,7 +42,10 @@ class LocalBackend:
         with open(job_dir / "runner.err", "ab") as err:
             process = subprocess.Popen(
                 [sys.executable, "-m", "groundwork.execution.runner", str(spec_path)],
-                stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                start_new_session=True,
             )
         self._jobs[spec.job_id] = _Tracked(spec, process)
         return f"pid {process.pid} on {socket.gethostname()}"
@@ -63,7 +66,9 @@ class LocalBackend:
             else:
                 _kill_leftovers(job_dir)
                 code = tracked.process.returncode if tracked.process is not None else None
-                reports.append(LostJob(job_id, tracked.spec.attempt, f"job runner ended without an outcome (exit {code})"))
+                reports.append(
+                    LostJob(job_id, tracked.spec.attempt, f"job runner ended without an outcome (exit {code})")
+                )
         return reports
 
     def reattach(self, spec: JobSpec) -> bool:

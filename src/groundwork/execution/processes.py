@@ -49,7 +49,11 @@ def kill_group(pgid: int) -> None:
 
 
 def run_with_deadline(
-    command: list[str], cwd: Path, env: dict[str, str], log: IO[bytes], timeout_s: float,
+    command: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    log: IO[bytes],
+    timeout_s: float,
     pid_file: Path | None = None,
 ) -> tuple[int | None, bool, float]:
     """Run `command` in a new process group, output to `log`. Returns (exit code, timed
@@ -57,7 +61,12 @@ def run_with_deadline(
     processes it left behind in its group are killed too, so nothing outlives its phase."""
     start = time.monotonic()
     proc = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
     if pid_file is not None:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class SlotPlan:
     slots: int
-    threads: int                 # CPU threads per job
-    gpus: dict[int, list[int]]   # slot -> GPU ids (empty lists for CPU jobs)
+    threads: int  # CPU threads per job
+    gpus: dict[int, list[int]]  # slot -> GPU ids (empty lists for CPU jobs)
 
 
 def detect_gpus() -> list[int]:
@@ -28,7 +28,9 @@ def detect_gpus() -> list[int]:
     return list(range(sum(1 for line in out.splitlines() if line.startswith("GPU "))))
 
 
-def plan_slots(requested: int, gpus_per_job: int, cpu_count: int | None = None, gpus: list[int] | None = None) -> SlotPlan:
+def plan_slots(
+    requested: int, gpus_per_job: int, cpu_count: int | None = None, gpus: list[int] | None = None
+) -> SlotPlan:
     cpu_count = cpu_count or os.cpu_count() or 1
     if gpus_per_job == 0:
         return SlotPlan(requested, max(1, cpu_count // requested), {s: [] for s in range(requested)})
@@ -41,6 +43,7 @@ def plan_slots(requested: int, gpus_per_job: int, cpu_count: int | None = None, 
         )
     slots = min(requested, fit)
     return SlotPlan(
-        slots, max(1, cpu_count // slots),
-        {s: gpus[s * gpus_per_job:(s + 1) * gpus_per_job] for s in range(slots)},
+        slots,
+        max(1, cpu_count // slots),
+        {s: gpus[s * gpus_per_job : (s + 1) * gpus_per_job] for s in range(slots)},
     )

@@ -110,9 +110,17 @@ class JobRunner:
             failure, detail = FailureCategory.CRASHED, "runner error:\n" + traceback.format_exc(limit=5)
         curve = self._curve()
         return JobOutcome(
-            job_id=self.spec.job_id, attempt=self.spec.attempt, failure=failure, metric=metric,
-            metrics=metrics, curve=curve, detail=detail, flags=self.flags, exit_code=exit_code,
-            started_at=started, ended_at=time.time(),
+            job_id=self.spec.job_id,
+            attempt=self.spec.attempt,
+            failure=failure,
+            metric=metric,
+            metrics=metrics,
+            curve=curve,
+            detail=detail,
+            flags=self.flags,
+            exit_code=exit_code,
+            started_at=started,
+            ended_at=time.time(),
         )
 
     # ---- phases -------------------------------------------------------------------
@@ -128,11 +136,15 @@ class JobRunner:
             self.flags["train_seconds"] = round(seconds, 3)
             self.flags["within_budget"] = not timed_out
             if timed_out:
-                raise _Failed(FailureCategory.TIMED_OUT,
-                              f"training ran past budget + grace ({spec.time_budget_s:g}s + {spec.grace_s:g}s) and was killed")
+                raise _Failed(
+                    FailureCategory.TIMED_OUT,
+                    f"training ran past budget + grace ({spec.time_budget_s:g}s + {spec.grace_s:g}s) and was killed",
+                )
             self._check_locked("during training")
             if code != 0:
-                raise _Failed(FailureCategory.CRASHED, f"training exited with code {code}:\n{_tail(self.log_path)}", code)
+                raise _Failed(
+                    FailureCategory.CRASHED, f"training exited with code {code}:\n{_tail(self.log_path)}", code
+                )
             if result_path.exists():  # only the locked evaluation may write the result
                 self.flags["training_wrote_result_file"] = True
                 result_path.unlink()
@@ -142,7 +154,9 @@ class JobRunner:
             if timed_out:
                 raise _Failed(FailureCategory.TIMED_OUT, f"evaluation ran past {spec.eval_timeout_s:g}s and was killed")
             if code != 0:
-                raise _Failed(FailureCategory.CRASHED, f"evaluation exited with code {code}:\n{_tail(self.log_path)}", code)
+                raise _Failed(
+                    FailureCategory.CRASHED, f"evaluation exited with code {code}:\n{_tail(self.log_path)}", code
+                )
         metric, metrics = self._read_metric(result_path)
         return metric, metrics, 0
 
@@ -164,12 +178,17 @@ class JobRunner:
             shutil.copy2(Path(spec.baseline_dir) / rel, target)
         self._check_locked("in the baseline snapshot")
         if spec.codebase_hash and codebase_hash(self.work) != spec.codebase_hash:
-            raise _Failed(FailureCategory.PATCH_FAILED, "the patched codebase differs from the one the implementer checked")
+            raise _Failed(
+                FailureCategory.PATCH_FAILED, "the patched codebase differs from the one the implementer checked"
+            )
 
     def _check_locked(self, when: str) -> None:
         changed = [
-            rel for rel, expected in self.spec.locked_hashes.items()
-            if not (self.work / rel).is_file() or (self.work / rel).is_symlink() or file_sha256(self.work / rel) != expected
+            rel
+            for rel, expected in self.spec.locked_hashes.items()
+            if not (self.work / rel).is_file()
+            or (self.work / rel).is_symlink()
+            or file_sha256(self.work / rel) != expected
         ]
         self.flags["eval_hash_ok"] = not changed
         if changed:
@@ -180,15 +199,19 @@ class JobRunner:
         env = dict(os.environ)
         env.update(spec.env)
         threads = str(spec.threads)
-        env.update({
-            "GROUNDWORK_TIME_BUDGET_S": f"{spec.time_budget_s:g}",
-            "GROUNDWORK_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-            "GROUNDWORK_OUT_DIR": str(self.work / "out"),
-            "GROUNDWORK_RESULT_PATH": str(self.work / spec.result_file),
-            "GROUNDWORK_JOB_ID": spec.job_id,
-            "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in spec.gpu_ids),
-            "PYTHONDONTWRITEBYTECODE": "1",
-        })
+        env.update(
+            {
+                "GROUNDWORK_TIME_BUDGET_S": f"{spec.time_budget_s:g}",
+                "GROUNDWORK_NUM_THREADS": threads,
+                "OMP_NUM_THREADS": threads,
+                "MKL_NUM_THREADS": threads,
+                "GROUNDWORK_OUT_DIR": str(self.work / "out"),
+                "GROUNDWORK_RESULT_PATH": str(self.work / spec.result_file),
+                "GROUNDWORK_JOB_ID": spec.job_id,
+                "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in spec.gpu_ids),
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
         return env
 
     def _phase(self, command: list[str], env: dict[str, str], log, timeout_s: float):
@@ -208,12 +231,16 @@ class JobRunner:
             raise _Failed(FailureCategory.NO_METRIC, f"{spec.result_file} is not valid JSON: {exc}") from None
         value = metrics.get(spec.metric_name) if isinstance(metrics, dict) else None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _Failed(FailureCategory.NO_METRIC, f"{spec.result_file} has no finite number {spec.metric_name!r}: {value!r}")
+            raise _Failed(
+                FailureCategory.NO_METRIC, f"{spec.result_file} has no finite number {spec.metric_name!r}: {value!r}"
+            )
         low, high = spec.plausible_range
         self.flags["in_plausible_range"] = low <= value <= high
         if not low <= value <= high:
-            raise _Failed(FailureCategory.METRIC_IMPLAUSIBLE,
-                          f"{spec.metric_name} = {value:g} is outside the plausible range [{low:g}, {high:g}]")
+            raise _Failed(
+                FailureCategory.METRIC_IMPLAUSIBLE,
+                f"{spec.metric_name} = {value:g} is outside the plausible range [{low:g}, {high:g}]",
+            )
         return float(value), metrics
 
     def _curve(self) -> list[dict]:

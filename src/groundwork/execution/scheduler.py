@@ -6,7 +6,7 @@ before its process starts, and its result is stored in the same transaction that
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from groundwork.protocols import Backend, JobSpec, LostJob
 from groundwork.records import FailureCategory, Job, JobOutcome, JobState, Result, now
@@ -17,16 +17,28 @@ SpecFactory = Callable[[Job], JobSpec]
 
 def result_from_outcome(job: Job, outcome: JobOutcome) -> Result:
     return Result(
-        idea_id=job.idea_id, job_id=job.id, metric=outcome.metric if outcome.failure is None else None,
-        metrics=outcome.metrics, curve=outcome.curve, failure=outcome.failure, detail=outcome.detail,
-        flags=outcome.flags, seconds=round(outcome.ended_at - outcome.started_at, 3),
+        idea_id=job.idea_id,
+        job_id=job.id,
+        metric=outcome.metric if outcome.failure is None else None,
+        metrics=outcome.metrics,
+        curve=outcome.curve,
+        failure=outcome.failure,
+        detail=outcome.detail,
+        flags=outcome.flags,
+        seconds=round(outcome.ended_at - outcome.started_at, 3),
     )
 
 
 class Scheduler:
     def __init__(
-        self, store: RunStore, backend: Backend, make_spec: SpecFactory, *,
-        max_attempts: int = 3, poll_interval_s: float = 0.2, on_tick: Callable[[], None] | None = None,
+        self,
+        store: RunStore,
+        backend: Backend,
+        make_spec: SpecFactory,
+        *,
+        max_attempts: int = 3,
+        poll_interval_s: float = 0.2,
+        on_tick: Callable[[], None] | None = None,
     ):
         self.store = store
         self.backend = backend
@@ -69,9 +81,13 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         queued = self.store.jobs({JobState.QUEUED})
-        for job, slot in zip(queued, self._free_slots()):
+        for job, slot in zip(queued, self._free_slots(), strict=False):
             job = self.store.transition_job(
-                job.id, JobState.LEASED, f"slot {slot}", slot=slot, job_dir=f"jobs/{job.id}/attempt-{job.attempt}",
+                job.id,
+                JobState.LEASED,
+                f"slot {slot}",
+                slot=slot,
+                job_dir=f"jobs/{job.id}/attempt-{job.attempt}",
             )
             self._busy_slots[job.id] = slot
             worker = self.backend.start(self.make_spec(job))
@@ -93,7 +109,11 @@ class Scheduler:
             return
         t = now()
         outcome = JobOutcome(
-            job_id=job.id, attempt=job.attempt, failure=FailureCategory.CRASHED,
-            detail=f"worker lost on all {job.attempt} attempts; last: {reason}", started_at=job.started_at or t, ended_at=t,
+            job_id=job.id,
+            attempt=job.attempt,
+            failure=FailureCategory.CRASHED,
+            detail=f"worker lost on all {job.attempt} attempts; last: {reason}",
+            started_at=job.started_at or t,
+            ended_at=t,
         )
         self.store.finish_job(outcome, result_from_outcome(job, outcome))

@@ -44,7 +44,7 @@ class Edit(BaseModel):
     replace: str | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Edit":
+    def _one_kind(self) -> Edit:
         knob = self.knob is not None and self.value is not None
         literal = self.find is not None and self.replace is not None
         if knob == literal:
@@ -99,7 +99,9 @@ def apply_edits(files: dict[str, str], edits: list[Edit]) -> dict[str, str]:
             matches = pattern.findall(text)
             if len(matches) != 1:
                 raise EditError(f"{edit.file}: expected one `{edit.knob} = ...` line, found {len(matches)}")
-            out[edit.file] = pattern.sub(lambda m: f"{m.group(1)}{edit.value}{m.group(3) or ''}", text, count=1)
+            out[edit.file] = pattern.sub(
+                lambda m, value=edit.value: f"{m.group(1)}{value}{m.group(3) or ''}", text, count=1
+            )
         else:
             count = text.count(edit.find or "")
             if count != 1:
@@ -141,7 +143,7 @@ class CatalogIdeator:
         self.seed = seed
 
     @classmethod
-    def from_file(cls, path: Path, seed: int = 0) -> "CatalogIdeator":
+    def from_file(cls, path: Path, seed: int = 0) -> CatalogIdeator:
         return cls(load_catalog(path), seed)
 
     def propose(self, request: IdeationRequest, history: SearchHistory) -> list[IdeaDraft]:
@@ -161,13 +163,19 @@ class CatalogIdeator:
             if _key(entry.edit) in seen:
                 continue
             seen.add(_key(entry.edit))
-            drafts.append(IdeaDraft(
-                title=entry.title, text=entry.description.strip(), category=entry.category,
-                payload={"catalog_ids": [entry.id], "edits": [e.model_dump(exclude_none=True) for e in entry.edit]},
-            ))
+            drafts.append(
+                IdeaDraft(
+                    title=entry.title,
+                    text=entry.description.strip(),
+                    category=entry.category,
+                    payload={"catalog_ids": [entry.id], "edits": [e.model_dump(exclude_none=True) for e in entry.edit]},
+                )
+            )
         return drafts
 
-    def _exploit(self, request: IdeationRequest, history: SearchHistory, rng: random.Random, seen: set) -> list[IdeaDraft]:
+    def _exploit(
+        self, request: IdeationRequest, history: SearchHistory, rng: random.Random, seen: set
+    ) -> list[IdeaDraft]:
         drafts: list[IdeaDraft] = []
         parents = list(request.parents)
         base = f"{history.baseline.metric:.4g}" if history.baseline and history.baseline.metric is not None else "n/a"
@@ -176,7 +184,9 @@ class CatalogIdeator:
                 break
             parent = parents[attempt % len(parents)]
             combine = len(parents) > 1 and rng.random() < 0.5
-            draft = self._combine(parent, rng.choice([p for p in parents if p is not parent]), base) if combine else None
+            draft = (
+                self._combine(parent, rng.choice([p for p in parents if p is not parent]), base) if combine else None
+            )
             draft = draft or self._mutate(parent, rng, base)
             if draft is None:
                 continue
@@ -188,7 +198,9 @@ class CatalogIdeator:
 
     def _mutate(self, parent: Scored, rng: random.Random, base: str) -> IdeaDraft | None:
         edits = _edits_of(parent)
-        numeric = [(i, e, _number(e.value)) for i, e in enumerate(edits) if e.knob and _number(e.value or "") is not None]
+        numeric = [
+            (i, e, _number(e.value)) for i, e in enumerate(edits) if e.knob and _number(e.value or "") is not None
+        ]
         if not numeric:
             return None
         index, edit, old = rng.choice(numeric)
@@ -199,11 +211,18 @@ class CatalogIdeator:
         idea = parent.idea
         return IdeaDraft(
             title=f"{idea.title} ({edit.knob} {edit.value} -> {new_value})",
-            text=(f"Refine \"{idea.title}\", which reached {_metric(parent)} against the baseline's {base}: "
-                  f"keep its change but set {edit.knob} = {new_value} instead of {edit.value}. "
-                  f"Original idea: {idea.text}"),
-            category=idea.category, parents=[idea.id],
-            payload={"catalog_ids": idea.payload.get("catalog_ids", []), "edits": _dump(changed), "mutation": edit.knob},
+            text=(
+                f'Refine "{idea.title}", which reached {_metric(parent)} against the baseline\'s {base}: '
+                f"keep its change but set {edit.knob} = {new_value} instead of {edit.value}. "
+                f"Original idea: {idea.text}"
+            ),
+            category=idea.category,
+            parents=[idea.id],
+            payload={
+                "catalog_ids": idea.payload.get("catalog_ids", []),
+                "edits": _dump(changed),
+                "mutation": edit.knob,
+            },
         )
 
     def _combine(self, a: Scored, b: Scored, base: str) -> IdeaDraft | None:
@@ -213,12 +232,17 @@ class CatalogIdeator:
         ia, ib = a.idea, b.idea
         return IdeaDraft(
             title=f"{ia.title} + {ib.title}",
-            text=(f"Combine two changes that each beat the baseline ({base}): \"{ia.title}\" ({_metric(a)}) and "
-                  f"\"{ib.title}\" ({_metric(b)}). They touch different parts of the training script, so their "
-                  f"gains may add up. First: {ia.text} Second: {ib.text}"),
-            category=ia.category if ia.category == ib.category else "other", parents=[ia.id, ib.id],
-            payload={"catalog_ids": [*ia.payload.get("catalog_ids", []), *ib.payload.get("catalog_ids", [])],
-                     "edits": _dump(edits_a + edits_b)},
+            text=(
+                f'Combine two changes that each beat the baseline ({base}): "{ia.title}" ({_metric(a)}) and '
+                f'"{ib.title}" ({_metric(b)}). They touch different parts of the training script, so their '
+                f"gains may add up. First: {ia.text} Second: {ib.text}"
+            ),
+            category=ia.category if ia.category == ib.category else "other",
+            parents=[ia.id, ib.id],
+            payload={
+                "catalog_ids": [*ia.payload.get("catalog_ids", []), *ib.payload.get("catalog_ids", [])],
+                "edits": _dump(edits_a + edits_b),
+            },
         )
 
 

@@ -11,7 +11,8 @@ IGNORED_PARTS = {"__pycache__", ".git"}
 
 def iter_files(root: Path) -> list[Path]:
     return sorted(
-        p for p in root.rglob("*")
+        p
+        for p in root.rglob("*")
         if (p.is_file() or p.is_symlink()) and not IGNORED_PARTS.intersection(p.relative_to(root).parts)
     )
 

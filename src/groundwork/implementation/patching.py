@@ -1,9 +1,10 @@
 """Applying unified diffs to an isolated copy of a codebase, strictly and safely.
 
-Rules are checked before anything is written: no edits to locked or hidden files, no
-paths escaping the codebase (absolute, `..`, through symlinks), no symlinks created, no
-binary patches, no oversized patches. Application itself is `git apply` with no fuzz:
-a hunk that does not match exactly fails, with git's message naming it.
+Rules are checked before anything is written: the diff is read strictly (`diff_text`), it
+may not touch locked, hidden or `.git` files, escape the codebase (absolute, `~`, `..`,
+through symlinks), create symlinks, carry binary data or exceed a size limit. Application
+is `git apply` with no fuzz: a hunk that does not match exactly fails, and the error names
+the hunk and the first line that differs. A rejected patch leaves the codebase unchanged.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from unidiff import PatchSet
-from unidiff.errors import UnidiffParseError
+from groundwork.implementation.diff_text import FileSection, Hunk, PatchError, parse_diff, unquote
+
+if TYPE_CHECKING:
+    from groundwork.protocols import PatchAttempt
+
+__all__ = ["MAX_PATCH_BYTES", "PatchError", "PatchPolicy", "apply_patch", "check_path", "check_patch",
+           "trial_apply", "unified_diff"]
 
 MAX_PATCH_BYTES = 512 * 1024
-_SYMLINK_MODE = re.compile(r"^(new file mode|new mode|old mode|deleted file mode) 120000", re.MULTILINE)
-
-
-class PatchError(ValueError):
-    """A patch that was rejected or did not apply; the message says which rule or hunk."""
+_FILE_MODES = {"100644", "100755"}
+_BINARY = re.compile(r"^(GIT binary patch|Binary files .* differ)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -33,26 +37,30 @@ class PatchPolicy:
     max_bytes: int = MAX_PATCH_BYTES
 
 
-def _strip_prefix(name: str) -> tuple[str, bool]:
-    if name in ("/dev/null", ""):
-        return name, False
-    if name.startswith(("a/", "b/")):
-        return name[2:], True
-    return name, False
+# --- rules --------------------------------------------------------------------------------
 
-
-def _check_path(rel: str, root: Path, policy: PatchPolicy) -> str:
+def check_path(rel: str, root: Path, policy: PatchPolicy) -> str:
+    """The normal form of a codebase-relative path that an edit may write, or PatchError why not."""
+    if not rel:
+        raise PatchError("a file path in the patch is empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        raise PatchError(f"path {rel!r} contains control characters")
+    if "\\" in rel:
+        raise PatchError(f"path {rel!r} contains a backslash: separate folders with '/'")
     pure = PurePosixPath(rel)
     if pure.is_absolute() or rel.startswith("~"):
-        raise PatchError(f"path {rel!r} is absolute: patches may only touch files inside the codebase")
+        home = " ('~' is a home folder)" if rel.startswith("~") else ""
+        raise PatchError(f"path {rel!r} is absolute{home}: patches may only touch files inside the codebase")
     if ".." in pure.parts:
         raise PatchError(f"path {rel!r} escapes the codebase through '..'")
-    if not pure.parts or ".git" in pure.parts:
-        raise PatchError(f"path {rel!r} is not a codebase file")
+    if not pure.parts:
+        raise PatchError(f"path {rel!r} is not a file path")
+    if any(part.lower() == ".git" for part in pure.parts):
+        raise PatchError(f"path {rel!r} is inside .git: patches may only touch codebase files")
     normal = pure.as_posix()
-    if normal in policy.protected:
+    # casefold: on a case-insensitive file system EVALUATE.py is evaluate.py
+    if normal.casefold() in {PurePosixPath(p).as_posix().casefold() for p in policy.protected}:
         raise PatchError(f"{normal!r} is locked by the environment (its evaluation or data): it cannot be edited")
-    # Every existing component must be a real folder/file inside the root, not a symlink.
     current = root
     for part in pure.parts:
         current = current / part
@@ -63,37 +71,141 @@ def _check_path(rel: str, root: Path, policy: PatchPolicy) -> str:
     return normal
 
 
-def check_patch(diff: str, root: Path, policy: PatchPolicy) -> tuple[list[str], int]:
-    """Validate a diff against the rules; return the files it touches and its -p level."""
-    size = len(diff.encode("utf-8", errors="replace"))
+def _normalise(diff: str) -> str:
+    """Undo line-ending damage to the diff text itself: a diff whose every line ends in CRLF
+    (or CR) was converted in transit. A CR on only some lines is content, left as it is."""
+    if "\r" in diff:
+        if diff.count("\r\n") == diff.count("\n"):
+            diff = diff.replace("\r\n", "\n")
+        elif "\n" not in diff:
+            diff = diff.replace("\r", "\n")
+    return diff if diff.endswith("\n") else diff + "\n"
+
+
+def _section_paths(section: FileSection) -> tuple[list[str], list[str]]:
+    """Names that take the -p strip (headers), and names that do not (rename/copy from/to)."""
+    stripped = [n for n in (*(section.git_names or ()), section.old, section.new) if n not in (None, "/dev/null")]
+    plain = [v for k, v in section.headers.items() if k.startswith(("rename ", "copy "))]
+    if not stripped and not plain:
+        raise PatchError(f"malformed diff: line {section.line}: cannot tell the file names in 'diff --git' apart; "
+                         "add '--- a/path' and '+++ b/path' headers")
+    return stripped, plain
+
+
+def _check_modes(section: FileSection, name: str) -> None:
+    modes = [v for k, v in section.headers.items() if k.endswith("mode")]
+    index = section.headers.get("index", "").split()
+    modes += index[1:]
+    for mode in modes:
+        if mode.startswith("120"):
+            raise PatchError(f"{name}: patches may not create or modify symlinks (mode {mode})")
+        if mode not in _FILE_MODES:
+            raise PatchError(f"{name}: file mode {mode} is not accepted, only 100644 (plain) and 100755 (executable)")
+
+
+@dataclass
+class _Checked:
+    text: str
+    sections: list[FileSection]
+    files: list[str]
+    strip: int
+
+    def name(self, section: FileSection) -> str:
+        for raw in (section.new, section.old, *(section.git_names or ())):
+            if raw not in (None, "/dev/null"):
+                return raw[2:] if self.strip else raw
+        return section.headers.get("rename to") or section.headers.get("copy to") or "?"
+
+
+def _check(diff: str, root: Path, policy: PatchPolicy) -> _Checked:
+    text = _normalise(diff)
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise PatchError("the diff is not valid text (it holds unpaired surrogate characters)") from None
     if size > policy.max_bytes:
         raise PatchError(f"patch is {size} bytes, over the limit of {policy.max_bytes}")
-    if "\0" in diff or "GIT binary patch" in diff or re.search(r"^Binary files .* differ$", diff, re.MULTILINE):
+    if "\0" in text:
+        raise PatchError("the diff contains a NUL byte: binary patches are not accepted")
+    if _BINARY.search(text):
         raise PatchError("binary patches are not accepted")
-    if _SYMLINK_MODE.search(diff):
-        raise PatchError("patches may not create or modify symlinks")
-    try:
-        patch_set = PatchSet(diff)
-    except UnidiffParseError as exc:
-        raise PatchError(f"malformed diff: {exc}") from None
-    if not patch_set:
-        raise PatchError("the diff contains no file changes")
-    files, prefixed = [], []
-    for patched in patch_set:
-        if patched.is_binary_file:
-            raise PatchError(f"binary patch for {patched.path!r} is not accepted")
-        for name in (patched.source_file, patched.target_file):
-            rel, had_prefix = _strip_prefix(name)
-            if rel == "/dev/null":
-                continue
-            prefixed.append(had_prefix)
-            normal = _check_path(rel, root, policy)
-            if normal not in files:
-                files.append(normal)
+    sections = parse_diff(text)
+    if not sections:
+        raise PatchError("the diff contains no file changes (no 'diff --git' or '--- a/path' / '+++ b/path' headers)")
+    stripped, plain = [], []
+    for section in sections:
+        names = _section_paths(section)
+        stripped += names[0]
+        plain += names[1]
+    prefixed = [name.startswith(("a/", "b/")) for name in stripped]
+    if any(prefixed) and not all(prefixed):
+        raise PatchError("the diff mixes paths with and without a/ b/ prefixes: write 'a/path' and 'b/path' throughout")
     strip = 1 if prefixed and all(prefixed) else 0
-    if prefixed and any(prefixed) and not all(prefixed):
-        raise PatchError("the diff mixes paths with and without a/ b/ prefixes")
-    return files, strip
+    files: list[str] = []
+    for raw in [name[strip * 2:] for name in stripped] + plain:
+        normal = check_path(raw, root, policy)
+        if normal not in files:
+            files.append(normal)
+    checked = _Checked(text, sections, files, strip)
+    for section in sections:
+        _check_modes(section, checked.name(section))
+        if not section.hunks and all(k.endswith("index") for k in section.headers):   # no mode, rename...
+            raise PatchError(f"malformed diff: line {section.line}: the section for {checked.name(section)!r} "
+                             "changes nothing (it has no hunks)")
+    _check_git_agrees(checked, root)
+    return checked
+
+
+def _check_git_agrees(checked: _Checked, root: Path) -> None:
+    """Ask git which files it would touch: every one must be a file the rules were checked on."""
+    proc = _git(["--numstat", "-z", f"-p{checked.strip}"], checked.text, root)
+    if proc.returncode != 0:
+        raise PatchError(f"malformed diff: git cannot read it: {_git_message(proc)}")
+    fields = proc.stdout.decode("utf-8", errors="replace").split("\0")
+    touched, k = set(), 0
+    while k < len(fields):
+        parts = fields[k].split("\t", 2)
+        if len(parts) == 3 and parts[2]:
+            touched.add(parts[2])
+            k += 1
+        elif len(parts) == 3:       # a rename or copy: '\0old\0new' follow
+            touched.update(fields[k + 1:k + 3])
+            k += 3
+        else:
+            k += 1
+    unexpected = sorted(touched - set(checked.files))
+    if unexpected:
+        raise PatchError(f"git reads the file names of this diff as {unexpected}, not as its headers name them: "
+                         "write plain 'a/path' and 'b/path' names")
+
+
+def check_patch(diff: str, root: Path, policy: PatchPolicy) -> tuple[list[str], int]:
+    """Validate a diff against the rules; return the files it touches and its -p level."""
+    checked = _check(diff, root, policy)
+    return checked.files, checked.strip
+
+
+# --- applying -------------------------------------------------------------------------------
+
+def _git(args: list[str], text: str, root: Path) -> subprocess.CompletedProcess:
+    git = shutil.which("git")
+    if git is None:
+        raise PatchError("git is not installed: groundwork uses `git apply` to apply patches strictly")
+    env = {
+        **os.environ,
+        # Inside an enclosing repository `git apply` would resolve paths against it and
+        # silently skip files outside the cwd; user configuration must not change results.
+        "GIT_CEILING_DIRECTORIES": str(root.resolve().parent),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "LC_ALL": "C",   # messages in English, which the explanations below read
+    }
+    return subprocess.run([git, "apply", *args], input=text.encode("utf-8"), cwd=root, env=env, capture_output=True)
+
+
+def _git_message(proc: subprocess.CompletedProcess) -> str:
+    text = (proc.stderr or proc.stdout).decode("utf-8", errors="replace").strip().replace("<stdin>", "patch")
+    return text[:2000]
 
 
 def apply_patch(diff: str, root: Path, policy: PatchPolicy) -> list[str]:
@@ -101,20 +213,125 @@ def apply_patch(diff: str, root: Path, policy: PatchPolicy) -> list[str]:
     or any hunk fails (then nothing is changed)."""
     if not diff.strip():
         return []
-    files, strip = check_patch(diff, root, policy)
-    git = shutil.which("git")
-    if git is None:
-        raise PatchError("git is not installed: groundwork uses `git apply` to apply patches strictly")
-    # Stop git from discovering an enclosing repository: inside one, `git apply` would
-    # resolve paths against that repository and silently skip files outside the cwd.
-    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(root.resolve().parent)}
-    base = [git, "apply", f"-p{strip}", "--whitespace=nowarn"]
-    for extra in (["--check"], []):
-        proc = subprocess.run(base + extra, input=diff, cwd=root, env=env, text=True, capture_output=True)
-        if proc.returncode != 0:
-            message = (proc.stderr or proc.stdout).strip().replace("<stdin>", "patch")
-            raise PatchError(f"patch does not apply: {message}")
-    return files
+    checked = _check(diff, root, policy)
+    snapshot = _Snapshot(root, checked.files)
+    proc = _git([f"-p{checked.strip}", "--whitespace=nowarn"], checked.text, root)
+    if proc.returncode != 0:
+        snapshot.restore()   # git checks every hunk before writing; this covers failures while writing
+        raise PatchError(_explain(_git_message(proc), checked, root))
+    return checked.files
+
+
+class _Snapshot:
+    """The touched files as they were, to put back if applying fails part-way."""
+
+    def __init__(self, root: Path, files: list[str]):
+        self.root = root
+        self.files = {rel: (p.read_bytes(), p.stat().st_mode) if (p := root / rel).is_file() else None
+                      for rel in files}
+        self.folders = {p for rel in files for p in (root / rel).parents if p.is_dir()}
+
+    def restore(self) -> None:
+        for rel, saved in self.files.items():
+            path = self.root / rel
+            if saved is None:
+                if path.is_file() or path.is_symlink():
+                    path.unlink()
+                for folder in path.parents:
+                    if folder in self.folders or any(folder.iterdir()):
+                        break
+                    folder.rmdir()
+            elif not path.is_file() or path.read_bytes() != saved[0]:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(saved[0])
+                path.chmod(saved[1])
+
+
+# --- explaining a failure ------------------------------------------------------------------
+
+def _explain(message: str, checked: _Checked, root: Path) -> str:
+    reason = ""
+    if m := re.search(r"patch failed: (.+):(\d+)$", message, re.MULTILINE):
+        name = unquote(m[1])[0] if m[1].startswith('"') else m[1]
+        reason = _hunk_reason(name, int(m[2]), checked, root)
+    elif m := re.search(r"error: (.+): already exists in working directory", message):
+        reason = (f"{m[1]!r} already exists: '--- /dev/null' creates new files only; to change it, "
+                  "diff against its current content")
+    elif m := re.search(r"error: (.+): (No such file or directory|does not exist in index)", message):
+        reason = f"{m[1]!r} does not exist in the codebase: to create it, use '--- /dev/null' and '+++ b/{m[1]}'"
+    elif "still has contents" in message:
+        reason = "a deleted file's hunk must remove every line of the file"
+    names = [checked.name(s) for s in checked.sections]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        reason += (f"{'; ' if reason else ''}{', '.join(repeated)} appears in more than one file section, "
+                   "and sections apply one after another: put all hunks for one file in one section")
+    return f"patch does not apply: {reason or 'see git'}\ngit apply said: {message}"
+
+
+def _hunk_reason(name: str, start: int, checked: _Checked, root: Path) -> str:
+    sections = [s for s in checked.sections if checked.name(s) == name]
+    for n, section in enumerate(sections):
+        for k, hunk in enumerate(section.hunks, 1):
+            if hunk.old_start != start:
+                continue
+            where = f"hunk {k} of {len(section.hunks)} for {name} ({hunk.header}, line {hunk.line} of the diff)"
+            if n > 0:   # git matched it against the file as the earlier sections left it
+                return f"{where} does not match the file as the earlier section for {name} left it"
+            if detail := _mismatch(root / name, hunk):
+                return f"{where} does not match the file: {detail}"
+    return f"a hunk for {name} at line {start} does not match the file"
+
+
+def _anchor(current: list[str], want: list[str], stated: int) -> int:
+    """Where the hunk's lines best line up with the file (most leading lines equal, then
+    nearest the stated line): only to point at the line that differs."""
+    def run(at: int) -> int:
+        n = 0
+        while n < len(want) and at + n < len(current) and current[at + n] == want[n]:
+            n += 1
+        return n
+
+    best = max(range(len(current)), key=lambda at: (run(at), -abs(at - stated)), default=stated)
+    return best if run(best) else stated
+
+
+def _mismatch(path: Path, hunk: Hunk) -> str | None:
+    """Why the hunk's lines are not in the file where its header says, or None if they are."""
+    text = path.read_bytes().decode("utf-8", errors="replace") if path.is_file() else ""
+    current = text.split("\n")
+    if text.endswith("\n"):
+        current.pop()
+    first = _anchor(current, hunk.before, max(hunk.old_start, 1) - 1)
+    for k, want in enumerate(hunk.before):
+        n = first + k
+        if n >= len(current):
+            return (f"it expects {len(hunk.before)} lines from line {first + 1}, "
+                    f"but the file has only {len(current)} lines")
+        have = current[n]
+        if have != want:
+            detail = f"line {n + 1} of the file is {have!r} but the hunk expects {want!r}"
+            if have + "\r" == want:
+                detail += " (the diff's lines end in CRLF but the file uses LF line endings)"
+            elif have == want + "\r":
+                detail += " (the file uses CRLF line endings but the diff's lines end in LF)"
+            elif "".join(have.split()) == "".join(want.split()):
+                detail += " (they differ in whitespace)"
+            return detail + "; context and removed lines must be copied exactly from the current file"
+    if not hunk.has_context:
+        return ("the hunk has no unchanged context lines, and git applies such hunks only at the very start "
+                "or end of a file: include about 3 unchanged lines before and after the change")
+    if any(line.startswith("\\") for line in hunk.body):
+        return "its lines match, but not where the file ends: check the '\\ No newline at end of file' markers"
+    return None
+
+
+# --- writing diffs and trying them -------------------------------------------------------
+
+def _lines(text: str) -> list[str]:
+    """Lines split at '\\n' only: str.splitlines would also split at form feeds and U+2028."""
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
 def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
@@ -125,23 +342,22 @@ def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
         if before == after:
             continue
         lines = difflib.unified_diff(
-            (before or "").splitlines(keepends=True),
-            (after or "").splitlines(keepends=True),
+            _lines(before or ""), _lines(after or ""),
             fromfile=f"a/{name}" if before is not None else "/dev/null",
             tofile=f"b/{name}" if after is not None else "/dev/null",
         )
-        text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
-        if text:
-            header = f"diff --git a/{name} b/{name}\n"
-            if before is None:
-                header += "new file mode 100644\n"
-            elif after is None:
-                header += "deleted file mode 100644\n"
-            chunks.append(header + text)
+        header = f"diff --git a/{name} b/{name}\n"
+        if before is None:
+            header += "new file mode 100644\n"
+        elif after is None:
+            header += "deleted file mode 100644\n"
+        # An empty file created or deleted is a header-only section.
+        chunks.append(header + "".join(
+            line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines))
     return "".join(chunks)
 
 
-def trial_apply(diff: str, codebase: Path, policy: PatchPolicy) -> "PatchAttempt":
+def trial_apply(diff: str, codebase: Path, policy: PatchPolicy) -> PatchAttempt:
     """Apply a diff to a throw-away copy of the codebase: the check every implementer's
     output goes through before a job is queued."""
     import tempfile

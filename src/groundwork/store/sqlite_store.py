@@ -7,21 +7,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from groundwork.records import (
-    TERMINAL_JOB_STATES,
-    Idea,
-    IdeaState,
-    Job,
-    JobOutcome,
-    JobState,
-    Patch,
-    Result,
-    now,
-)
+from groundwork.records import TERMINAL_JOB_STATES, Idea, IdeaState, Job, JobOutcome, JobState, Patch, Result, now
 
 DB_NAME = "store.sqlite"
 SCHEMA_VERSION = 1
@@ -44,6 +35,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS results (
     idea_id TEXT PRIMARY KEY REFERENCES ideas(id), job_id TEXT, failure TEXT, metric REAL, data TEXT
 );
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, role TEXT, call_key TEXT, fingerprint TEXT, model TEXT,
+    provider TEXT, epoch INTEGER, idea_id TEXT, request TEXT, text TEXT, thinking TEXT, usage TEXT,
+    cost_usd REAL, latency_s REAL, replayed INTEGER
+);
+CREATE INDEX IF NOT EXISTS llm_calls_fingerprint ON llm_calls (fingerprint);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, entity TEXT, entity_id TEXT,
     from_state TEXT, to_state TEXT, detail TEXT
@@ -79,6 +76,7 @@ class RunStore:
         if not db.is_file():
             raise StoreError(f"no run store at {db}: is {self.run_dir} a run folder?")
         self._conn = self._connect(db)
+        self._conn.executescript(SCHEMA)  # tables added since the run was created
 
     @staticmethod
     def _connect(db: Path) -> sqlite3.Connection:
@@ -90,7 +88,7 @@ class RunStore:
         return conn
 
     @classmethod
-    def create(cls, run_dir: Path | str, run_id: str, config: dict[str, Any], info: dict[str, Any]) -> "RunStore":
+    def create(cls, run_dir: Path | str, run_id: str, config: dict[str, Any], info: dict[str, Any]) -> RunStore:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         if (run_dir / DB_NAME).exists():
@@ -118,7 +116,9 @@ class RunStore:
         else:
             self._conn.execute("COMMIT")
 
-    def _event(self, c: sqlite3.Connection, entity: str, entity_id: str, frm: str | None, to: str, detail: str = "") -> None:
+    def _event(
+        self, c: sqlite3.Connection, entity: str, entity_id: str, frm: str | None, to: str, detail: str = ""
+    ) -> None:
         c.execute(
             "INSERT INTO events (ts, entity, entity_id, from_state, to_state, detail) VALUES (?, ?, ?, ?, ?, ?)",
             (now(), entity, entity_id, frm, to, detail),
@@ -129,8 +129,11 @@ class RunStore:
     def run_info(self) -> dict[str, Any]:
         row = self._conn.execute("SELECT * FROM run").fetchone()
         return {
-            "id": row["id"], "created_at": row["created_at"], "status": row["status"],
-            "config": json.loads(row["config"]), "info": json.loads(row["info"]),
+            "id": row["id"],
+            "created_at": row["created_at"],
+            "status": row["status"],
+            "config": json.loads(row["config"]),
+            "info": json.loads(row["info"]),
         }
 
     def set_run_status(self, status: str, detail: str = "") -> None:
@@ -138,6 +141,16 @@ class RunStore:
             old = c.execute("SELECT id, status FROM run").fetchone()
             c.execute("UPDATE run SET status = ?", (status,))
             self._event(c, "run", old["id"], old["status"], status, detail)
+
+    def update_config(self, **values: Any) -> None:
+        with self.transaction() as c:
+            row = c.execute("SELECT id, config FROM run").fetchone()
+            config = json.loads(row["config"])
+            changes = ", ".join(f"{k}: {config.get(k)!r} -> {v!r}" for k, v in values.items() if config.get(k) != v)
+            config.update(values)
+            c.execute("UPDATE run SET config = ?", (json.dumps(config),))
+            if changes:
+                self._event(c, "run", row["id"], None, "config", changes)
 
     def update_run_info(self, **values: Any) -> None:
         with self.transaction() as c:
@@ -200,7 +213,9 @@ class RunStore:
             ).fetchall()
         return [Patch.model_validate_json(r["data"]) for r in rows]
 
-    def record_implementation(self, idea_id: str, attempts: list[Patch], job: Job | None, failure: Result | None) -> None:
+    def record_implementation(
+        self, idea_id: str, attempts: list[Patch], job: Job | None, failure: Result | None
+    ) -> None:
         """Store an idea's patch attempts and what follows from them, atomically: a queued
         job when a patch applied, or the idea's final (failed) result when none did."""
         if (job is None) == (failure is None):
@@ -213,7 +228,9 @@ class RunStore:
                 )
             if job is not None:
                 self._set_idea_state(c, idea_id, IdeaState.IMPLEMENTED)
-                c.execute("INSERT INTO jobs VALUES (?, ?, ?, ?)", (job.id, idea_id, job.state.value, job.model_dump_json()))
+                c.execute(
+                    "INSERT INTO jobs VALUES (?, ?, ?, ?)", (job.id, idea_id, job.state.value, job.model_dump_json())
+                )
                 self._event(c, "job", job.id, None, job.state.value)
             else:
                 assert failure is not None
@@ -255,19 +272,32 @@ class RunStore:
         with self.transaction() as c:
             job = Job.model_validate_json(c.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()["data"])
             return self._update_job(
-                c, job_id, JobState.QUEUED, reason,
-                attempt=job.attempt + 1, slot=None, worker="", started_at=None, job_dir="",
+                c,
+                job_id,
+                JobState.QUEUED,
+                reason,
+                attempt=job.attempt + 1,
+                slot=None,
+                worker="",
+                started_at=None,
+                job_dir="",
             )
 
     def finish_job(self, outcome: JobOutcome, result: Result) -> None:
         """Record a job's end and the idea's result together, once."""
         with self.transaction() as c:
-            job = Job.model_validate_json(c.execute("SELECT data FROM jobs WHERE id = ?", (outcome.job_id,)).fetchone()["data"])
+            job = Job.model_validate_json(
+                c.execute("SELECT data FROM jobs WHERE id = ?", (outcome.job_id,)).fetchone()["data"]
+            )
             if job.attempt != outcome.attempt:
                 raise StoreError(f"job {job.id}: outcome of attempt {outcome.attempt}, current attempt {job.attempt}")
             self._update_job(
-                c, outcome.job_id, outcome.job_state(), result.failure.value if result.failure else "",
-                ended_at=outcome.ended_at, exit_code=outcome.exit_code,
+                c,
+                outcome.job_id,
+                outcome.job_state(),
+                result.failure.value if result.failure else "",
+                ended_at=outcome.ended_at,
+                exit_code=outcome.exit_code,
             )
             self._insert_result(c, result)
 
@@ -278,11 +308,22 @@ class RunStore:
             raise StoreError(f"idea {result.idea_id} already has a result")
         c.execute(
             "INSERT INTO results VALUES (?, ?, ?, ?, ?)",
-            (result.idea_id, result.job_id, result.failure.value if result.failure else None,
-             result.metric, result.model_dump_json()),
+            (
+                result.idea_id,
+                result.job_id,
+                result.failure.value if result.failure else None,
+                result.metric,
+                result.model_dump_json(),
+            ),
         )
-        self._event(c, "result", result.idea_id, None, result.failure.value if result.failure else "ok",
-                    "" if result.metric is None else f"{result.metric:.6g}")
+        self._event(
+            c,
+            "result",
+            result.idea_id,
+            None,
+            result.failure.value if result.failure else "ok",
+            "" if result.metric is None else f"{result.metric:.6g}",
+        )
 
     def results(self) -> dict[str, Result]:
         rows = self._conn.execute("SELECT idea_id, data FROM results").fetchall()
@@ -291,3 +332,45 @@ class RunStore:
     def events(self, entity: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM events" + (" WHERE entity = ?" if entity else "") + " ORDER BY id"
         return [dict(r) for r in self._conn.execute(sql, (entity,) if entity else ()).fetchall()]
+
+    # ---- language model calls --------------------------------------------------------
+
+    def record_llm_call(self, call: dict[str, Any]) -> int:
+        columns = (
+            "ts",
+            "role",
+            "call_key",
+            "fingerprint",
+            "model",
+            "provider",
+            "epoch",
+            "idea_id",
+            "request",
+            "text",
+            "thinking",
+            "usage",
+            "cost_usd",
+            "latency_s",
+            "replayed",
+        )
+        with self.transaction() as c:
+            cur = c.execute(
+                f"INSERT INTO llm_calls ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                tuple(call.get(k) for k in columns),
+            )
+            return int(cur.lastrowid)
+
+    def llm_calls(self, role: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM llm_calls" + (" WHERE role = ?" if role else "") + " ORDER BY id"
+        return [dict(r) for r in self._conn.execute(sql, (role,) if role else ()).fetchall()]
+
+    def find_llm_call(self, fingerprint: str) -> dict[str, Any] | None:
+        row = self._conn.execute(
+            "SELECT * FROM llm_calls WHERE fingerprint = ? ORDER BY id LIMIT 1", (fingerprint,)
+        ).fetchone()
+        return dict(row) if row else None
+
+    def llm_spent_usd(self) -> float:
+        """Dollars actually spent on model calls (replayed answers cost nothing)."""
+        row = self._conn.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE replayed = 0").fetchone()
+        return float(row[0])

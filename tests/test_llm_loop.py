@@ -1,0 +1,148 @@
+"""The whole loop with model-written ideas and diffs: a live provider path against the
+local OpenAI-compatible stub (self-revision, costs, the dollar cap and resume), and the
+shipped nanogpt recording replayed offline."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from conftest import GROUNDWORK, cli_env
+from groundwork.implementation.patching import unified_diff
+from groundwork.records import PatchStatus
+from groundwork.store import RunStore
+from llm_stub import StubServer, last_user_text
+
+
+
+def _toy_reply(toy_env):
+    original = (toy_env / "baseline" / "train.py").read_text()
+
+    def diff_for(old: str, new: str) -> str:
+        return unified_diff({"train.py": original}, {"train.py": original.replace(old, new, 1)})
+
+    def reply(body) -> str:
+        system = body["messages"][0]["content"]
+        prompt = last_user_text(body)
+        if "research scientist" in system:
+            epoch_two = "were already tried" in prompt or "beat the baseline" in prompt
+            names = (
+                [("Wider toy model", "width", "12"), ("Learning rate 0.25", "lr", "0.25")]
+                if epoch_two
+                else [("Raise the learning rate", "lr", "0.3"), ("Narrower toy model", "width", "2")]
+            )
+            return "Here are my ideas.\n\n" + "\n".join(
+                f"<idea>\n<title>{t}</title>\n<category>hyperparameter</category>\n"
+                f"<description>Set {k} to {v} in train.py because the toy optimum suggests it.</description>\n"
+                f"<changes>train.py: {k} = {v}</changes>\n</idea>"
+                for t, k, v in names
+            )
+        title = re.search(
+            r"Title: (.*)", " ".join(m["content"] for m in body["messages"] if m["role"] == "user")
+        ).group(1)
+        knob, value = {
+            "Raise the learning rate": ("lr", "0.3"),
+            "Narrower toy model": ("width", "2"),
+            "Wider toy model": ("width", "12"),
+            "Learning rate 0.25": ("lr", "0.25"),
+        }[title]
+        old_line = "lr = 0.1  # the toy optimum is 0.3" if knob == "lr" else "width = 4  # the toy optimum is 8"
+        new_line = old_line.replace({"lr": "0.1", "width": "4"}[knob], value, 1)
+        diff = diff_for(old_line, new_line)
+        if title == "Raise the learning rate" and "could not be applied" not in prompt:
+            diff = diff.replace(" width = 4", " width = 5")  # a context line that does not match: needs a revision
+        return f"I will change {knob}.\n\n```diff\n{diff}```\n\nThis sets {knob} to {value}."
+
+    return reply
+
+
+def test_live_provider_path_with_self_revision_costs_cap_and_resume(toy_env, tmp_path):
+    runs = tmp_path / "runs"
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."stub-model"]\ninput = 100.0\ncached_input = 10.0\noutput = 400.0\n')
+    env = cli_env({"GROUNDWORK_PRICES": str(prices)})
+    with StubServer(_toy_reply(toy_env)) as stub:
+        spec = f"openai-compatible:stub-model@{stub.url}/v1"
+        args = [
+            *GROUNDWORK,
+            "run",
+            "--env",
+            str(toy_env),
+            "--runs-dir",
+            str(runs),
+            "--name",
+            "llm",
+            "--llm",
+            spec,
+            "--epochs",
+            "2",
+            "--ideas",
+            "2",
+            "--max-dollars",
+            "0.5",
+        ]
+        first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=240)
+        # each call costs (400*100 + 600*10 + 150*400 + 50*400)/1e6 = $0.126: the cap stops epoch 2
+        assert first.returncode == 3, first.stdout + first.stderr
+        assert "groundwork resume" in first.stdout and "--max-dollars" in first.stdout
+        store = RunStore(runs / "llm")
+        assert store.run_info()["status"] == "budget_exhausted"
+        assert store.llm_spent_usd() >= 0.5
+        epoch1 = store.ideas(epoch=1)
+        assert [i.title for i in epoch1] == ["Raise the learning rate", "Narrower toy model"]
+        assert all(i.origin == "openai-compatible:stub-model" for i in epoch1)
+        attempts = store.patches("e1-01")
+        assert [p.status for p in attempts] == [PatchStatus.FAILED, PatchStatus.APPLIED]  # revised once
+        assert "does not apply" in attempts[0].error and attempts[1].cost_usd > 0
+        assert store.results()["e1-01"].valid and abs(store.results()["e1-01"].metric - 1.16) < 1e-9
+        requests_before = len(stub.requests)
+
+        resumed = subprocess.run(
+            [*GROUNDWORK, "resume", "llm", "--runs-dir", str(runs), "--max-dollars", "5"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=240,
+        )
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "LLM cost $" in resumed.stdout and "of a $5.00 cap" in resumed.stdout
+        assert "openai-compatible:stub-model -> openai-compatible:stub-model" in resumed.stdout
+    store = RunStore(runs / "llm")
+    assert store.run_info()["status"] == "finished"
+    assert len(store.results()) == 5
+    implement_keys = [c["call_key"] for c in store.llm_calls("implementer")]
+    assert len(implement_keys) == len(set(implement_keys))  # no call was paid for twice
+    assert len(stub.requests) > requests_before
+
+
+def test_shipped_nanogpt_recording_replays_offline(tmp_path):
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        [
+            *GROUNDWORK,
+            "run",
+            "--llm",
+            "replay:nanogpt-tiny",
+            "--profile",
+            "smoke",
+            "--runs-dir",
+            str(runs),
+            "--name",
+            "replay",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env({"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""}),
+        timeout=500,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = RunStore(runs / "replay")
+    ideas = store.ideas()
+    assert len(ideas) == 1 + 2 * 4
+    patches = store.patches()
+    assert any(p.status == PatchStatus.FAILED for p in patches)  # some ideas needed a revision
+    results = store.results()
+    assert set(results) == {i.id for i in ideas}
+    assert sum(r.valid for r in results.values()) >= 6
+    assert all(c["replayed"] for c in store.llm_calls()) and store.llm_spent_usd() == 0
+    assert "LLM cost $0.00" in proc.stdout and "13 calls to models with no price" in proc.stdout
