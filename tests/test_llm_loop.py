@@ -14,7 +14,6 @@ from groundwork.store import RunStore
 from llm_stub import StubServer, last_user_text
 
 
-
 def _toy_reply(toy_env):
     original = (toy_env / "baseline" / "train.py").read_text()
 

@@ -3,6 +3,7 @@ resume after a real SIGKILL of the controller, a lost worker, and the catalog se
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -180,3 +181,26 @@ def test_ctrl_c_stops_jobs_cleanly_and_resume_finishes(toy_env, tmp_path):
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert set(RunStore(run_dir).results()) == {"baseline", "e1-01"}
+
+
+def test_env_baseline_measures_and_stores_the_noise_floor(toy_env, tmp_path):
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        [*GROUNDWORK, "env", "baseline", str(toy_env), "--seeds", "3", "--runs-dir", str(runs)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "noise floor of toy (quick): loss = 1.5600 +- 0.0000 over 3 seeds" in proc.stdout
+    [run_dir] = list(runs.iterdir())
+    store = RunStore(run_dir)
+    seeds = sorted(
+        json.loads((run_dir / j.job_dir / "spec.json").read_text())["env"]["GROUNDWORK_SEED"] for j in store.jobs()
+    )
+    assert seeds == ["0", "1", "2"]
+    from groundwork.analysis.summary import load_noise_floor
+
+    floor = load_noise_floor("toy", "quick")
+    assert floor["seeds"] == 3 and abs(floor["mean"] - 1.56) < 1e-9 and floor["std"] == 0.0

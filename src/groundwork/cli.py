@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from groundwork.analysis.summary import summarize
+from groundwork.analysis.summary import save_noise_floor, summarize
 from groundwork.config import RunConfig
 from groundwork.console import print_summary, progress_view
 from groundwork.environments import ManifestError, builtin_names, load_environment
@@ -246,6 +246,27 @@ def env_check(
     if problems:
         raise typer.Exit(1)
     console.print(f"environment {env.name!r} (profile {resolved.name}) is ready")
+
+
+@env_app.command("baseline")
+def env_baseline(
+    name: str = typer.Argument(..., help="Environment name or folder."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p"),
+    seeds: int = typer.Option(3, "--seeds", min=2, help="Baseline runs, each with its own seed."),
+    slots: int = typer.Option(2, min=1, help="Runs in parallel."),
+    runs_dir: Path = RunsDir,
+) -> None:
+    """Run the unmodified baseline with K seeds and store its noise floor (mean, std)."""
+    config = RunConfig(environment=name, profile=profile, epochs=0, baseline_seeds=seeds, slots=slots)
+    store = create_run(config, runs_dir)
+    _drive(store)
+    summary = summarize(store)
+    path = save_noise_floor(summary)
+    mean, std = summary.noise or (0.0, 0.0)
+    console.print(
+        f"noise floor of {summary.environment} ({summary.profile}): {summary.metric} = "
+        f"{mean:.4f} +- {std:.4f} over {len(summary.baseline_metrics)} seeds; saved to {path}"
+    )
 
 
 @env_app.command("prepare")

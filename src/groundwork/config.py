@@ -26,7 +26,8 @@ class RunConfig(BaseModel):
     reasoning_effort: Literal["low", "medium", "high"] | None = None  # OpenAI reasoning models
     llm_concurrency: int = Field(default=8, ge=1)
     prompts_dir: str | None = None  # folder of templates overriding the built-in ones
-    epochs: int = Field(default=2, ge=1)
+    epochs: int = Field(default=2, ge=0)  # 0: the baseline only (e.g. to measure its noise)
+    baseline_seeds: int = Field(default=1, ge=1)  # baseline runs with different seeds: the noise floor
     ideas_per_epoch: int = Field(default=4, ge=1)
     slots: int = Field(default=2, ge=1)
     seed: int = 0

@@ -46,6 +46,11 @@ def headline(summary: RunSummary) -> Group:
             f"metric {summary.metric} ({sense}); baseline "
             f"{_fmt(summary.baseline.metric) if summary.baseline else '-'}"
             + (f" [{summary.baseline.status}]" if summary.baseline and summary.baseline.status != "ok" else "")
+            + (
+                f"; over {len(summary.baseline_metrics)} seeds {summary.noise[0]:.4f} +- {summary.noise[1]:.4f}"
+                if summary.noise
+                else ""
+            )
         ),
     ]
     best = summary.best

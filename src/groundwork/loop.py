@@ -186,31 +186,37 @@ class ResearchLoop:
     def history(self) -> SearchHistory:
         results = self.store.results()
         ideas = self.store.ideas()
-        scored = [Scored(i, results[i.id]) for i in ideas if i.id in results and i.id != BASELINE_ID]
+        ideas = [i for i in ideas if i.prompt_kind != PromptKind.BASELINE]
+        scored = [Scored(i, results[i.id]) for i in ideas if i.id in results]
         return SearchHistory(
             metric=self.env.manifest.metric,
             baseline=results.get(BASELINE_ID),
             scored=scored,
-            proposed=[i for i in ideas if i.id != BASELINE_ID],
+            proposed=ideas,
         )
 
     # ---- stages -------------------------------------------------------------------
 
     def _ensure_baseline(self) -> None:
+        """Epoch 0: the unmodified codebase, once per baseline seed (several seeds measure
+        the environment's noise floor)."""
         if not self.store.epoch_proposed(0):
+            seeds = [self.config.seed + k for k in range(self.config.baseline_seeds)]
             self.store.add_epoch(
                 0,
                 [
                     Idea(
-                        id=BASELINE_ID,
+                        id=BASELINE_ID if k == 0 else f"{BASELINE_ID}-seed{seed}",
                         epoch=0,
-                        index=0,
-                        title="Baseline (unmodified codebase)",
+                        index=k,
+                        title="Baseline (unmodified codebase)" + (f", seed {seed}" if k else ""),
                         text="The environment's baseline, run as it is: the reference every idea is measured against.",
                         category="baseline",
                         prompt_kind=PromptKind.BASELINE,
                         origin="environment",
+                        payload={"seed": seed},
                     )
+                    for k, seed in enumerate(seeds)
                 ],
             )
         self._implement_pending()
@@ -241,10 +247,10 @@ class ResearchLoop:
 
     def _implement_pending(self) -> None:
         pending = self.store.ideas(state=IdeaState.PROPOSED)
-        for idea in [i for i in pending if i.id == BASELINE_ID]:
+        for idea in [i for i in pending if i.prompt_kind == PromptKind.BASELINE]:
             attempts = [PatchAttempt(diff="", applied=True, codebase_hash=self.info["baseline_hash"])]
             self._record_attempts(idea, attempts, "none (baseline)")
-        ideas = [i for i in pending if i.id != BASELINE_ID]
+        ideas = [i for i in pending if i.prompt_kind != PromptKind.BASELINE]
         if not ideas:
             return
         implementer = self.parts.implementer
@@ -296,6 +302,7 @@ class ResearchLoop:
                 patch_id=applied[0].id,
                 backend=self.parts.backend.name,
                 resources=resources,
+                seed=idea.payload.get("seed") if idea.prompt_kind == PromptKind.BASELINE else None,
             )
             self.store.record_implementation(idea.id, patches, job, None)
         else:
@@ -325,7 +332,7 @@ class ResearchLoop:
             env={
                 **self.profile.env,
                 "GROUNDWORK_DATA_DIR": str(self.data_dir.resolve()),
-                "GROUNDWORK_SEED": str(self.config.seed),
+                "GROUNDWORK_SEED": str(self.config.seed if job.seed is None else job.seed),
             },
             metric_name=manifest.metric.name,
             result_file=manifest.metric.result_file,

@@ -102,6 +102,7 @@ class Job(BaseModel):
     backend: str
     state: JobState = JobState.QUEUED
     attempt: int = 1
+    seed: int | None = None  # None: the run's seed
     resources: dict[str, Any] = Field(default_factory=dict)
     slot: int | None = None
     worker: str = ""  # e.g. "pid 1234 on host"

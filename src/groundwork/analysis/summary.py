@@ -4,11 +4,15 @@ progress, `status` and the final table."""
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from groundwork.environments.registry import cache_root
 from groundwork.records import FailureCategory, IdeaState, PromptKind, Result
 from groundwork.runs import run_environment
 from groundwork.store import RunStore
+from groundwork.store.artifacts import write_atomic
 
 RAN = frozenset({None, FailureCategory.NO_METRIC, FailureCategory.METRIC_IMPLAUSIBLE, FailureCategory.EVAL_TAMPERED})
 
@@ -65,6 +69,15 @@ class RunSummary:
     cost_by_epoch: dict[int, float] = field(default_factory=dict)
     max_dollars: float | None = None
     unpriced_calls: int = 0  # calls to models missing from the price table
+    baseline_metrics: list[float] = field(default_factory=list)  # one per baseline seed that ran
+
+    @property
+    def noise(self) -> tuple[float, float] | None:
+        """Mean and sample standard deviation of the baseline over seeds (two or more)."""
+        values = self.baseline_metrics
+        if len(values) < 2:
+            return None
+        return statistics.fmean(values), statistics.stdev(values)
 
     @property
     def best(self) -> IdeaRow | None:
@@ -118,7 +131,8 @@ def summarize(store: RunStore) -> RunSummary:
                 own[-1].implementer if own else "",
             )
         )
-    baseline = next((r for r in rows if r.kind == PromptKind.BASELINE), None)
+    baselines = [r for r in rows if r.kind == PromptKind.BASELINE]
+    baseline = baselines[0] if baselines else None
     others = [r for r in rows if r.kind != PromptKind.BASELINE]
     settled = [i for i in ideas if i.id in results and i.prompt_kind != PromptKind.BASELINE]
     funnel = _funnel([results[i.id] for i in settled])
@@ -159,6 +173,7 @@ def summarize(store: RunStore) -> RunSummary:
         cost_by_epoch=cost_by_epoch,
         max_dollars=config.get("max_dollars"),
         unpriced_calls=sum(1 for c in calls if c["cost_usd"] is None),
+        baseline_metrics=[r.metric for r in baselines if r.metric is not None],
     )
 
 
@@ -177,3 +192,37 @@ def _headline(detail: str) -> str:
     if len(lines) <= 1:
         return lines[0] if lines else ""
     return f"{lines[0]} ... {lines[-1]}"
+
+
+def noise_floor_path(environment: str, profile: str) -> Path:
+    return cache_root() / "noise" / f"{environment}-{profile}.json"
+
+
+def save_noise_floor(summary: RunSummary) -> Path:
+    """Store the baseline's spread over seeds where reports and search can find it."""
+    mean, std = summary.noise or (None, None)
+    if mean is None:
+        raise ValueError("the noise floor needs at least two baseline runs that produced a metric")
+    path = noise_floor_path(summary.environment, summary.profile)
+    write_atomic(
+        path,
+        json.dumps(
+            {
+                "environment": summary.environment,
+                "profile": summary.profile,
+                "metric": summary.metric,
+                "seeds": len(summary.baseline_metrics),
+                "mean": mean,
+                "std": std,
+                "values": summary.baseline_metrics,
+                "run": summary.run_id,
+            },
+            indent=2,
+        ),
+    )
+    return path
+
+
+def load_noise_floor(environment: str, profile: str) -> dict | None:
+    path = noise_floor_path(environment, profile)
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -18,8 +18,8 @@ class EvolutionStrategy:
     name = "evolution"
 
     def __init__(self, epochs: int, ideas_per_epoch: int, top_k: int = 4, seed: int = 0):
-        if epochs < 1 or ideas_per_epoch < 1:
-            raise ValueError(f"epochs and ideas_per_epoch must be at least 1, got {epochs} and {ideas_per_epoch}")
+        if epochs < 0 or ideas_per_epoch < 1:
+            raise ValueError(f"epochs must be >= 0 and ideas_per_epoch >= 1, got {epochs} and {ideas_per_epoch}")
         self.epochs = epochs
         self.ideas_per_epoch = ideas_per_epoch
         self.top_k = top_k
