@@ -35,9 +35,11 @@ def edit(codebase: Path, answer: str) -> list[str]:
 
 # --- parsing -------------------------------------------------------------------------------
 
+
 def test_parses_an_unfenced_block():
     assert parse_search_replace("Change it:\n" + block("train.py", "lr = 1\n", "lr = 2\n")) == [
-        SearchReplace("train.py", "lr = 1\n", "lr = 2\n", line=3)]
+        SearchReplace("train.py", "lr = 1\n", "lr = 2\n", line=3)
+    ]
 
 
 def test_parses_fenced_blocks_several_files_and_several_blocks_per_file():
@@ -49,8 +51,8 @@ def test_parses_fenced_blocks_several_files_and_several_blocks_per_file():
     edits = parse_search_replace(answer)
     assert [(e.path, e.search, e.replace) for e in edits] == [
         ("train.py", "lr = 1\n", "lr = 2\n"),
-        ("train.py", "steps = 2\n", "steps = 3\n"),        # a block right after another: same file
-        ("sub/util.py", "X = 1\n", "X = 2\n"),             # path before the fence, in backticks
+        ("train.py", "steps = 2\n", "steps = 3\n"),  # a block right after another: same file
+        ("sub/util.py", "X = 1\n", "X = 2\n"),  # path before the fence, in backticks
     ]
 
 
@@ -59,13 +61,19 @@ def test_crlf_answers_are_normalised_and_empty_parts_allowed():
     assert edits == [SearchReplace("new.py", "", "A = 1\n", line=2)]
 
 
-@pytest.mark.parametrize("answer, reason", [
-    ("I would change the learning rate.", "no SEARCH/REPLACE blocks found"),
-    ("train.py\n<<<<<<< SEARCH\nlr = 1\n>>>>>>> REPLACE\n", "has no '=======' line"),
-    ("train.py\n<<<<<<< SEARCH\nlr = 1\n=======\nlr = 2\n", r"does not end with '>>>>>>> REPLACE'"),
-    ("Here is the fix:\n<<<<<<< SEARCH\nlr = 1\n=======\nlr = 2\n>>>>>>> REPLACE\n", "no file path on the line before"),
-    ("<<<<<<< SEARCH\nlr = 1\n=======\nlr = 2\n>>>>>>> REPLACE\n", "no file path on the line before"),
-])
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        ("I would change the learning rate.", "no SEARCH/REPLACE blocks found"),
+        ("train.py\n<<<<<<< SEARCH\nlr = 1\n>>>>>>> REPLACE\n", "has no '=======' line"),
+        ("train.py\n<<<<<<< SEARCH\nlr = 1\n=======\nlr = 2\n", r"does not end with '>>>>>>> REPLACE'"),
+        (
+            "Here is the fix:\n<<<<<<< SEARCH\nlr = 1\n=======\nlr = 2\n>>>>>>> REPLACE\n",
+            "no file path on the line before",
+        ),
+        ("<<<<<<< SEARCH\nlr = 1\n=======\nlr = 2\n>>>>>>> REPLACE\n", "no file path on the line before"),
+    ],
+)
 def test_malformed_answers_are_rejected(answer, reason):
     with pytest.raises(PatchError, match=reason):
         parse_search_replace(answer)
@@ -73,15 +81,19 @@ def test_malformed_answers_are_rejected(answer, reason):
 
 # --- applying ------------------------------------------------------------------------------
 
+
 def test_edits_become_a_diff_that_applies(codebase):
-    answer = (block("train.py", "lr = 1\n", "lr = 0.5\n")
-              + block("train.py", "def g():\n    return lr\n", "def g():\n    return 2 * lr\n")
-              + block("sub/util.py", "X = 1\n", "X = 2\nY = 3\n"))
+    answer = (
+        block("train.py", "lr = 1\n", "lr = 0.5\n")
+        + block("train.py", "def g():\n    return lr\n", "def g():\n    return 2 * lr\n")
+        + block("sub/util.py", "X = 1\n", "X = 2\nY = 3\n")
+    )
     diff = search_replace_to_diff(parse_search_replace(answer), codebase, POLICY)
     assert diff.startswith("diff --git a/sub/util.py b/sub/util.py\n")
     assert sorted(apply_patch(diff, codebase, POLICY)) == ["sub/util.py", "train.py"]
     assert (codebase / "train.py").read_text() == TRAIN.replace("lr = 1", "lr = 0.5").replace(
-        "def g():\n    return lr", "def g():\n    return 2 * lr")
+        "def g():\n    return lr", "def g():\n    return 2 * lr"
+    )
     assert (codebase / "sub" / "util.py").read_text() == "X = 2\nY = 3\n"
 
 
@@ -103,24 +115,33 @@ def test_line_endings_and_a_missing_final_newline_are_kept(codebase):
     assert (codebase / "noeol.py").read_text() == "a = 1\nb = 4"
 
 
-@pytest.mark.parametrize("answer, reason", [
-    (block("train.py", "lr = 9\n", "lr = 2\n"),
-     r"train\.py: the SEARCH block .*\(first line 'lr = 9'\) matches 0 times"),
-    (block("train.py", "    return lr\n", "    return 0\n"),
-     r"train\.py: .*\(first line '    return lr'\) matches 2 times \(at lines 5, 8\): include more"),
-    (block("train.py", "lr  = 1\n", "lr = 2\n"), "differ only in whitespace or indentation are at line 1"),
-    (block("train.py", "r = 1\n", "r = 2\n"), "matches 0 times"),      # whole lines only: not inside 'lr = 1'
-    (block("train.py", "lr = 1\n", "lr = 2\n") + block("train.py", "lr = 1\n", "lr = 3\n"),
-     "matches 0 times in the file as the earlier blocks left it"),
-    (block("missing.py", "x\n", "y\n"), "missing.py does not exist: to create it, leave its SEARCH part empty"),
-    (block("train.py", "", "x = 1\n"), "train.py already exists: an empty SEARCH only creates new files"),
-    (block("train.py", "lr = 1\n", "lr = 1\n"), "change nothing"),
-    (block("evaluate.py", "print('eval')\n", "print(1)\n"), "locked"),
-    (block("../outside.py", "", "x = 1\n"), "escapes the codebase"),
-    (block("/etc/passwd", "", "x\n"), "absolute"),
-    (block(".git/config", "", "x\n"), r"inside \.git"),
-    (block("sub", "X = 1\n", "X = 2\n"), "sub is not a file"),
-])
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        (
+            block("train.py", "lr = 9\n", "lr = 2\n"),
+            r"train\.py: the SEARCH block .*\(first line 'lr = 9'\) matches 0 times",
+        ),
+        (
+            block("train.py", "    return lr\n", "    return 0\n"),
+            r"train\.py: .*\(first line '    return lr'\) matches 2 times \(at lines 5, 8\): include more",
+        ),
+        (block("train.py", "lr  = 1\n", "lr = 2\n"), "differ only in whitespace or indentation are at line 1"),
+        (block("train.py", "r = 1\n", "r = 2\n"), "matches 0 times"),  # whole lines only: not inside 'lr = 1'
+        (
+            block("train.py", "lr = 1\n", "lr = 2\n") + block("train.py", "lr = 1\n", "lr = 3\n"),
+            "matches 0 times in the file as the earlier blocks left it",
+        ),
+        (block("missing.py", "x\n", "y\n"), "missing.py does not exist: to create it, leave its SEARCH part empty"),
+        (block("train.py", "", "x = 1\n"), "train.py already exists: an empty SEARCH only creates new files"),
+        (block("train.py", "lr = 1\n", "lr = 1\n"), "change nothing"),
+        (block("evaluate.py", "print('eval')\n", "print(1)\n"), "locked"),
+        (block("../outside.py", "", "x = 1\n"), "escapes the codebase"),
+        (block("/etc/passwd", "", "x\n"), "absolute"),
+        (block(".git/config", "", "x\n"), r"inside \.git"),
+        (block("sub", "X = 1\n", "X = 2\n"), "sub is not a file"),
+    ],
+)
 def test_failing_edits_name_the_file_and_the_reason(codebase, answer, reason):
     before = (codebase / "train.py").read_text()
     with pytest.raises(PatchError, match=reason):

@@ -22,12 +22,33 @@ _FENCE = re.compile(
     re.MULTILINE | re.DOTALL,
 )
 _DIFF_LANGS = {"diff", "patch", "udiff"}
-_EXTENDED = ("old mode", "new mode", "deleted file mode", "new file mode", "copy from", "copy to",
-             "rename from", "rename to", "rename old", "rename new", "similarity index",
-             "dissimilarity index", "index")
+_EXTENDED = (
+    "old mode",
+    "new mode",
+    "deleted file mode",
+    "new file mode",
+    "copy from",
+    "copy to",
+    "rename from",
+    "rename to",
+    "rename old",
+    "rename new",
+    "similarity index",
+    "dissimilarity index",
+    "index",
+)
 # Lines that can belong to a diff; unfenced text is cut at the first line that cannot.
-_DIFF_LINE = (" ", "+", "-", "@@", "\\", "diff --git ", "GIT binary patch", "Binary files ",
-              *(f"{name} " for name in _EXTENDED))
+_DIFF_LINE = (
+    " ",
+    "+",
+    "-",
+    "@@",
+    "\\",
+    "diff --git ",
+    "GIT binary patch",
+    "Binary files ",
+    *(f"{name} " for name in _EXTENDED),
+)
 
 
 def normalise_newlines(text: str) -> str:
@@ -36,7 +57,8 @@ def normalise_newlines(text: str) -> str:
 
 def _starts_section(lines: list[str], i: int) -> bool:
     return lines[i].startswith("diff --git ") or (
-        lines[i].startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "))
+        lines[i].startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")
+    )
 
 
 def _looks_like_diff(text: str) -> bool:
@@ -45,8 +67,9 @@ def _looks_like_diff(text: str) -> bool:
 
 
 def looks_like_search_replace(text: str) -> bool:
-    return bool(re.search(r"^<{5,9} ?SEARCH\s*$", text, re.MULTILINE)
-                and re.search(r"^>{5,9} ?REPLACE\s*$", text, re.MULTILINE))
+    return bool(
+        re.search(r"^<{5,9} ?SEARCH\s*$", text, re.MULTILINE) and re.search(r"^>{5,9} ?REPLACE\s*$", text, re.MULTILINE)
+    )
 
 
 def _unfenced(text: str) -> str:
@@ -72,14 +95,19 @@ def extract_diff(text: str) -> str:
     """The unified diff in a model's answer: its fenced diff blocks in order, or else the
     unfenced diff text; LF line endings and a final newline."""
     text = normalise_newlines(text)
-    blocks = [m["body"] for m in _FENCE.finditer(text)
-              if _looks_like_diff(m["body"]) or (m["lang"].lower() in _DIFF_LANGS and "\n@@" in "\n" + m["body"])]
+    blocks = [
+        m["body"]
+        for m in _FENCE.finditer(text)
+        if _looks_like_diff(m["body"]) or (m["lang"].lower() in _DIFF_LANGS and "\n@@" in "\n" + m["body"])
+    ]
     diff = "".join(blocks) if blocks else _unfenced(text)
     if not diff.strip():
         excerpt = " ".join(text.split())[:160]
         hint = " (it holds SEARCH/REPLACE blocks, not a diff)" if looks_like_search_replace(text) else ""
-        raise PatchError(f"no unified diff found in the answer: {excerpt!r}{hint}; answer with a ```diff block "
-                         "whose files start with '--- a/path' and '+++ b/path' and whose hunks start with '@@'")
+        raise PatchError(
+            f"no unified diff found in the answer: {excerpt!r}{hint}; answer with a ```diff block "
+            "whose files start with '--- a/path' and '+++ b/path' and whose hunks start with '@@'"
+        )
     return diff if diff.endswith("\n") else diff + "\n"
 
 
@@ -93,11 +121,11 @@ _ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34,
 
 @dataclass
 class Hunk:
-    line: int                 # of its @@ header in the diff, from 1
+    line: int  # of its @@ header in the diff, from 1
     header: str
     old_start: int
     old_count: int
-    body: list[str] = field(default_factory=list)   # '\ No newline at end of file' markers included
+    body: list[str] = field(default_factory=list)  # '\ No newline at end of file' markers included
 
     @property
     def before(self) -> list[str]:
@@ -111,10 +139,10 @@ class Hunk:
 
 @dataclass
 class FileSection:
-    line: int                                   # of its first header line in the diff, from 1
-    git_names: tuple[str, str] | None = None    # from 'diff --git A B', when they can be told apart
-    old: str | None = None                      # from '--- ', '/dev/null' for a new file
-    new: str | None = None                      # from '+++ '
+    line: int  # of its first header line in the diff, from 1
+    git_names: tuple[str, str] | None = None  # from 'diff --git A B', when they can be told apart
+    old: str | None = None  # from '--- ', '/dev/null' for a new file
+    new: str | None = None  # from '+++ '
     headers: dict[str, str] = field(default_factory=dict)  # git's extended headers, e.g. 'rename to'
     hunks: list[Hunk] = field(default_factory=list)
 
@@ -126,17 +154,17 @@ def unquote(text: str) -> tuple[str, str]:
         if text[i] != "\\":
             out += text[i].encode()
             i += 1
-        elif text[i + 1:i + 4].isdigit():
-            out.append(int(text[i + 1:i + 4], 8) & 0xFF)
+        elif text[i + 1 : i + 4].isdigit():
+            out.append(int(text[i + 1 : i + 4], 8) & 0xFF)
             i += 4
-        elif text[i + 1:i + 2] in _ESCAPES:
+        elif text[i + 1 : i + 2] in _ESCAPES:
             out.append(_ESCAPES[text[i + 1]])
             i += 2
         else:
             raise PatchError(f"malformed diff: bad escape in the quoted name {text!r}")
     if i >= len(text):
         raise PatchError(f"malformed diff: unterminated quoted name {text!r}")
-    return out.decode("utf-8", errors="replace"), text[i + 1:]
+    return out.decode("utf-8", errors="replace"), text[i + 1 :]
 
 
 def _header_name(raw: str) -> str:
@@ -150,9 +178,9 @@ def _git_names(rest: str) -> tuple[str, str] | None:
         first, tail = unquote(rest)
         tail = tail[1:]
         return first, unquote(tail)[0] if tail.startswith('"') else tail
-    half = len(rest) // 2   # 'a/x b/x': git splits where both halves name the same file
-    if len(rest) % 2 and rest[half] == " " and rest[:half].split("/", 1)[-1] == rest[half + 1:].split("/", 1)[-1]:
-        return rest[:half], rest[half + 1:]
+    half = len(rest) // 2  # 'a/x b/x': git splits where both halves name the same file
+    if len(rest) % 2 and rest[half] == " " and rest[:half].split("/", 1)[-1] == rest[half + 1 :].split("/", 1)[-1]:
+        return rest[:half], rest[half + 1 :]
     if rest.count(" b/") == 1:
         first, second = rest.split(" b/")
         return first, "b/" + second
@@ -168,8 +196,10 @@ def parse_diff(text: str) -> list[FileSection]:
     i = 0
     while i < len(lines) and not _starts_section(lines, i):
         if lines[i].startswith("@@"):
-            raise PatchError(f"malformed diff: line {i + 1}: hunk {lines[i]!r} has no file header before it "
-                             "('--- a/path' and '+++ b/path')")
+            raise PatchError(
+                f"malformed diff: line {i + 1}: hunk {lines[i]!r} has no file header before it "
+                "('--- a/path' and '+++ b/path')"
+            )
         i += 1
     sections: list[FileSection] = []
     while i < len(lines):
@@ -181,7 +211,7 @@ def parse_diff(text: str) -> list[FileSection]:
         while j < len(lines) and lines[j] == "":
             j += 1
         if j == len(lines):
-            break               # trailing blank lines
+            break  # trailing blank lines
         if j > i and _starts_section(lines, j):
             i = j
             continue
@@ -193,15 +223,17 @@ def _stray(lines: list[str], j: int, sections: list[FileSection]) -> str:
     message = f"malformed diff: line {j + 1} ({lines[j][:80]!r}) is outside any hunk"
     last = sections[-1].hunks[-1] if sections and sections[-1].hunks else None
     if last is not None:
-        message += (f"; if it belongs to the hunk at line {last.line} ({last.header}), that header counts "
-                    "too few lines: fix its counts (and hunk headers must follow each other with no blank line)")
+        message += (
+            f"; if it belongs to the hunk at line {last.line} ({last.header}), that header counts "
+            "too few lines: fix its counts (and hunk headers must follow each other with no blank line)"
+        )
     return message
 
 
 def _section(lines: list[str], i: int) -> tuple[FileSection, int]:
     section = FileSection(line=i + 1)
     if lines[i].startswith("diff --git "):
-        section.git_names = _git_names(lines[i][len("diff --git "):])
+        section.git_names = _git_names(lines[i][len("diff --git ") :])
         i += 1
         while i < len(lines) and (m := _EXTENDED_RE.match(lines[i])):
             if m[1] in section.headers:
@@ -214,8 +246,10 @@ def _section(lines: list[str], i: int) -> tuple[FileSection, int]:
         section.old, section.new = _header_name(lines[i][4:]), _header_name(lines[i + 1][4:])
         i += 2
         if i >= len(lines) or not lines[i].startswith("@@"):
-            raise PatchError(f"malformed diff: line {i + 1}: the file header of {section.new!r} is not followed "
-                             "by a hunk ('@@ -start,count +start,count @@')")
+            raise PatchError(
+                f"malformed diff: line {i + 1}: the file header of {section.new!r} is not followed "
+                "by a hunk ('@@ -start,count +start,count @@')"
+            )
     elif i < len(lines) and lines[i].startswith("@@"):
         raise PatchError(f"malformed diff: line {i + 1}: hunk without '--- a/path' and '+++ b/path' headers")
     while i < len(lines) and lines[i].startswith("@@"):
@@ -228,8 +262,10 @@ def _hunk(lines: list[str], i: int) -> tuple[Hunk, int]:
     header = lines[i]
     m = _HUNK_RE.match(header)
     if not m:
-        raise PatchError(f"malformed diff: line {i + 1}: malformed hunk header {header!r}: "
-                         "expected '@@ -start,count +start,count @@' with line numbers")
+        raise PatchError(
+            f"malformed diff: line {i + 1}: malformed hunk header {header!r}: "
+            "expected '@@ -start,count +start,count @@' with line numbers"
+        )
     old_n = 1 if m[2] is None else int(m[2])
     new_n = 1 if m[4] is None else int(m[4])
     if old_n == new_n == 0:
@@ -239,7 +275,7 @@ def _hunk(lines: list[str], i: int) -> tuple[Hunk, int]:
     j = i + 1
     while old < old_n or new < new_n:
         line = lines[j] if j < len(lines) else None
-        mark = None if line is None else (line[:1] or " ")   # a bare empty line is empty context, as git reads it
+        mark = None if line is None else (line[:1] or " ")  # a bare empty line is empty context, as git reads it
         if mark == " ":
             old, new = old + 1, new + 1
         elif mark == "-":
@@ -251,11 +287,13 @@ def _hunk(lines: list[str], i: int) -> tuple[Hunk, int]:
             raise PatchError(
                 f"malformed diff: hunk at line {i + 1} ({header}) is shorter than its header says: it counts "
                 f"{old_n} old and {new_n} new lines, but {found} after {old} old and {new} new "
-                "(hunk lines start with ' ', '-' or '+'); fix the counts or the lines")
+                "(hunk lines start with ' ', '-' or '+'); fix the counts or the lines"
+            )
         if old > old_n or new > new_n:
             raise PatchError(
                 f"malformed diff: hunk at line {i + 1} ({header}) is longer than its header says: line {j + 1} "
-                f"goes past its {old_n} old and {new_n} new lines; fix the counts in the header")
+                f"goes past its {old_n} old and {new_n} new lines; fix the counts in the header"
+            )
         hunk.body.append(line)
         j += 1
     if j < len(lines) and lines[j].startswith("\\"):

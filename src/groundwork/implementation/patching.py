@@ -23,8 +23,16 @@ from groundwork.implementation.diff_text import FileSection, Hunk, PatchError, p
 if TYPE_CHECKING:
     from groundwork.protocols import PatchAttempt
 
-__all__ = ["MAX_PATCH_BYTES", "PatchError", "PatchPolicy", "apply_patch", "check_path", "check_patch",
-           "trial_apply", "unified_diff"]
+__all__ = [
+    "MAX_PATCH_BYTES",
+    "PatchError",
+    "PatchPolicy",
+    "apply_patch",
+    "check_path",
+    "check_patch",
+    "trial_apply",
+    "unified_diff",
+]
 
 MAX_PATCH_BYTES = 512 * 1024
 _FILE_MODES = {"100644", "100755"}
@@ -38,6 +46,7 @@ class PatchPolicy:
 
 
 # --- rules --------------------------------------------------------------------------------
+
 
 def check_path(rel: str, root: Path, policy: PatchPolicy) -> str:
     """The normal form of a codebase-relative path that an edit may write, or PatchError why not."""
@@ -87,8 +96,10 @@ def _section_paths(section: FileSection) -> tuple[list[str], list[str]]:
     stripped = [n for n in (*(section.git_names or ()), section.old, section.new) if n not in (None, "/dev/null")]
     plain = [v for k, v in section.headers.items() if k.startswith(("rename ", "copy "))]
     if not stripped and not plain:
-        raise PatchError(f"malformed diff: line {section.line}: cannot tell the file names in 'diff --git' apart; "
-                         "add '--- a/path' and '+++ b/path' headers")
+        raise PatchError(
+            f"malformed diff: line {section.line}: cannot tell the file names in 'diff --git' apart; "
+            "add '--- a/path' and '+++ b/path' headers"
+        )
     return stripped, plain
 
 
@@ -142,16 +153,18 @@ def _check(diff: str, root: Path, policy: PatchPolicy) -> _Checked:
         raise PatchError("the diff mixes paths with and without a/ b/ prefixes: write 'a/path' and 'b/path' throughout")
     strip = 1 if prefixed and all(prefixed) else 0
     files: list[str] = []
-    for raw in [name[strip * 2:] for name in stripped] + plain:
+    for raw in [name[strip * 2 :] for name in stripped] + plain:
         normal = check_path(raw, root, policy)
         if normal not in files:
             files.append(normal)
     checked = _Checked(text, sections, files, strip)
     for section in sections:
         _check_modes(section, checked.name(section))
-        if not section.hunks and all(k.endswith("index") for k in section.headers):   # no mode, rename...
-            raise PatchError(f"malformed diff: line {section.line}: the section for {checked.name(section)!r} "
-                             "changes nothing (it has no hunks)")
+        if not section.hunks and all(k.endswith("index") for k in section.headers):  # no mode, rename...
+            raise PatchError(
+                f"malformed diff: line {section.line}: the section for {checked.name(section)!r} "
+                "changes nothing (it has no hunks)"
+            )
     _check_git_agrees(checked, root)
     return checked
 
@@ -168,15 +181,17 @@ def _check_git_agrees(checked: _Checked, root: Path) -> None:
         if len(parts) == 3 and parts[2]:
             touched.add(parts[2])
             k += 1
-        elif len(parts) == 3:       # a rename or copy: '\0old\0new' follow
-            touched.update(fields[k + 1:k + 3])
+        elif len(parts) == 3:  # a rename or copy: '\0old\0new' follow
+            touched.update(fields[k + 1 : k + 3])
             k += 3
         else:
             k += 1
     unexpected = sorted(touched - set(checked.files))
     if unexpected:
-        raise PatchError(f"git reads the file names of this diff as {unexpected}, not as its headers name them: "
-                         "write plain 'a/path' and 'b/path' names")
+        raise PatchError(
+            f"git reads the file names of this diff as {unexpected}, not as its headers name them: "
+            "write plain 'a/path' and 'b/path' names"
+        )
 
 
 def check_patch(diff: str, root: Path, policy: PatchPolicy) -> tuple[list[str], int]:
@@ -186,6 +201,7 @@ def check_patch(diff: str, root: Path, policy: PatchPolicy) -> tuple[list[str], 
 
 
 # --- applying -------------------------------------------------------------------------------
+
 
 def _git(args: list[str], text: str, root: Path) -> subprocess.CompletedProcess:
     git = shutil.which("git")
@@ -198,7 +214,7 @@ def _git(args: list[str], text: str, root: Path) -> subprocess.CompletedProcess:
         "GIT_CEILING_DIRECTORIES": str(root.resolve().parent),
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": os.devnull,
-        "LC_ALL": "C",   # messages in English, which the explanations below read
+        "LC_ALL": "C",  # messages in English, which the explanations below read
     }
     return subprocess.run([git, "apply", *args], input=text.encode("utf-8"), cwd=root, env=env, capture_output=True)
 
@@ -217,7 +233,7 @@ def apply_patch(diff: str, root: Path, policy: PatchPolicy) -> list[str]:
     snapshot = _Snapshot(root, checked.files)
     proc = _git([f"-p{checked.strip}", "--whitespace=nowarn"], checked.text, root)
     if proc.returncode != 0:
-        snapshot.restore()   # git checks every hunk before writing; this covers failures while writing
+        snapshot.restore()  # git checks every hunk before writing; this covers failures while writing
         raise PatchError(_explain(_git_message(proc), checked, root))
     return checked.files
 
@@ -227,8 +243,7 @@ class _Snapshot:
 
     def __init__(self, root: Path, files: list[str]):
         self.root = root
-        self.files = {rel: (p.read_bytes(), p.stat().st_mode) if (p := root / rel).is_file() else None
-                      for rel in files}
+        self.files = {rel: (p.read_bytes(), p.stat().st_mode) if (p := root / rel).is_file() else None for rel in files}
         self.folders = {p for rel in files for p in (root / rel).parents if p.is_dir()}
 
     def restore(self) -> None:
@@ -249,14 +264,17 @@ class _Snapshot:
 
 # --- explaining a failure ------------------------------------------------------------------
 
+
 def _explain(message: str, checked: _Checked, root: Path) -> str:
     reason = ""
     if m := re.search(r"patch failed: (.+):(\d+)$", message, re.MULTILINE):
         name = unquote(m[1])[0] if m[1].startswith('"') else m[1]
         reason = _hunk_reason(name, int(m[2]), checked, root)
     elif m := re.search(r"error: (.+): already exists in working directory", message):
-        reason = (f"{m[1]!r} already exists: '--- /dev/null' creates new files only; to change it, "
-                  "diff against its current content")
+        reason = (
+            f"{m[1]!r} already exists: '--- /dev/null' creates new files only; to change it, "
+            "diff against its current content"
+        )
     elif m := re.search(r"error: (.+): (No such file or directory|does not exist in index)", message):
         reason = f"{m[1]!r} does not exist in the codebase: to create it, use '--- /dev/null' and '+++ b/{m[1]}'"
     elif "still has contents" in message:
@@ -264,8 +282,10 @@ def _explain(message: str, checked: _Checked, root: Path) -> str:
     names = [checked.name(s) for s in checked.sections]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        reason += (f"{'; ' if reason else ''}{', '.join(repeated)} appears in more than one file section, "
-                   "and sections apply one after another: put all hunks for one file in one section")
+        reason += (
+            f"{'; ' if reason else ''}{', '.join(repeated)} appears in more than one file section, "
+            "and sections apply one after another: put all hunks for one file in one section"
+        )
     return f"patch does not apply: {reason or 'see git'}\ngit apply said: {message}"
 
 
@@ -276,7 +296,7 @@ def _hunk_reason(name: str, start: int, checked: _Checked, root: Path) -> str:
             if hunk.old_start != start:
                 continue
             where = f"hunk {k} of {len(section.hunks)} for {name} ({hunk.header}, line {hunk.line} of the diff)"
-            if n > 0:   # git matched it against the file as the earlier sections left it
+            if n > 0:  # git matched it against the file as the earlier sections left it
                 return f"{where} does not match the file as the earlier section for {name} left it"
             if detail := _mismatch(root / name, hunk):
                 return f"{where} does not match the file: {detail}"
@@ -286,6 +306,7 @@ def _hunk_reason(name: str, start: int, checked: _Checked, root: Path) -> str:
 def _anchor(current: list[str], want: list[str], stated: int) -> int:
     """Where the hunk's lines best line up with the file (most leading lines equal, then
     nearest the stated line): only to point at the line that differs."""
+
     def run(at: int) -> int:
         n = 0
         while n < len(want) and at + n < len(current) and current[at + n] == want[n]:
@@ -306,8 +327,9 @@ def _mismatch(path: Path, hunk: Hunk) -> str | None:
     for k, want in enumerate(hunk.before):
         n = first + k
         if n >= len(current):
-            return (f"it expects {len(hunk.before)} lines from line {first + 1}, "
-                    f"but the file has only {len(current)} lines")
+            return (
+                f"it expects {len(hunk.before)} lines from line {first + 1}, but the file has only {len(current)} lines"
+            )
         have = current[n]
         if have != want:
             detail = f"line {n + 1} of the file is {have!r} but the hunk expects {want!r}"
@@ -319,14 +341,17 @@ def _mismatch(path: Path, hunk: Hunk) -> str | None:
                 detail += " (they differ in whitespace)"
             return detail + "; context and removed lines must be copied exactly from the current file"
     if not hunk.has_context:
-        return ("the hunk has no unchanged context lines, and git applies such hunks only at the very start "
-                "or end of a file: include about 3 unchanged lines before and after the change")
+        return (
+            "the hunk has no unchanged context lines, and git applies such hunks only at the very start "
+            "or end of a file: include about 3 unchanged lines before and after the change"
+        )
     if any(line.startswith("\\") for line in hunk.body):
         return "its lines match, but not where the file ends: check the '\\ No newline at end of file' markers"
     return None
 
 
 # --- writing diffs and trying them -------------------------------------------------------
+
 
 def _lines(text: str) -> list[str]:
     """Lines split at '\\n' only: str.splitlines would also split at form feeds and U+2028."""
@@ -342,7 +367,8 @@ def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
         if before == after:
             continue
         lines = difflib.unified_diff(
-            _lines(before or ""), _lines(after or ""),
+            _lines(before or ""),
+            _lines(after or ""),
             fromfile=f"a/{name}" if before is not None else "/dev/null",
             tofile=f"b/{name}" if after is not None else "/dev/null",
         )
@@ -352,8 +378,10 @@ def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
         elif after is None:
             header += "deleted file mode 100644\n"
         # An empty file created or deleted is a header-only section.
-        chunks.append(header + "".join(
-            line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines))
+        chunks.append(
+            header
+            + "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+        )
     return "".join(chunks)
 
 
@@ -372,4 +400,6 @@ def trial_apply(diff: str, codebase: Path, policy: PatchPolicy) -> PatchAttempt:
             files = apply_patch(diff, work, policy)
         except PatchError as exc:
             return PatchAttempt(diff=diff, applied=False, error=str(exc))
+        if not files:  # an idea that changes nothing would only re-run the baseline
+            return PatchAttempt(diff=diff, applied=False, error="the change is empty: it edits no file")
         return PatchAttempt(diff=diff, applied=True, files=files, codebase_hash=codebase_hash(work))
