@@ -105,3 +105,11 @@ def test_no_winners_means_all_explore():
 
 def test_catalog_file_is_part_of_the_package():
     assert Path(NANOGPT.catalog_path).is_file()
+
+
+def test_best_of_n_never_shows_results():
+    from groundwork.search.evolution import BestOfNStrategy
+
+    history = SearchHistory(metric=METRIC, baseline=Result(idea_id="baseline", metric=3.0), scored=[])
+    requests = BestOfNStrategy(epochs=3, ideas_per_epoch=5).plan_epoch(2, history)
+    assert [(r.kind, r.count, r.parents, r.tried) for r in requests] == [(PromptKind.SIMPLE, 5, [], [])]

@@ -204,3 +204,14 @@ def test_env_baseline_measures_and_stores_the_noise_floor(toy_env, tmp_path):
 
     floor = load_noise_floor("toy", "quick")
     assert floor["seeds"] == 3 and abs(floor["mean"] - 1.56) < 1e-9 and floor["std"] == 0.0
+
+
+def test_best_of_n_run_asks_only_simple_prompts(toy_env, tmp_path):
+    runs = tmp_path / "runs"
+    args = _run_args(toy_env, runs, "--search", "best-of-n", "--epochs", "2", "--ideas", "2", "--baseline-seeds", "2")
+    proc = subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = RunStore(runs / "r")
+    ideas = [i for i in store.ideas() if i.epoch > 0]
+    assert len(ideas) == 4 and {str(i.prompt_kind) for i in ideas} == {"simple"}
+    assert "over 2 seeds 1.5600 +- 0.0000" in proc.stdout

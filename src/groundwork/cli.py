@@ -72,7 +72,13 @@ def run(
         "nanogpt", "--env", "-e", help="Built-in environment name or folder with environment.toml."
     ),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Scale profile (default: the environment's)."),
-    epochs: int = typer.Option(2, min=1, help="Epochs of ideas after the baseline."),
+    epochs: int = typer.Option(2, min=0, help="Epochs of ideas after the baseline."),
+    search: str = typer.Option(
+        "evolution", "--search", help="evolution (exploit + explore) or best-of-n (the control)."
+    ),
+    baseline_seeds: int = typer.Option(
+        1, "--baseline-seeds", min=1, help="Baseline runs with different seeds (noise)."
+    ),
     ideas: int = typer.Option(4, "--ideas", min=1, help="Ideas per epoch."),
     slots: int = typer.Option(2, min=1, help="Jobs run in parallel."),
     seed: int = typer.Option(0, help="Seed for the search and for training."),
@@ -108,6 +114,8 @@ def run(
 ) -> None:
     """Start a research run (no arguments: the offline nanogpt demo)."""
     config = RunConfig(
+        search=search,
+        baseline_seeds=baseline_seeds,
         environment=env,
         profile=profile,
         epochs=epochs,

@@ -13,7 +13,7 @@ class RunConfig(BaseModel):
 
     environment: str = "nanogpt"
     profile: str | None = None  # None: the environment's default profile
-    search: Literal["evolution"] = "evolution"
+    search: Literal["evolution", "best-of-n"] = "evolution"
     backend: Literal["local"] = "local"
     # Who writes ideas and diffs: "catalog" (offline, no LLM), "anthropic:MODEL",
     # "openai:MODEL", "openai-compatible:MODEL@BASE_URL" or "replay:RUN|FILE|NAME".

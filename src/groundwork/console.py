@@ -21,7 +21,9 @@ def _delta(summary: RunSummary, row: IdeaRow) -> Text:
     gain = summary.improvement(row)
     if gain is None or row is summary.baseline:
         return Text("-")
-    return Text(f"{gain:+.4f}", style="green" if gain > 0 else "red" if gain < 0 else "")
+    verdict = summary.verdict(row)
+    style = {"better": "green", "better, noise unknown": "green", "worse": "red", "not better": "red"}.get(verdict, "")
+    return Text(f"{gain:+.4f}" + (" ~" if verdict == "within noise" else ""), style=style)
 
 
 def rate_text(summary: RunSummary) -> str:
@@ -56,7 +58,12 @@ def headline(summary: RunSummary) -> Group:
     best = summary.best
     if best is not None:
         gain = summary.improvement(best)
-        verdict = "" if gain is None else (" - beats the baseline" if gain > 0 else " - does not beat the baseline")
+        verdict = {
+            "better": f" - beats the baseline beyond its noise (2 sd = {2 * (summary.noise_std or 0):.4f})",
+            "within noise": f" - within the baseline's noise (2 sd = {2 * (summary.noise_std or 0):.4f}): "
+            "not an improvement",
+            "better, noise unknown": " - beats the baseline (noise not measured: `groundwork env baseline`)",
+        }.get(summary.verdict(best), " - does not beat the baseline")
         lines.append(
             Text(
                 f'best {summary.metric} {_fmt(best.metric)} by {best.id} "{best.title}"'
@@ -143,6 +150,8 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     console.print(headline(summary))
     rows = ([summary.baseline] if summary.baseline else []) + summary.rows
     console.print(results_table(summary, rows))
+    if summary.noise_std is not None:
+        console.print(f"~ marks a difference within 2 sd of the baseline's noise (sd {summary.noise_std:.4f})")
     table = failures(summary)
     if table is not None:
         console.print(table)

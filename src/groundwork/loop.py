@@ -44,7 +44,7 @@ from groundwork.protocols import (
 )
 from groundwork.records import FailureCategory, Idea, IdeaState, Job, Patch, PatchStatus, PromptKind, Result
 from groundwork.runs import run_config, run_environment
-from groundwork.search.evolution import EvolutionStrategy
+from groundwork.search.evolution import BestOfNStrategy, EvolutionStrategy
 from groundwork.store import ArtifactStore, RunStore
 
 BASELINE_ID = "baseline"
@@ -118,7 +118,9 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
     return Components(
         ideator=ideator,
         implementer=implementer,
-        strategy=EvolutionStrategy(config.epochs, config.ideas_per_epoch, seed=config.seed),
+        strategy=(EvolutionStrategy if config.search == "evolution" else BestOfNStrategy)(
+            config.epochs, config.ideas_per_epoch, seed=config.seed
+        ),
         backend=LocalBackend(plan.slots),
         slot_plan=plan,
         implementation_workers=1 if config.implementer == "catalog" else config.llm_concurrency,

@@ -71,6 +71,8 @@ class RunSummary:
     unpriced_calls: int = 0  # calls to models missing from the price table
     baseline_metrics: list[float] = field(default_factory=list)  # one per baseline seed that ran
 
+    stored_noise_std: float | None = None  # from `groundwork env baseline`, when measured
+
     @property
     def noise(self) -> tuple[float, float] | None:
         """Mean and sample standard deviation of the baseline over seeds (two or more)."""
@@ -78,6 +80,23 @@ class RunSummary:
         if len(values) < 2:
             return None
         return statistics.fmean(values), statistics.stdev(values)
+
+    @property
+    def noise_std(self) -> float | None:
+        return self.noise[1] if self.noise else self.stored_noise_std
+
+    def verdict(self, row: IdeaRow) -> str:
+        """ "better" or "worse" only outside two standard deviations of the baseline's
+        noise; a gain inside it is never called an improvement."""
+        gain = self.improvement(row)
+        if gain is None:
+            return "unknown"
+        std = self.noise_std
+        if std is None:
+            return "better, noise unknown" if gain > 0 else "not better"
+        if abs(gain) <= 2 * std:
+            return "within noise"
+        return "better" if gain > 0 else "worse"
 
     @property
     def best(self) -> IdeaRow | None:
@@ -174,6 +193,7 @@ def summarize(store: RunStore) -> RunSummary:
         max_dollars=config.get("max_dollars"),
         unpriced_calls=sum(1 for c in calls if c["cost_usd"] is None),
         baseline_metrics=[r.metric for r in baselines if r.metric is not None],
+        stored_noise_std=(load_noise_floor(meta["environment"], meta["profile"]) or {}).get("std"),
     )
 
 

@@ -36,3 +36,20 @@ class EvolutionStrategy:
             kind = PromptKind.EXPLORE if history.scored else PromptKind.SIMPLE
             requests.append(IdeationRequest(kind, n_explore, epoch, tried=list(history.scored), seed=self.seed))
         return requests
+
+
+class BestOfNStrategy:
+    """The control the paper compares evolution against: every epoch asks for fresh ideas
+    from the codebase and goal alone, never shown results, at the same number of ideas."""
+
+    name = "best-of-n"
+
+    def __init__(self, epochs: int, ideas_per_epoch: int, seed: int = 0):
+        if epochs < 0 or ideas_per_epoch < 1:
+            raise ValueError(f"epochs must be >= 0 and ideas_per_epoch >= 1, got {epochs} and {ideas_per_epoch}")
+        self.epochs = epochs
+        self.ideas_per_epoch = ideas_per_epoch
+        self.seed = seed
+
+    def plan_epoch(self, epoch: int, history: SearchHistory) -> list[IdeationRequest]:
+        return [IdeationRequest(PromptKind.SIMPLE, self.ideas_per_epoch, epoch, seed=self.seed)]
