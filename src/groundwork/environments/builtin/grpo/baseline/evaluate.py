@@ -1,0 +1,197 @@
+"""Locked evaluation for the grpo environment (hidden from ideators; never edited by ideas).
+
+Run after training, in the same folder as train.py:  python evaluate.py
+
+It loads GROUNDWORK_OUT_DIR/policy.pt into model.py's network (the config must be
+model.CONFIG, the state dict must load strictly, every weight must be finite), decodes
+greedily (model.generate at temperature 0, at most 20 new tokens) on the first
+GROUNDWORK_EVAL_PROBLEMS problems of the fixed held-out split (prepare.split(), rebuilt
+here from its rule and checked against the data folder, whose files must also match the
+hashes in its manifest), and grades each completion with
+this file's own strict grader. train.py is never imported, and its reward function plays
+no part in the score.
+
+Written atomically to GROUNDWORK_RESULT_PATH:
+  accuracy                 share of held-out problems answered correctly in the exact format (the metric)
+  eval_problems            how many held-out problems were scored
+  format_rate              share of greedy completions in the exact format, right or wrong
+  sampled_accuracy         accuracy of one sample per problem at temperature 1 (fixed seed), for reference
+  max_train_eval_accuracy  the best of train.py's periodic validation accuracies (train_log.jsonl);
+                           reported apart because a maximum over noisy evaluations is inflated,
+                           and because train.py computes it (it is not checked)
+  steps, train_seconds     as saved by train.py
+On any error nothing is written and the exit status is non-zero.
+
+Environment: GROUNDWORK_DATA_DIR (required), GROUNDWORK_OUT_DIR (default "out"),
+GROUNDWORK_RESULT_PATH (default "result.json"), GROUNDWORK_EVAL_PROBLEMS (default 1000),
+GROUNDWORK_NUM_THREADS (default 1).
+"""
+import os
+import sys
+
+# Run as a script, import nothing from the working folder by name (train.py could have left
+# a json.py or a torch.py there); the locked model.py and prepare.py are loaded from their
+# files below. (os and sys are loaded before any script runs, so they cannot be shadowed.)
+if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import NoReturn  # noqa: E402
+
+import torch  # noqa: E402
+
+MAX_NEW_TOKENS = 20
+BATCH = 500
+SAMPLE_SEED = 0
+
+
+def fail(message: str) -> NoReturn:
+    print(f"evaluate.py: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def load_local(name: str):
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), f"{name}.py"):
+        return sys.modules[name]
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location(name, os.path.join(here, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+M = load_local("model")
+
+
+def grade(prompt: str, completion_ids) -> tuple[bool, bool]:
+    """(well_formed, correct) for one completion: exactly <think>W</think><answer>N</answer>
+    then EOS, W free of tags, N in plain decimal (no sign, spaces or leading zeros);
+    correct when N is the sum asked for."""
+    ids = completion_ids.tolist() if torch.is_tensor(completion_ids) else list(completion_ids)
+    if M.EOS not in ids:
+        return False, False
+    ids = ids[:ids.index(M.EOS)]
+    tag_ids = (M.THINK_OPEN, M.THINK_CLOSE, M.ANSWER_OPEN, M.ANSWER_CLOSE)
+    tags = [i for i, t in enumerate(ids) if t in tag_ids]
+    if len(tags) != 4 or [ids[i] for i in tags] != list(tag_ids):
+        return False, False
+    if tags[0] != 0 or tags[3] != len(ids) - 1 or tags[2] != tags[1] + 1:
+        return False, False
+    if any(t in (M.PAD, M.BOS, M.EOS) for t in ids):
+        return False, False
+    digits = "".join(M.VOCAB[t] for t in ids[tags[2] + 1:tags[3]])
+    if not (digits.isascii() and digits.isdigit()) or (len(digits) > 1 and digits[0] == "0"):
+        return False, False
+    a, b = int(prompt[0:2]), int(prompt[3:5])
+    return True, int(digits) == a + b
+
+
+@torch.no_grad()
+def score(model, problems: list, temperature: float = 0.0, seed: int = SAMPLE_SEED) -> tuple[float, float]:
+    """(accuracy, format_rate) of one completion per problem."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    right = formed = 0
+    for i in range(0, len(problems), BATCH):
+        chunk = problems[i:i + BATCH]
+        out = M.generate(model, M.encode_prompts([p["prompt"] for p in chunk]), MAX_NEW_TOKENS, temperature, gen)
+        for p, row in zip(chunk, out):
+            ok_format, ok_answer = grade(p["prompt"], row)
+            formed += ok_format
+            right += ok_answer
+    n = max(1, len(problems))
+    return right / n, formed / n
+
+
+def heldout_problems(data_dir: str) -> list:
+    prepare = load_local("prepare")
+    _, heldout = prepare.split()
+    if not data_dir or not os.path.isdir(data_dir):
+        fail(f"GROUNDWORK_DATA_DIR must name a prepared data folder (got {data_dir!r})")
+    ok, message = prepare.check(Path(data_dir))  # the shared data folder must be as prepared
+    if not ok:
+        fail(f"the data folder does not match its manifest ({message}); prepare it again")
+    path = os.path.join(data_dir, "heldout.jsonl")
+    with open(path) as f:
+        stored = [json.loads(line) for line in f]
+    if stored != heldout:
+        fail(f"{path} does not match the held-out split rule: the data folder was changed; prepare it again")
+    return heldout
+
+
+def max_train_eval(out_dir: str):
+    path = os.path.join(out_dir, "train_log.jsonl")
+    best = None
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                try:
+                    value = json.loads(line).get("accuracy")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    best = value if best is None else max(best, value)
+    except OSError:
+        return None
+    return best
+
+
+def main() -> None:
+    data_dir = os.environ.get("GROUNDWORK_DATA_DIR", "")
+    out_dir = os.environ.get("GROUNDWORK_OUT_DIR", "out")
+    result_path = os.environ.get("GROUNDWORK_RESULT_PATH", "result.json")
+    n_eval = int(os.environ.get("GROUNDWORK_EVAL_PROBLEMS", "1000"))
+    torch.set_num_threads(int(os.environ.get("GROUNDWORK_NUM_THREADS", "1")))
+    if n_eval < 1:
+        fail(f"GROUNDWORK_EVAL_PROBLEMS must be positive, got {n_eval}")
+    t0 = time.time()
+    problems = heldout_problems(data_dir)[:n_eval]
+
+    policy_path = os.path.join(out_dir, "policy.pt")
+    if not os.path.isfile(policy_path):
+        fail(f"no policy at {policy_path}: did training finish?")
+    ckpt = torch.load(policy_path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
+        fail(f"{policy_path} must hold a dict with 'config' and 'state_dict'")
+    if dict(ckpt["config"]) != M.CONFIG:
+        fail(f"policy config {ckpt['config']} is not the environment's network {M.CONFIG}")
+    model = M.build_model(M.CONFIG)
+    model.load_state_dict(ckpt["state_dict"], strict=True)
+    model = model.float().eval()
+    if not all(torch.isfinite(p).all() for p in model.state_dict().values()):
+        fail("the policy has non-finite weights")
+
+    accuracy, format_rate = score(model, problems)
+    sampled_accuracy, _ = score(model, problems, temperature=1.0)
+    result = {
+        "accuracy": accuracy,
+        "eval_problems": len(problems),
+        "format_rate": format_rate,
+        "sampled_accuracy": sampled_accuracy,
+        "max_train_eval_accuracy": max_train_eval(out_dir),
+        "steps": ckpt.get("steps"),
+        "train_seconds": ckpt.get("train_seconds"),
+        "eval_seconds": round(time.time() - t0, 3),
+    }
+    tmp = f"{result_path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, result_path)
+    print(f"accuracy {accuracy:.4f} on {len(problems)} held-out problems (greedy) | format {format_rate:.3f} | "
+          f"sampled T=1 {sampled_accuracy:.4f} | {time.time() - t0:.1f}s -> {result_path}", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except SystemExit:
+        raise
+    except BaseException as exc:  # any failure: clear message, no result, non-zero exit
+        fail(f"{type(exc).__name__}: {exc}")
