@@ -110,6 +110,7 @@ def run(
     prompts: Optional[Path] = typer.Option(
         None, "--prompts", help="Folder of prompt templates overriding the built-in ones."
     ),
+    llm_concurrency: int = typer.Option(8, "--llm-concurrency", min=1, help="Model calls in flight at once."),
     runs_dir: Path = RunsDir,
 ) -> None:
     """Start a research run (no arguments: the offline nanogpt demo)."""
@@ -131,6 +132,7 @@ def run(
         thinking_budget=thinking_budget,
         reasoning_effort=reasoning_effort,
         prompts_dir=str(prompts.resolve()) if prompts else None,
+        llm_concurrency=llm_concurrency,
     )
     store = create_run(config, runs_dir, name)
     console.print(
