@@ -149,7 +149,6 @@ class ResearchLoop:
 
     def _run(self) -> None:
         self.store.set_run_status("running", f"controller pid {os.getpid()} on {socket.gethostname()}")
-        self.data_dir = self.env.prepare(self.profile, quiet=True)
         scheduler = Scheduler(
             self.store,
             self.parts.backend,
@@ -158,6 +157,7 @@ class ResearchLoop:
             on_tick=self.on_change,
         )
         try:
+            self.data_dir = self.env.prepare(self.profile, quiet=True)
             scheduler.recover()
             self._ensure_baseline()
             scheduler.drain()
