@@ -145,3 +145,40 @@ def test_shipped_nanogpt_recording_replays_offline(tmp_path):
     assert sum(r.valid for r in results.values()) >= 6
     assert all(c["replayed"] for c in store.llm_calls()) and store.llm_spent_usd() == 0
     assert "LLM cost $0.00" in proc.stdout and "13 calls to models with no price" in proc.stdout
+
+
+def test_llm_export_writes_a_replayable_file(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "calls.jsonl"
+    from groundwork.config import RunConfig
+    from groundwork.llm.recording import load_recording
+    from groundwork.runs import create_run
+
+    store = create_run(RunConfig(environment="nanogpt"), runs, name="x")
+    store.record_llm_call(
+        {
+            "role": "ideator",
+            "call_key": "ideate:e1:simple",
+            "fingerprint": "f",
+            "model": "m",
+            "provider": "p",
+            "epoch": 1,
+            "request": "{}",
+            "text": "hi",
+            "thinking": "",
+            "usage": "{}",
+            "cost_usd": 0.5,
+            "latency_s": 1.0,
+            "replayed": 0,
+        }
+    )
+    proc = subprocess.run(
+        [*GROUNDWORK, "llm", "export", "x", str(out), "--runs-dir", str(runs)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "wrote 1 calls" in proc.stdout
+    [call] = load_recording(str(out))
+    assert call["text"] == "hi" and call["cost_usd"] == 0.5

@@ -19,7 +19,7 @@ from groundwork.console import print_summary, progress_view
 from groundwork.environments import ManifestError, builtin_names, load_environment
 from groundwork.ideation.catalog import load_catalog
 from groundwork.llm.base import LLMError
-from groundwork.llm.recording import BudgetExceeded
+from groundwork.llm.recording import BudgetExceeded, export_recording
 from groundwork.loop import ResearchLoop
 from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run, run_config, run_environment
 from groundwork.store import RunStore, StoreError
@@ -27,6 +27,8 @@ from groundwork.store import RunStore, StoreError
 app = typer.Typer(help="Execution-grounded automated AI research.", no_args_is_help=True, add_completion=False)
 env_app = typer.Typer(help="Research environments: list, inspect, check, prepare.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
+llm_app = typer.Typer(help="Model calls recorded in runs.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
 console = Console()
 
 RunsDir = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Folder holding run folders.")
@@ -292,6 +294,17 @@ def env_prepare(
     env = load_environment(name)
     data = env.prepare(env.profile(profile))
     console.print(f"data ready in {data}")
+
+
+@llm_app.command("export")
+def llm_export(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="Run id or run folder."),
+    out: Path = typer.Argument(..., help="The .jsonl file to write."),
+    runs_dir: Path = RunsDir,
+) -> None:
+    """Export a run's recorded model calls, replayable anywhere with --llm replay:FILE."""
+    count = export_recording(find_run(run_ref, runs_dir), out)
+    console.print(f"wrote {count} calls to {out}; replay them with: groundwork run --llm replay:{out}")
 
 
 def main() -> None:
