@@ -152,12 +152,6 @@ class RunStore:
             if changes:
                 self._event(c, "run", row["id"], None, "config", changes)
 
-    def update_run_info(self, **values: Any) -> None:
-        with self.transaction() as c:
-            info = json.loads(c.execute("SELECT info FROM run").fetchone()["info"])
-            info.update(values)
-            c.execute("UPDATE run SET info = ?", (json.dumps(info),))
-
     # ---- ideas --------------------------------------------------------------------
 
     def epoch_proposed(self, epoch: int) -> bool:
