@@ -21,7 +21,7 @@ from groundwork.ideation.catalog import load_catalog
 from groundwork.llm.base import LLMError
 from groundwork.llm.recording import BudgetExceeded, export_recording
 from groundwork.loop import ResearchLoop
-from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run, run_config, run_environment
+from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run
 from groundwork.store import RunStore, StoreError
 
 app = typer.Typer(help="Execution-grounded automated AI research.", no_args_is_help=True, add_completion=False)
@@ -36,10 +36,9 @@ RunsDir = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Folder holding run 
 
 def _drive(store: RunStore) -> None:
     """Run or resume the loop with a live view; print the results table at the end."""
-    env = run_environment(store)
-    profile = env.profile(run_config(store).profile)
-    console.print(f"data for {env.name} ({profile.name}): {env.data_dir(profile)}")
-    env.prepare(profile)  # shows its own progress the first time; quick once prepared
+    loop = ResearchLoop(store)
+    console.print(f"data for {loop.env.name} ({loop.profile.name}): {loop.env.data_dir(loop.profile)}")
+    loop.data_dir = loop.env.prepare(loop.profile)  # shows its own progress the first time
     started = time.time()
     last = 0.0
     with Live(console=console, refresh_per_second=4, transient=True) as live:
@@ -50,7 +49,7 @@ def _drive(store: RunStore) -> None:
                 last = time.time()
                 live.update(progress_view(summarize(store), started))
 
-        loop = ResearchLoop(store, on_change=refresh)
+        loop.on_change = refresh
         try:
             loop.run()
         except KeyboardInterrupt:

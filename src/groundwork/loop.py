@@ -139,7 +139,7 @@ class ResearchLoop:
         self.artifacts = ArtifactStore(store.run_dir)
         self.on_change = on_change or (lambda: None)
         self.info = store.run_info()["info"]
-        self.data_dir: Path | None = None
+        self.data_dir: Path | None = None  # set by run(), or beforehand by a caller that prepared it
 
     # ---- the loop -----------------------------------------------------------------
 
@@ -157,7 +157,8 @@ class ResearchLoop:
             on_tick=self.on_change,
         )
         try:
-            self.data_dir = self.env.prepare(self.profile, quiet=True)
+            if self.data_dir is None:  # the CLI prepares visibly before it starts the loop
+                self.data_dir = self.env.prepare(self.profile, quiet=True)
             scheduler.recover()
             self._ensure_baseline()
             scheduler.drain()
