@@ -57,16 +57,26 @@ class Scheduler:
             else:
                 self._lost(job, "its worker was gone when the controller restarted")
 
-    def drain(self) -> None:
-        """Run until no job is queued or running."""
-        while True:
-            self._dispatch()
-            for report in self.backend.poll():
-                self._record(report)
-            self.on_tick()
-            if not self._busy_slots and not self.store.jobs({JobState.QUEUED}):
+    def tick(self) -> bool:
+        """One round: start queued jobs on free slots, record what ended. True while any
+        job is still queued or running."""
+        self._dispatch()
+        for report in self.backend.poll():
+            self._record(report)
+        self.on_tick()
+        return bool(self._busy_slots) or bool(self.store.jobs({JobState.QUEUED}))
+
+    def drain(self, stop_when: Callable[[], bool] | None = None) -> None:
+        """Run until no job is queued or running, or until `stop_when()` says to stop
+        (jobs still running then keep running and are recorded by later ticks)."""
+        while self.tick():
+            if stop_when is not None and stop_when():
                 return
             time.sleep(self.poll_interval_s)
+
+    @property
+    def free_slots(self) -> int:
+        return len(self._free_slots())
 
     def cancel_running(self, reason: str) -> None:
         """Stop every running job and put it back in the queue (e.g. on Ctrl+C)."""
