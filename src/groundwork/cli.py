@@ -62,9 +62,11 @@ def _drive(store: RunStore) -> None:
         except BudgetExceeded as exc:
             live.stop()
             print_summary(console, summarize(store))
+            flag = getattr(exc, "flag", "--max-dollars")
+            done = "Running jobs were re-queued" if flag != "--max-dollars" else "Jobs already queued were finished"
             console.print(
-                f"[yellow]stopped[/]: {exc}. Jobs already queued were finished. Continue with a higher cap:\n"
-                f"  groundwork resume {store.run_dir} --max-dollars AMOUNT"
+                f"[yellow]stopped[/]: {exc}. {done}. Continue with a higher cap:\n"
+                f"  groundwork resume {store.run_dir} {flag} AMOUNT"
             )
             raise typer.Exit(3) from None
     print_summary(console, summarize(store))
@@ -79,7 +81,30 @@ def run(
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Scale profile (default: the environment's)."),
     epochs: int = typer.Option(2, min=0, help="Epochs of ideas after the baseline."),
     search: str = typer.Option(
-        "evolution", "--search", help="evolution (exploit + explore) or best-of-n (the control)."
+        "evolution",
+        "--search",
+        help="evolution (epochs of exploit + explore), steady-state (evolution keeping every slot busy) "
+        "or best-of-n (the control).",
+    ),
+    exploit_start: float = typer.Option(0.5, "--exploit-start", help="Exploit share of an epoch at epoch 0."),
+    exploit_step: float = typer.Option(0.1, "--exploit-step", help="Exploit share added every --exploit-every."),
+    exploit_every: int = typer.Option(2, "--exploit-every", min=1, help="Epochs between exploit share steps."),
+    exploit_max: float = typer.Option(0.8, "--exploit-max", help="Highest exploit share."),
+    quorum: float = typer.Option(
+        1.0, "--quorum", help="An epoch ends when this share of its ideas have results (1: all of them)."
+    ),
+    straggler_s: float = typer.Option(
+        0.0, "--straggler-s", min=0, help="After the quorum, wait at most this long for the rest (they keep running)."
+    ),
+    confirm_seeds: int = typer.Option(
+        0, "--confirm-seeds", min=0, help="Re-run the top ideas with this many fresh seeds before exploiting them."
+    ),
+    confirm_top: int = typer.Option(2, "--confirm-top", min=1, help="How many of the best ideas are re-run."),
+    max_gpu_hours: Optional[float] = typer.Option(
+        None, "--max-gpu-hours", help="Stop cleanly at this many GPU-hours of jobs (CPU jobs: one device each)."
+    ),
+    max_hours: Optional[float] = typer.Option(
+        None, "--max-hours", help="Stop cleanly after this many hours of wall time."
     ),
     baseline_seeds: int = typer.Option(
         1, "--baseline-seeds", min=1, help="Baseline runs with different seeds (noise)."
@@ -138,6 +163,16 @@ def run(
         reasoning_effort=reasoning_effort,
         prompts_dir=str(prompts.resolve()) if prompts else None,
         llm_concurrency=llm_concurrency,
+        exploit_start=exploit_start,
+        exploit_step=exploit_step,
+        exploit_every=exploit_every,
+        exploit_max=exploit_max,
+        quorum=quorum,
+        straggler_s=straggler_s,
+        confirm_seeds=confirm_seeds,
+        confirm_top=confirm_top,
+        max_gpu_hours=max_gpu_hours,
+        max_hours=max_hours,
     )
     store = create_run(config, runs_dir, name)
     console.print(
@@ -153,12 +188,17 @@ def resume(
     max_dollars: Optional[float] = typer.Option(
         None, "--max-dollars", min=0, help="Raise (or set) the LLM spending cap."
     ),
+    max_gpu_hours: Optional[float] = typer.Option(None, "--max-gpu-hours", help="Raise (or set) the GPU-hours cap."),
+    max_hours: Optional[float] = typer.Option(None, "--max-hours", help="Raise (or set) the wall-time cap (hours)."),
     runs_dir: Path = RunsDir,
 ) -> None:
     """Continue a stopped or killed run: nothing lost, nothing run twice."""
     store = RunStore(find_run(run_ref, runs_dir))
-    if max_dollars is not None:
-        store.update_config(max_dollars=max_dollars)
+    caps = {"max_dollars": max_dollars, "max_gpu_hours": max_gpu_hours, "max_hours": max_hours}
+    caps = {k: v for k, v in caps.items() if v is not None}
+    if caps:
+        RunConfig.model_validate({**store.run_info()["config"], **caps})  # names a bad value before storing it
+        store.update_config(**caps)
     if store.run_info()["status"] == "finished":
         console.print("this run has already finished")
         print_summary(console, summarize(store))

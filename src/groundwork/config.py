@@ -13,7 +13,7 @@ class RunConfig(BaseModel):
 
     environment: str = "nanogpt"
     profile: str | None = None  # None: the environment's default profile
-    search: Literal["evolution", "best-of-n"] = "evolution"
+    search: Literal["evolution", "best-of-n", "steady-state"] = "evolution"
     backend: Literal["local"] = "local"
     # Who writes ideas and diffs: "catalog" (offline, no LLM), "anthropic:MODEL",
     # "openai:MODEL", "openai-compatible:MODEL@BASE_URL" or "replay:RUN|FILE|NAME".
@@ -33,6 +33,23 @@ class RunConfig(BaseModel):
     seed: int = 0
     time_budget_s: float | None = Field(default=None, gt=0)  # override the profile's budget
     max_attempts: int = Field(default=3, ge=1)  # tries for a job whose worker is lost
+    # Search (search/): exploit share = min(start + step * floor(epoch / every), max), the paper's by default.
+    exploit_start: float = Field(default=0.5, ge=0, le=1)
+    exploit_step: float = 0.1
+    exploit_every: int = Field(default=2, ge=1)
+    exploit_max: float = Field(default=0.8, ge=0, le=1)
+    # An epoch ends when this share of its ideas have results, plus at most straggler_s
+    # seconds for the rest (which keep running and are recorded when they end).
+    quorum: float = Field(default=1.0, gt=0, le=1)
+    straggler_s: float = Field(default=0.0, ge=0)
+    # Noise-aware selection: the confirm_top best ideas are re-run with confirm_seeds fresh
+    # seeds before they enter the exploit pool (0: off).
+    confirm_seeds: int = Field(default=0, ge=0)
+    confirm_top: int = Field(default=2, ge=1)
+    # Joint budget, next to max_dollars: device-hours of jobs (GPU-hours; a CPU-only job
+    # counts one device) and the controller's wall-clock hours, summed over resumes.
+    max_gpu_hours: float | None = Field(default=None, gt=0)
+    max_hours: float | None = Field(default=None, gt=0)
 
     @property
     def implementer(self) -> str:

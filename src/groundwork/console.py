@@ -17,6 +17,15 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _metric_cell(row: IdeaRow) -> str:
+    """One run: its metric. Re-run with fresh seeds: mean ± 95% CI over its runs."""
+    estimate = row.estimate
+    text = "-" if estimate is None else str(estimate)
+    if row.replicates_pending:
+        text += f" (+{row.replicates_pending} re-runs pending)"
+    return text
+
+
 def _delta(summary: RunSummary, row: IdeaRow) -> Text:
     gain = summary.improvement(row)
     if gain is None or row is summary.baseline:
@@ -58,15 +67,15 @@ def headline(summary: RunSummary) -> Group:
     best = summary.best
     if best is not None:
         gain = summary.improvement(best)
+        margin = summary.margin(best) or 0.0
         verdict = {
-            "better": f" - beats the baseline beyond its noise (2 sd = {2 * (summary.noise_std or 0):.4f})",
-            "within noise": f" - within the baseline's noise (2 sd = {2 * (summary.noise_std or 0):.4f}): "
-            "not an improvement",
+            "better": f" - beats the baseline beyond its noise (2 sd = {margin:.4f})",
+            "within noise": f" - within the baseline's noise (2 sd = {margin:.4f}): not an improvement",
             "better, noise unknown": " - beats the baseline (noise not measured: `groundwork env baseline`)",
         }.get(summary.verdict(best), " - does not beat the baseline")
         lines.append(
             Text(
-                f'best {summary.metric} {_fmt(best.metric)} by {best.id} "{best.title}"'
+                f'best {summary.metric} {_metric_cell(best)} by {best.id} "{best.title}"'
                 + (f" ({gain:+.4f} vs baseline)" if gain is not None else "")
                 + verdict,
                 style="bold",
@@ -81,7 +90,25 @@ def headline(summary: RunSummary) -> Group:
             )
     if summary.llm_tokens:
         lines.append(Text(cost_text(summary)))
+    if summary.projection is not None:
+        lines.append(Text(projection_text(summary)))
     return Group(*lines)
+
+
+def projection_text(summary: RunSummary) -> str:
+    """Used so far and projected for the rest of the run, against the caps in force."""
+    p = summary.projection
+    assert p is not None
+
+    def cap(key: str, unit: str) -> str:
+        return f" (cap {p.caps[key]:g}{unit})" if key in p.caps else ""
+
+    dollars = "no model calls" if p.dollars_left is None else f"LLM ${p.dollars_left:.2f}{cap('max_dollars', ' $')}"
+    return (
+        f"used {p.gpu_hours_used:.3f} GPU-h{cap('max_gpu_hours', '')}, {p.hours_used:.2f} h wall"
+        f"{cap('max_hours', ' h')}; rest of the run ({p.ideas_left} ideas, {p.jobs_left} jobs at "
+        f"~{p.seconds_per_job:.0f} s): ~{p.gpu_hours_left:.3f} GPU-h, ~{p.hours_left:.2f} h wall, {dollars}"
+    )
 
 
 def cost_text(summary: RunSummary) -> str:
@@ -111,7 +138,7 @@ def results_table(summary: RunSummary, rows: list[IdeaRow] | None = None) -> Tab
     for row in rows if rows is not None else summary.rows:
         status = Text(row.status, style=STATUS_STYLE.get(row.status, "red"))
         title = row.title if len(row.title) <= 60 else row.title[:57] + "..."
-        cells = [row.id, row.kind, title, status, _fmt(row.metric), _delta(summary, row)]
+        cells = [row.id, row.kind, title, status, _metric_cell(row), _delta(summary, row)]
         table.add_row(*cells, *([f"{row.cost_usd:.3f}"] if show_cost else []))
     return table
 
@@ -151,7 +178,12 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     rows = ([summary.baseline] if summary.baseline else []) + summary.rows
     console.print(results_table(summary, rows))
     if summary.noise_std is not None:
-        console.print(f"~ marks a difference within 2 sd of the baseline's noise (sd {summary.noise_std:.4f})")
+        console.print(
+            f"~ marks a difference within 2 sd of the noise on the difference of means "
+            f"(run-to-run sd {summary.noise_std:.4f})"
+        )
+    if any(r.replicates for r in summary.rows):
+        console.print("mean ± 95% confidence interval over the idea's runs (its own and its re-runs with fresh seeds)")
     table = failures(summary)
     if table is not None:
         console.print(table)

@@ -8,14 +8,18 @@ the loop, adopts jobs still running, and skips whatever is already recorded.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import socket
+import statistics
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from groundwork.analysis.summary import load_noise_floor
 from groundwork.config import RunConfig
 from groundwork.environments import Environment
 from groundwork.environments.registry import ResolvedProfile
@@ -42,12 +46,14 @@ from groundwork.protocols import (
     SearchHistory,
     SearchStrategy,
 )
-from groundwork.records import FailureCategory, Idea, IdeaState, Job, Patch, PatchStatus, PromptKind, Result
+from groundwork.records import FailureCategory, Idea, IdeaState, Job, JobState, Patch, PatchStatus, PromptKind, Result
 from groundwork.runs import run_config, run_environment
-from groundwork.search.evolution import BestOfNStrategy, EvolutionStrategy
+from groundwork.search.budget import CapReached, cap_reached, usage
+from groundwork.search.evolution import BestOfNStrategy, EvolutionStrategy, ExploitSchedule, SteadyStateStrategy
 from groundwork.store import ArtifactStore, RunStore
 
 BASELINE_ID = "baseline"
+NOT_SEARCHED = (PromptKind.BASELINE, PromptKind.CONFIRM)  # runs that are not ideas of the search
 
 
 class RunBusy(RuntimeError):
@@ -118,13 +124,19 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
     return Components(
         ideator=ideator,
         implementer=implementer,
-        strategy=(EvolutionStrategy if config.search == "evolution" else BestOfNStrategy)(
-            config.epochs, config.ideas_per_epoch, seed=config.seed
-        ),
+        strategy=make_strategy(config),
         backend=LocalBackend(plan.slots),
         slot_plan=plan,
         implementation_workers=1 if config.implementer == "catalog" else config.llm_concurrency,
     )
+
+
+def make_strategy(config: RunConfig) -> SearchStrategy:
+    if config.search == "best-of-n":
+        return BestOfNStrategy(config.epochs, config.ideas_per_epoch, seed=config.seed)
+    schedule = ExploitSchedule(config.exploit_start, config.exploit_step, config.exploit_every, config.exploit_max)
+    kind = SteadyStateStrategy if config.search == "steady-state" else EvolutionStrategy
+    return kind(config.epochs, config.ideas_per_epoch, seed=config.seed, schedule=schedule)
 
 
 class ResearchLoop:
@@ -161,19 +173,18 @@ class ResearchLoop:
                 self.data_dir = self.env.prepare(self.profile, quiet=True)
             scheduler.recover()
             self._ensure_baseline()
-            scheduler.drain()
-            for epoch in range(1, self.parts.strategy.epochs + 1):
-                try:
-                    if not self.store.epoch_proposed(epoch):
-                        self._propose(epoch)
-                    self._implement_pending()
-                except BudgetExceeded as exc:
-                    scheduler.drain()  # jobs already queued are paid for: let them finish
+            try:
+                if self.config.search == "steady-state":
+                    self._steady_state(scheduler)
+                else:
+                    self._epochs(scheduler)
+            except BudgetExceeded as exc:
+                if not isinstance(exc, CapReached):  # the dollar cap: queued jobs are paid for, finish them
+                    self._wait(scheduler)
                     self.store.set_run_status("budget_exhausted", str(exc))
-                    raise
-                scheduler.drain()
+                raise
         except BudgetExceeded:
-            raise  # already recorded, after the queued jobs finished
+            raise  # already recorded
         except KeyboardInterrupt:
             scheduler.cancel_running("interrupted by the user")
             self.store.set_run_status("interrupted", "Ctrl+C")
@@ -186,17 +197,148 @@ class ResearchLoop:
         self.store.set_run_status("finished")
         self.on_change()
 
+    def _epochs(self, scheduler: Scheduler) -> None:
+        """Epoch after epoch: propose, implement, then wait for the epoch's results (all of
+        them, or a quorum plus the straggler deadline; stragglers are recorded later)."""
+        self._wait(scheduler, self._epoch_settled(0))
+        for epoch in range(1, self.parts.strategy.epochs + 1):
+            self._check_caps(scheduler)
+            if not self.store.epoch_proposed(epoch):
+                self._propose(epoch)
+            self._implement_pending()
+            self._wait(scheduler, self._epoch_settled(epoch))
+        self._wait(scheduler)  # stragglers and confirmations
+
+    def _steady_state(self, scheduler: Scheduler) -> None:
+        """No epoch barrier: whenever a slot is idle, propose and implement a batch of ideas
+        for it, with parents drawn from the results so far, until the run's ideas
+        (epochs x ideas per epoch) are proposed; then wait for the last jobs."""
+        target = self.config.epochs * self.config.ideas_per_epoch
+        exhausted = False  # the ideator had nothing new to offer
+        seen = -1
+        while True:
+            busy = scheduler.tick()
+            if self.store.count_results() != seen:
+                seen = self.store.count_results()
+                busy = self._queue_confirmations() or busy
+            self._check_caps(scheduler)
+            idle = scheduler.free_slots - len(self.store.jobs({JobState.QUEUED}))
+            searched = sum(1 for i in self.store.ideas() if i.prompt_kind not in NOT_SEARCHED)
+            if idle > 0 and not exhausted and searched < target:
+                batch = 1
+                while self.store.epoch_proposed(batch):
+                    batch += 1
+                exhausted = self._propose(batch, count=min(idle, target - searched)) == 0
+                self._implement_pending()
+                continue
+            if not busy and (exhausted or searched >= target):
+                return
+            time.sleep(scheduler.poll_interval_s)
+
+    def _wait(self, scheduler: Scheduler, settled: Callable[[], bool] | None = None) -> None:
+        """Tick the scheduler until no job is left (or `settled()`), queueing confirmation
+        re-runs as results arrive and stopping cleanly at a compute or time cap."""
+        seen = -1
+        while True:
+            busy = scheduler.tick()
+            if self.store.count_results() != seen:
+                seen = self.store.count_results()
+                busy = self._queue_confirmations() or busy
+            self._check_caps(scheduler)
+            if not busy or (settled is not None and settled()):
+                return
+            time.sleep(scheduler.poll_interval_s)
+
+    def _epoch_settled(self, epoch: int) -> Callable[[], bool] | None:
+        """With a quorum below 1: settled once that share of the epoch's ideas have results
+        and either all have or `straggler_s` has passed since the quorum was reached."""
+        if self.config.quorum >= 1.0:
+            return None
+        quorum_at: float | None = None
+
+        def settled() -> bool:
+            nonlocal quorum_at
+            ids = {i.id for i in self.store.ideas(epoch=epoch) if i.prompt_kind != PromptKind.CONFIRM}
+            done = len(ids & set(self.store.results()))
+            if done < math.ceil(self.config.quorum * len(ids)):
+                return False
+            quorum_at = quorum_at or time.time()
+            return done == len(ids) or time.time() - quorum_at >= self.config.straggler_s
+
+        return settled
+
+    def _check_caps(self, scheduler: Scheduler) -> None:
+        if self.config.max_gpu_hours is None and self.config.max_hours is None:
+            return
+        cap = cap_reached(self.config, usage(self.store, self.profile.resources.gpus))
+        if cap is not None:
+            scheduler.cancel_running(f"stopped at a cap: {cap}")  # re-queued: resume runs them
+            self.store.set_run_status("budget_exhausted", str(cap))
+            raise cap
+
     def history(self) -> SearchHistory:
         results = self.store.results()
-        ideas = self.store.ideas()
-        ideas = [i for i in ideas if i.prompt_kind != PromptKind.BASELINE]
+        everything = self.store.ideas()
+        ideas = [i for i in everything if i.prompt_kind not in NOT_SEARCHED]
         scored = [Scored(i, results[i.id]) for i in ideas if i.id in results]
+        replicates: dict[str, list[Result]] = {}
+        for idea in everything:
+            if idea.prompt_kind == PromptKind.CONFIRM and idea.id in results:
+                replicates.setdefault(idea.parents[0], []).append(results[idea.id])
+        baseline_values = [
+            float(results[i.id].metric)  # type: ignore[arg-type]
+            for i in everything
+            if i.prompt_kind == PromptKind.BASELINE and i.id in results and results[i.id].valid
+        ]
+        if len(baseline_values) >= 2:
+            noise_std: float | None = statistics.stdev(baseline_values)
+        else:
+            noise_std = (load_noise_floor(self.info["environment"], self.info["profile"]) or {}).get("std")
         return SearchHistory(
             metric=self.env.manifest.metric,
             baseline=results.get(BASELINE_ID),
             scored=scored,
             proposed=ideas,
+            replicates=replicates,
+            baseline_values=baseline_values,
+            noise_std=noise_std,
+            confirm_seeds=self.config.confirm_seeds,
         )
+
+    def _queue_confirmations(self) -> bool:
+        """Noise-aware selection: the `confirm_top` best ideas that beat the baseline are
+        re-run with `confirm_seeds` fresh seeds (the baseline's seeds, for a paired
+        comparison) before they may enter the exploit pool. True when jobs were queued."""
+        if self.config.confirm_seeds == 0:
+            return False
+        history = self.history()
+        if history.baseline_mean is None:
+            return False
+        started = {i.parents[0] for i in self.store.ideas() if i.prompt_kind == PromptKind.CONFIRM}
+        top = [s for s in history.ranked() if history.gain(s) > 0][: self.config.confirm_top]
+        new = [
+            Idea(
+                id=f"{s.idea.id}-seed{seed}",
+                epoch=s.idea.epoch,
+                index=1000 + 100 * s.idea.index + k,
+                title=f"{s.idea.title} (seed {seed})",
+                text=f"A re-run of {s.idea.id} with seed {seed}, to tell its gain from noise.",
+                category=s.idea.category,
+                prompt_kind=PromptKind.CONFIRM,
+                origin="confirmation",
+                parents=[s.idea.id],
+                payload={"seed": seed},
+            )
+            for s in top
+            if s.idea.id not in started
+            for k, seed in enumerate(range(self.config.seed + 1, self.config.seed + 1 + self.config.confirm_seeds))
+        ]
+        if not new:
+            return False
+        self.store.add_ideas(new)
+        self._implement_pending()
+        self.on_change()
+        return True
 
     # ---- stages -------------------------------------------------------------------
 
@@ -224,10 +366,10 @@ class ResearchLoop:
             )
         self._implement_pending()
 
-    def _propose(self, epoch: int) -> None:
+    def _propose(self, epoch: int, count: int | None = None) -> int:
         history = self.history()
         drafts: list[tuple[PromptKind, IdeaDraft]] = []
-        for request in self.parts.strategy.plan_epoch(epoch, history):
+        for request in self.parts.strategy.plan_epoch(epoch, history, count):
             drafts += [(request.kind, d) for d in self.parts.ideator.propose(request, history)]
         ideas = [
             Idea(
@@ -247,13 +389,16 @@ class ResearchLoop:
         ]
         self.store.add_epoch(epoch, ideas)
         self.on_change()
+        return len(ideas)
 
     def _implement_pending(self) -> None:
         pending = self.store.ideas(state=IdeaState.PROPOSED)
         for idea in [i for i in pending if i.prompt_kind == PromptKind.BASELINE]:
             attempts = [PatchAttempt(diff="", applied=True, codebase_hash=self.info["baseline_hash"])]
             self._record_attempts(idea, attempts, "none (baseline)")
-        ideas = [i for i in pending if i.prompt_kind != PromptKind.BASELINE]
+        for idea in [i for i in pending if i.prompt_kind == PromptKind.CONFIRM]:
+            self._queue_replicate(idea)
+        ideas = [i for i in pending if i.prompt_kind not in NOT_SEARCHED]
         if not ideas:
             return
         implementer = self.parts.implementer
@@ -313,8 +458,21 @@ class ResearchLoop:
             failure = Result(idea_id=idea.id, failure=FailureCategory.PATCH_FAILED, detail=reason)
             self.store.record_implementation(idea.id, patches, None, failure)
 
+    def _queue_replicate(self, idea: Idea) -> None:
+        """A confirmation re-runs its parent's applied patch with its own seed."""
+        parent = next(p for p in self.store.patches(idea.parents[0]) if p.status == PatchStatus.APPLIED)
+        job = Job(
+            id=f"job-{idea.id}",
+            idea_id=idea.id,
+            patch_id=parent.id,
+            backend=self.parts.backend.name,
+            resources=self.profile.resources.model_dump(),
+            seed=idea.payload["seed"],
+        )
+        self.store.record_implementation(idea.id, [], job, None)
+
     def _spec(self, job: Job) -> JobSpec:
-        patch = next(p for p in self.store.patches(job.idea_id) if p.id == job.patch_id)
+        patch = next(p for p in self.store.patches() if p.id == job.patch_id)  # a confirmation's is its parent's
         manifest = self.env.manifest
         run_dir = self.store.run_dir.resolve()
         plan = self.parts.slot_plan

@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from groundwork.environments.manifest import Metric
 from groundwork.records import Idea, JobOutcome, PromptKind, Result
+from groundwork.search.stats import Estimate, noise_margin
 
 
 @dataclass(frozen=True)
@@ -22,26 +23,66 @@ class Scored:
 
 @dataclass(frozen=True)
 class SearchHistory:
-    """Everything measured so far in a run, in the order it was proposed."""
+    """Everything measured so far in a run, in the order it was proposed: the run's one
+    ranked database of ideas. An idea re-run with fresh seeds (a confirmation) is scored by
+    the mean of its runs."""
 
     metric: Metric
     baseline: Result | None
     scored: list[Scored]  # ideas with a result
     proposed: list[Idea] = field(default_factory=list)  # every idea of the run so far
+    replicates: dict[str, list[Result]] = field(default_factory=dict)  # confirmation runs, by the idea they re-ran
+    baseline_values: list[float] = field(default_factory=list)  # the baseline's metric on each seed that ran
+    noise_std: float | None = None  # the environment's run-to-run noise, when measured
+    confirm_seeds: int = 0  # > 0: an idea enters the exploit pool only after this many re-runs
 
     def valid(self) -> list[Scored]:
         return [s for s in self.scored if s.result.valid]
 
+    def values(self, scored: Scored) -> list[float]:
+        """The metric of each valid run of an idea: its own, then its confirmations'."""
+        runs = [scored.result, *self.replicates.get(scored.idea.id, [])]
+        return [float(r.metric) for r in runs if r.valid]  # type: ignore[arg-type]
+
+    def estimate(self, scored: Scored) -> Estimate:
+        return Estimate.of(self.values(scored))
+
+    def confirmed(self, scored: Scored) -> bool:
+        return len(self.replicates.get(scored.idea.id, [])) >= self.confirm_seeds
+
     def ranked(self) -> list[Scored]:
-        """Valid results, best first, respecting the metric's direction."""
+        """Valid results, best first (by the mean over runs), respecting the metric's direction."""
         sign = 1.0 if self.metric.direction == "minimize" else -1.0
-        return sorted(self.valid(), key=lambda s: sign * float(s.result.metric))  # type: ignore[arg-type]
+        return sorted(self.valid(), key=lambda s: sign * self.estimate(s).mean)
+
+    @property
+    def baseline_mean(self) -> float | None:
+        if self.baseline_values:
+            return sum(self.baseline_values) / len(self.baseline_values)
+        return float(self.baseline.metric) if self.baseline is not None and self.baseline.valid else None  # type: ignore[arg-type]
+
+    def gain(self, scored: Scored) -> float:
+        """Improvement of an idea's mean over the baseline's mean (positive is better)."""
+        base = self.baseline_mean
+        assert base is not None
+        diff = base - self.estimate(scored).mean
+        return diff if self.metric.direction == "minimize" else -diff
 
     def beating_baseline(self) -> list[Scored]:
-        if self.baseline is None or not self.baseline.valid:
+        """The exploit pool: ideas whose gain is more than the noise (when it is measured),
+        and, with confirmations on, only once their re-runs are in."""
+        if self.baseline_mean is None:
             return []
-        base = float(self.baseline.metric)  # type: ignore[arg-type]
-        return [s for s in self.ranked() if self.metric.better(float(s.result.metric), base)]  # type: ignore[arg-type]
+        pool = []
+        for s in self.ranked():
+            if not self.confirmed(s):
+                continue
+            margin = 0.0
+            if self.noise_std is not None:
+                margin = noise_margin(self.noise_std, len(self.values(s)), max(1, len(self.baseline_values)))
+            if self.gain(s) > margin:
+                pool.append(s)
+        return pool
 
 
 @dataclass(frozen=True)
@@ -103,7 +144,10 @@ class SearchStrategy(Protocol):
     name: str
     epochs: int
 
-    def plan_epoch(self, epoch: int, history: SearchHistory) -> list[IdeationRequest]: ...
+    def plan_epoch(self, epoch: int, history: SearchHistory, count: int | None = None) -> list[IdeationRequest]:
+        """Requests for epoch `epoch` (in steady-state search: a batch) of `count` ideas
+        (None: the strategy's ideas per epoch)."""
+        ...
 
 
 @dataclass(frozen=True)

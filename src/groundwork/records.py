@@ -23,6 +23,7 @@ class PromptKind(StrEnum):
     SIMPLE = "simple"  # ideas from the codebase and goal alone
     EXPLORE = "explore"  # new directions, shown what was tried
     EXPLOIT = "exploit"  # refine or combine ideas that beat the baseline
+    CONFIRM = "confirm"  # a top idea's patch re-run with a fresh seed (noise-aware selection)
 
 
 class IdeaState(StrEnum):

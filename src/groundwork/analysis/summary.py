@@ -4,13 +4,16 @@ progress, `status` and the final table."""
 from __future__ import annotations
 
 import json
+import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from groundwork.environments.registry import cache_root
-from groundwork.records import FailureCategory, IdeaState, PromptKind, Result
+from groundwork.records import TERMINAL_JOB_STATES, FailureCategory, IdeaState, PromptKind, Result
 from groundwork.runs import run_environment
+from groundwork.search.budget import active_hours, device_hours, devices_per_job
+from groundwork.search.stats import Estimate, noise_margin
 from groundwork.store import RunStore
 from groundwork.store.artifacts import write_atomic
 
@@ -29,6 +32,17 @@ class IdeaRow:
     detail: str = ""
     cost_usd: float = 0.0  # its share of the ideation call plus its implementation calls
     implementer: str = ""
+    replicates: tuple[float, ...] = ()  # metrics of its confirmation re-runs (fresh seeds) that ran
+    replicates_pending: int = 0  # confirmation re-runs not finished yet
+
+    @property
+    def values(self) -> list[float]:
+        return ([self.metric] if self.metric is not None else []) + list(self.replicates)
+
+    @property
+    def estimate(self) -> Estimate | None:
+        """Mean over its runs, with a 95% confidence interval once it has two or more."""
+        return Estimate.of(self.values) if self.values else None
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,8 @@ class RunSummary:
     baseline_metrics: list[float] = field(default_factory=list)  # one per baseline seed that ran
 
     stored_noise_std: float | None = None  # from `groundwork env baseline`, when measured
+    search: str = "evolution"
+    projection: Projection | None = None  # cost of the rest of the run, while it is not finished
 
     @property
     def noise(self) -> tuple[float, float] | None:
@@ -85,16 +101,24 @@ class RunSummary:
     def noise_std(self) -> float | None:
         return self.noise[1] if self.noise else self.stored_noise_std
 
+    def margin(self, row: IdeaRow) -> float | None:
+        """Two standard deviations of the difference between the row's mean and the
+        baseline's, from the environment's noise (None while the noise is unknown)."""
+        std = self.noise_std
+        if std is None:
+            return None
+        return noise_margin(std, len(row.values), max(1, len(self.baseline_metrics)))
+
     def verdict(self, row: IdeaRow) -> str:
-        """ "better" or "worse" only outside two standard deviations of the baseline's
-        noise; a gain inside it is never called an improvement."""
+        """ "better" or "worse" only outside two standard deviations of the noise on the
+        difference of the means; a gain inside it is never called an improvement."""
         gain = self.improvement(row)
         if gain is None:
             return "unknown"
-        std = self.noise_std
-        if std is None:
+        margin = self.margin(row)
+        if margin is None:
             return "better, noise unknown" if gain > 0 else "not better"
-        if abs(gain) <= 2 * std:
+        if abs(gain) <= margin:
             return "within noise"
         return "better" if gain > 0 else "worse"
 
@@ -104,13 +128,20 @@ class RunSummary:
         if not valid:
             return None
         sign = 1 if self.direction == "minimize" else -1
-        return min(valid, key=lambda r: sign * r.metric)  # type: ignore[operator]
+        return min(valid, key=lambda r: sign * r.estimate.mean)  # type: ignore[union-attr]
+
+    @property
+    def baseline_mean(self) -> float | None:
+        if self.baseline_metrics:
+            return statistics.fmean(self.baseline_metrics)
+        return self.baseline.metric if self.baseline is not None else None
 
     def improvement(self, row: IdeaRow) -> float | None:
-        """Signed gain of `row` over the baseline (positive is better)."""
-        if row.metric is None or self.baseline is None or self.baseline.metric is None:
+        """Signed gain of the row's mean over the baseline's mean (positive is better)."""
+        base = self.baseline_mean
+        if row.estimate is None or base is None:
             return None
-        gain = self.baseline.metric - row.metric
+        gain = base - row.estimate.mean
         return gain if self.direction == "minimize" else -gain
 
 
@@ -119,7 +150,8 @@ def summarize(store: RunStore) -> RunSummary:
     config, meta = info["config"], info["info"]
     ideas = store.ideas()
     results = store.results()
-    jobs = {j.idea_id: j for j in store.jobs()}
+    all_jobs = store.jobs()
+    jobs = {j.idea_id: j for j in all_jobs}
     patches: dict[str, list] = {}
     for patch in store.patches():
         patches.setdefault(patch.idea_id, []).append(patch)
@@ -152,8 +184,9 @@ def summarize(store: RunStore) -> RunSummary:
         )
     baselines = [r for r in rows if r.kind == PromptKind.BASELINE]
     baseline = baselines[0] if baselines else None
-    others = [r for r in rows if r.kind != PromptKind.BASELINE]
-    settled = [i for i in ideas if i.id in results and i.prompt_kind != PromptKind.BASELINE]
+    others = _with_replicates(ideas, rows)
+    searched = [i for i in ideas if i.prompt_kind not in (PromptKind.BASELINE, PromptKind.CONFIRM)]
+    settled = [i for i in searched if i.id in results]
     funnel = _funnel([results[i.id] for i in settled])
     by_pair: dict[str, list] = {}
     for row in others:
@@ -180,9 +213,7 @@ def summarize(store: RunStore) -> RunSummary:
         funnel=funnel,
         jobs=counts,
         ideas_total=len(others),
-        ideas_implemented=sum(
-            1 for i in ideas if i.state != IdeaState.PROPOSED and i.prompt_kind != PromptKind.BASELINE
-        ),
+        ideas_implemented=sum(1 for i in searched if i.state != IdeaState.PROPOSED),
         epoch=max((i.epoch for i in ideas), default=0),
         epochs=int(config.get("epochs", 0)),
         funnels={pair: _funnel(rs) for pair, rs in by_pair.items()},
@@ -194,6 +225,72 @@ def summarize(store: RunStore) -> RunSummary:
         unpriced_calls=sum(1 for c in calls if c["cost_usd"] is None),
         baseline_metrics=[r.metric for r in baselines if r.metric is not None],
         stored_noise_std=(load_noise_floor(meta["environment"], meta["profile"]) or {}).get("std"),
+        search=str(config.get("search", "evolution")),
+        projection=None if info["status"] == "finished" else project(store, config, all_jobs, searched),
+    )
+
+
+def _with_replicates(ideas: list, rows: list[IdeaRow]) -> list[IdeaRow]:
+    """The search's rows, each with the metrics of its confirmation re-runs folded in."""
+    kinds = {i.id: i for i in ideas}
+    replicates: dict[str, list[IdeaRow]] = {}
+    for row in rows:
+        if row.kind == PromptKind.CONFIRM:
+            replicates.setdefault(kinds[row.id].parents[0], []).append(row)
+    out = []
+    for row in rows:
+        if row.kind in (PromptKind.BASELINE, PromptKind.CONFIRM):
+            continue
+        reps = replicates.get(row.id, [])
+        values = tuple(r.metric for r in reps if r.metric is not None)
+        pending = sum(1 for r in reps if r.status in ("implementing", "queued", "leased", "running"))
+        out.append(replace(row, replicates=values, replicates_pending=pending))
+    return out
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What the rest of a run will cost, from what it has cost so far."""
+
+    jobs_left: int  # ideas not run yet, plus expected confirmation re-runs
+    ideas_left: int
+    gpu_hours_used: float
+    gpu_hours_left: float
+    hours_used: float  # the controller's wall-clock time so far
+    hours_left: float
+    dollars_left: float | None  # None: no model calls (catalog ideas)
+    seconds_per_job: float
+    caps: dict[str, float]  # the caps in force: max_dollars, max_gpu_hours, max_hours
+
+
+def project(store: RunStore, config: dict, jobs: list, searched: list) -> Projection:
+    """Project from the mean job time and the mean LLM spend per idea so far."""
+    manifest_env = run_environment(store)
+    profile = manifest_env.profile(config.get("profile"))
+    gpus = profile.resources.gpus
+    ideas_planned = int(config.get("epochs", 0)) * int(config.get("ideas_per_epoch", 1))
+    ideas_left = max(0, ideas_planned - len(searched))
+    unfinished = sum(1 for j in jobs if j.state not in TERMINAL_JOB_STATES)
+    confirm_seeds = int(config.get("confirm_seeds", 0))
+    epochs_left = math.ceil(ideas_left / max(1, int(config.get("ideas_per_epoch", 1))))
+    confirmations = confirm_seeds * int(config.get("confirm_top", 2)) * epochs_left if confirm_seeds else 0
+    jobs_left = ideas_left + unfinished + confirmations
+    times = [j.ended_at - j.started_at for j in jobs if j.started_at is not None and j.ended_at is not None]
+    per_job = statistics.fmean(times) if times else profile.time_budget_s + profile.grace_s
+    slots = max(1, int(config.get("slots", 1)))
+    spent = sum(c["cost_usd"] or 0.0 for c in store.llm_calls() if not c["replayed"])
+    dollars_left = spent / len(searched) * ideas_left if spent and searched else (0.0 if spent else None)
+    caps = {k: float(config[k]) for k in ("max_dollars", "max_gpu_hours", "max_hours") if config.get(k) is not None}
+    return Projection(
+        jobs_left=jobs_left,
+        ideas_left=ideas_left,
+        gpu_hours_used=device_hours(jobs, gpus),
+        gpu_hours_left=jobs_left * per_job * devices_per_job(gpus) / 3600.0,
+        hours_used=active_hours(store.events()),
+        hours_left=math.ceil(jobs_left / slots) * per_job / 3600.0,
+        dollars_left=dollars_left,
+        seconds_per_job=per_job,
+        caps=caps,
     )
 
 

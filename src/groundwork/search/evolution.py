@@ -1,41 +1,91 @@
 """Evolutionary search over ideas, as in the paper: each epoch mixes exploit requests
-(refine or combine ideas that beat the baseline) and explore requests (new directions),
-with the exploit share rising with the epoch."""
+(refine or combine ideas that beat the baseline) and explore requests (new directions,
+shown a sample of what was tried), with the exploit share rising with the epoch."""
 
 from __future__ import annotations
 
 import math
+import random
+from dataclasses import dataclass
 
 from groundwork.protocols import IdeationRequest, SearchHistory
 from groundwork.records import PromptKind
 
 
-def exploit_share(epoch: int) -> float:
-    return min(0.5 + 0.1 * math.floor(epoch / 2), 0.8)
+@dataclass(frozen=True)
+class ExploitSchedule:
+    """exploit share = min(start + step * floor(epoch / every), cap); the paper's by default."""
+
+    start: float = 0.5
+    step: float = 0.1
+    every: int = 2
+    cap: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.start <= 1.0 and 0.0 <= self.cap <= 1.0) or self.every < 1:
+            raise ValueError(
+                f"exploit schedule: start and cap must lie in [0, 1] and every >= 1, got "
+                f"start={self.start}, cap={self.cap}, every={self.every}"
+            )
+
+    def share(self, epoch: int) -> float:
+        return max(0.0, min(self.start + self.step * math.floor(epoch / self.every), self.cap))
+
+
+def exploit_share(epoch: int, schedule: ExploitSchedule = ExploitSchedule()) -> float:
+    return schedule.share(epoch)
 
 
 class EvolutionStrategy:
     name = "evolution"
 
-    def __init__(self, epochs: int, ideas_per_epoch: int, top_k: int = 4, seed: int = 0):
+    def __init__(
+        self,
+        epochs: int,
+        ideas_per_epoch: int,
+        top_k: int = 4,
+        seed: int = 0,
+        schedule: ExploitSchedule = ExploitSchedule(),
+        explore_sample: int = 40,
+    ):
         if epochs < 0 or ideas_per_epoch < 1:
             raise ValueError(f"epochs must be >= 0 and ideas_per_epoch >= 1, got {epochs} and {ideas_per_epoch}")
         self.epochs = epochs
         self.ideas_per_epoch = ideas_per_epoch
         self.top_k = top_k
         self.seed = seed
+        self.schedule = schedule
+        self.explore_sample = explore_sample
 
-    def plan_epoch(self, epoch: int, history: SearchHistory) -> list[IdeationRequest]:
+    def plan_epoch(self, epoch: int, history: SearchHistory, count: int | None = None) -> list[IdeationRequest]:
+        return self._requests(epoch, epoch, history, count or self.ideas_per_epoch)
+
+    def _requests(self, epoch: int, share_epoch: int, history: SearchHistory, count: int) -> list[IdeationRequest]:
         winners = history.beating_baseline()[: self.top_k]
-        n_exploit = round(self.ideas_per_epoch * exploit_share(epoch)) if winners else 0
-        n_explore = self.ideas_per_epoch - n_exploit
+        n_exploit = round(count * self.schedule.share(share_epoch)) if winners else 0
+        n_explore = count - n_exploit
         requests = []
         if n_exploit:
             requests.append(IdeationRequest(PromptKind.EXPLOIT, n_exploit, epoch, parents=winners, seed=self.seed))
         if n_explore:
-            kind = PromptKind.EXPLORE if history.scored else PromptKind.SIMPLE
-            requests.append(IdeationRequest(kind, n_explore, epoch, tried=list(history.scored), seed=self.seed))
+            tried = list(history.scored)
+            if len(tried) > self.explore_sample:  # a seeded sample keeps long runs' prompts bounded
+                tried = random.Random(f"{self.seed}:{epoch}").sample(tried, self.explore_sample)
+            kind = PromptKind.EXPLORE if tried else PromptKind.SIMPLE
+            requests.append(IdeationRequest(kind, n_explore, epoch, tried=tried, seed=self.seed))
         return requests
+
+
+class SteadyStateStrategy(EvolutionStrategy):
+    """Evolution without epoch barriers: the loop asks for a batch whenever slots free up.
+    A batch's exploit share follows how many ideas have finished, as if they came in epochs
+    of `ideas_per_epoch`; parents are drawn from whatever results are in so far."""
+
+    name = "steady-state"
+
+    def plan_epoch(self, epoch: int, history: SearchHistory, count: int | None = None) -> list[IdeationRequest]:
+        share_epoch = 1 + len(history.scored) // self.ideas_per_epoch
+        return self._requests(epoch, share_epoch, history, count or self.ideas_per_epoch)
 
 
 class BestOfNStrategy:
@@ -51,5 +101,5 @@ class BestOfNStrategy:
         self.ideas_per_epoch = ideas_per_epoch
         self.seed = seed
 
-    def plan_epoch(self, epoch: int, history: SearchHistory) -> list[IdeationRequest]:
-        return [IdeationRequest(PromptKind.SIMPLE, self.ideas_per_epoch, epoch, seed=self.seed)]
+    def plan_epoch(self, epoch: int, history: SearchHistory, count: int | None = None) -> list[IdeationRequest]:
+        return [IdeationRequest(PromptKind.SIMPLE, count or self.ideas_per_epoch, epoch, seed=self.seed)]

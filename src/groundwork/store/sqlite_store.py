@@ -170,6 +170,22 @@ class RunStore:
                 )
                 self._event(c, "idea", idea.id, None, idea.state.value, idea.title)
 
+    def add_ideas(self, ideas: list[Idea]) -> list[Idea]:
+        """Store ideas outside an epoch's proposal (e.g. confirmation re-runs), all at once;
+        ideas already stored are skipped. Returns those added."""
+        added = []
+        with self.transaction() as c:
+            for idea in ideas:
+                if c.execute("SELECT 1 FROM ideas WHERE id = ?", (idea.id,)).fetchone():
+                    continue
+                c.execute(
+                    "INSERT INTO ideas VALUES (?, ?, ?, ?, ?)",
+                    (idea.id, idea.epoch, idea.index, idea.state.value, idea.model_dump_json()),
+                )
+                self._event(c, "idea", idea.id, None, idea.state.value, idea.title)
+                added.append(idea)
+        return added
+
     def ideas(self, epoch: int | None = None, state: IdeaState | None = None) -> list[Idea]:
         sql, args = "SELECT data FROM ideas WHERE 1=1", []
         if epoch is not None:
@@ -318,6 +334,9 @@ class RunStore:
             result.failure.value if result.failure else "ok",
             "" if result.metric is None else f"{result.metric:.6g}",
         )
+
+    def count_results(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
     def results(self) -> dict[str, Result]:
         rows = self._conn.execute("SELECT idea_id, data FROM results").fetchall()
