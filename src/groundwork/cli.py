@@ -106,6 +106,9 @@ def run(
     max_hours: Optional[float] = typer.Option(
         None, "--max-hours", help="Stop cleanly after this many hours of wall time."
     ),
+    novelty: str = typer.Option(
+        "text", "--novelty", help="Drop near-duplicate model ideas by: text, embedding (offline model extra) or auto."
+    ),
     baseline_seeds: int = typer.Option(
         1, "--baseline-seeds", min=1, help="Baseline runs with different seeds (noise)."
     ),
@@ -173,6 +176,7 @@ def run(
         confirm_top=confirm_top,
         max_gpu_hours=max_gpu_hours,
         max_hours=max_hours,
+        novelty=novelty,
     )
     store = create_run(config, runs_dir, name)
     console.print(

@@ -50,6 +50,9 @@ class RunConfig(BaseModel):
     # counts one device) and the controller's wall-clock hours, summed over resumes.
     max_gpu_hours: float | None = Field(default=None, gt=0)
     max_hours: float | None = Field(default=None, gt=0)
+    # Near-duplicate model-written ideas are dropped before implementation: by text
+    # similarity, or by sentence embeddings (the optional `novelty` extra; "auto": if installed).
+    novelty: Literal["text", "embedding", "auto"] = "text"
 
     @property
     def implementer(self) -> str:

@@ -28,6 +28,7 @@ from groundwork.execution.resources import SlotPlan, plan_slots
 from groundwork.execution.scheduler import Scheduler
 from groundwork.ideation.catalog import CatalogIdeator
 from groundwork.ideation.llm_ideator import LLMIdeator
+from groundwork.ideation.novelty import make_novelty
 from groundwork.implementation.catalog_implementer import CatalogImplementer
 from groundwork.implementation.llm_implementer import LLMImplementer
 from groundwork.implementation.patching import PatchPolicy
@@ -102,7 +103,8 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
     if config.ideator_llm == "catalog":
         ideator: Ideator = CatalogIdeator.from_file(env.catalog_path, seed=config.seed)
     else:
-        ideator = LLMIdeator(model(config.ideator_llm, "ideator"), env, prompts, budget_s, **thinking)
+        novelty = make_novelty(config.novelty)
+        ideator = LLMIdeator(model(config.ideator_llm, "ideator"), env, prompts, budget_s, novelty=novelty, **thinking)
     if config.implementer == "catalog":
         if config.ideator_llm != "catalog":
             raise ValueError(

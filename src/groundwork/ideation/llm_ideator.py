@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from groundwork.environments import Environment
-from groundwork.ideation.novelty import find_duplicate
+from groundwork.ideation.novelty import EmbeddingNovelty, TextNovelty
 from groundwork.ideation.parsing import parse_ideas
 from groundwork.llm.base import LLM, LLMRequest
 from groundwork.prompting import PromptLibrary, environment_context
@@ -26,6 +26,7 @@ class LLMIdeator:
         thinking_budget: int | None = None,
         reasoning_effort: str | None = None,
         max_tokens: int = 8000,
+        novelty: TextNovelty | EmbeddingNovelty | None = None,
     ):
         self.llm = llm
         self.label = f"{llm.provider}:{llm.model}"
@@ -35,6 +36,7 @@ class LLMIdeator:
         self.reasoning_effort = reasoning_effort
         self.max_tokens = max_tokens
         self.context = environment_context(prompts, env, budget_s, line_numbers=True)
+        self.novelty = novelty or TextNovelty()
         self.dropped_duplicates = 0
 
     def propose(self, request: IdeationRequest, history: SearchHistory) -> list[IdeaDraft]:
@@ -71,7 +73,7 @@ class LLMIdeator:
         for draft in parse_ideas(response.text):
             if len(drafts) == request.count:
                 break
-            if find_duplicate(draft.title + "\n" + draft.text, earlier) is not None:
+            if self.novelty.find_duplicate(draft.title + "\n" + draft.text, earlier) is not None:
                 self.dropped_duplicates += 1
                 continue
             earlier.append(draft.title + "\n" + draft.text)
