@@ -159,9 +159,11 @@ def progress_view(summary: RunSummary, started: float) -> Group:
     jobs = summary.jobs
     done = sum(jobs.get(s, 0) for s in ("done", "failed", "timed_out", "cancelled"))
     best = summary.best
+    steady = summary.search == "steady-state"
+    progress = f"batch {summary.epoch}  |  " if steady else f"epoch {summary.epoch}/{summary.epochs}  |  "
     line = Text.assemble(
         (f"{summary.run_id}  ", "bold"),
-        f"epoch {summary.epoch}/{summary.epochs}  |  "
+        progress,
         f"ideas implemented {summary.ideas_implemented}/{summary.ideas_total}  |  jobs "
         f"queued {jobs.get('queued', 0)}, running {jobs.get('running', 0) + jobs.get('leased', 0)}, done {done}  |  ",
         f"baseline {_fmt(summary.baseline.metric) if summary.baseline else '-'}, "

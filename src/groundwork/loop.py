@@ -257,15 +257,18 @@ class ResearchLoop:
         if self.config.quorum >= 1.0:
             return None
         quorum_at: float | None = None
+        seen, total, done = -1, 0, 0
 
         def settled() -> bool:
-            nonlocal quorum_at
-            ids = {i.id for i in self.store.ideas(epoch=epoch) if i.prompt_kind != PromptKind.CONFIRM}
-            done = len(ids & set(self.store.results()))
-            if done < math.ceil(self.config.quorum * len(ids)):
+            nonlocal quorum_at, seen, total, done
+            if self.store.count_results() != seen:  # recount only when a result arrived
+                seen = self.store.count_results()
+                ids = {i.id for i in self.store.ideas(epoch=epoch) if i.prompt_kind != PromptKind.CONFIRM}
+                total, done = len(ids), len(ids & set(self.store.results()))
+            if done < math.ceil(self.config.quorum * total):
                 return False
             quorum_at = quorum_at or time.time()
-            return done == len(ids) or time.time() - quorum_at >= self.config.straggler_s
+            return done == total or time.time() - quorum_at >= self.config.straggler_s
 
         return settled
 
