@@ -106,7 +106,7 @@ def _copy_capped(source: IO[bytes], log: IO[bytes], limit: int, truncated: list[
             log.flush()
             written += len(part)
             if written >= limit:
-                log.write(f"\n[groundwork: output past {limit / 2**20:g} MB dropped]\n".encode())
+                log.write(f"\n[groundwork: output past {limit / 2**20:.3g} MB dropped]\n".encode())
                 log.flush()
                 truncated.append(True)
     source.close()
