@@ -29,6 +29,8 @@ def toy_env(tmp_path: Path) -> Path:
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"COLUMNS": "200", "PYTHONUNBUFFERED": "1", **(extra or {})})
+    if "TOY_LEDGER" in env:  # the toy environment's ledger lies outside the sandboxed work folder
+        env["GROUNDWORK_SANDBOX_WRITABLE"] = env["TOY_LEDGER"]
     return env
 
 

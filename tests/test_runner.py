@@ -48,6 +48,7 @@ def _spec(env_dir: Path, job_dir: Path, train_py: str | None = None, **overrides
         slot=0,
         threads=1,
         gpu_ids=[],
+        sandbox="off",  # these jobs write pid files outside their folder; test_sandbox covers the sandbox
     )
     values.update(overrides)
     return JobSpec(**values)

@@ -144,6 +144,16 @@ def run(
         None, "--prompts", help="Folder of prompt templates overriding the built-in ones."
     ),
     llm_concurrency: int = typer.Option(8, "--llm-concurrency", min=1, help="Model calls in flight at once."),
+    backend: str = typer.Option("local", "--backend", help="Where jobs run: local, ray or slurm."),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray cluster: auto, ray://HOST:10001 (default: start a local one)."
+    ),
+    artifacts_url: Optional[str] = typer.Option(
+        None, "--artifacts-url", help="fsspec URL workers can reach (s3://..., /shared/...); default: the run folder."
+    ),
+    slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help="Slurm partition for jobs."),
+    sandbox: str = typer.Option("auto", "--sandbox", help="auto (bubblewrap where it runs), required, or off."),
+    memory_limit_mb: float = typer.Option(0, "--memory-limit-mb", min=0, help="Per job; 0: no limit."),
     runs_dir: Path = RunsDir,
 ) -> None:
     """Start a research run (no arguments: the offline nanogpt demo)."""
@@ -177,6 +187,12 @@ def run(
         max_gpu_hours=max_gpu_hours,
         max_hours=max_hours,
         novelty=novelty,
+        backend=backend,
+        address=address,
+        artifacts_url=artifacts_url,
+        slurm_partition=slurm_partition,
+        sandbox=sandbox,
+        memory_limit_mb=memory_limit_mb,
     )
     store = create_run(config, runs_dir, name)
     console.print(

@@ -14,7 +14,15 @@ class RunConfig(BaseModel):
     environment: str = "nanogpt"
     profile: str | None = None  # None: the environment's default profile
     search: Literal["evolution", "best-of-n", "steady-state"] = "evolution"
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "ray", "slurm"] = "local"
+    address: str | None = None  # Ray: "auto", "ray://HOST:10001", ...; None starts a local cluster
+    artifacts_url: str | None = None  # fsspec URL workers reach (s3://..., /shared/...); None: the run folder
+    slurm_partition: str | None = None
+    slurm_account: str | None = None
+    sandbox: Literal["auto", "required", "off"] = "auto"  # bubblewrap for model-written code
+    memory_limit_mb: float = Field(default=0, ge=0)  # per job, resident; 0: no limit
+    log_limit_mb: float = Field(default=50, gt=0)  # job.log per phase; output past it is dropped
+    lease_s: float = Field(default=120, gt=0)  # remote backends: silence after which a job is lost
     # Who writes ideas and diffs: "catalog" (offline, no LLM), "anthropic:MODEL",
     # "openai:MODEL", "openai-compatible:MODEL@BASE_URL" or "replay:RUN|FILE|NAME".
     ideator_llm: str = "catalog"

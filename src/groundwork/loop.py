@@ -23,7 +23,7 @@ from groundwork.analysis.summary import load_noise_floor
 from groundwork.config import RunConfig
 from groundwork.environments import Environment
 from groundwork.environments.registry import ResolvedProfile
-from groundwork.execution.local import LocalBackend
+from groundwork.execution.backends import make_backend
 from groundwork.execution.resources import SlotPlan, plan_slots
 from groundwork.execution.scheduler import Scheduler
 from groundwork.ideation.catalog import CatalogIdeator
@@ -91,7 +91,9 @@ class Components:
 
 def build_components(env: Environment, profile: ResolvedProfile, config: RunConfig, run_dir: Path) -> Components:
     policy = PatchPolicy(protected=frozenset(env.manifest.files.locked) | frozenset(env.manifest.files.hidden))
-    plan = plan_slots(config.slots, profile.resources.gpus)
+    plan = plan_slots(
+        config.slots, profile.resources.gpus, cluster=config.backend != "local", cpus_per_job=profile.resources.cpus
+    )
     budget_s = config.time_budget_s or profile.time_budget_s
     prompts = PromptLibrary(Path(config.prompts_dir) if config.prompts_dir else None)
     prices = PriceTable.load()
@@ -127,7 +129,7 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
         ideator=ideator,
         implementer=implementer,
         strategy=make_strategy(config),
-        backend=LocalBackend(plan.slots),
+        backend=make_backend(config, plan, run_dir),
         slot_plan=plan,
         implementation_workers=1 if config.implementer == "catalog" else config.llm_concurrency,
     )
@@ -150,7 +152,7 @@ class ResearchLoop:
         self.env = run_environment(store)
         self.profile = self.env.profile(self.config.profile)
         self.parts = components or build_components(self.env, self.profile, self.config, store.run_dir)
-        self.artifacts = ArtifactStore(store.run_dir)
+        self.artifacts = ArtifactStore(store.run_dir, self.config.artifacts_url, on_put=store.record_artifact)
         self.on_change = on_change or (lambda: None)
         self.info = store.run_info()["info"]
         self.data_dir: Path | None = None  # set by run(), or beforehand by a caller that prepared it
@@ -506,4 +508,8 @@ class ResearchLoop:
             slot=job.slot,
             threads=plan.threads,
             gpu_ids=plan.gpus.get(job.slot, []),
+            gpus=self.profile.resources.gpus,
+            sandbox=self.config.sandbox,
+            memory_limit_mb=self.config.memory_limit_mb,
+            log_limit_mb=self.config.log_limit_mb,
         )

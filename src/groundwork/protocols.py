@@ -173,6 +173,10 @@ class JobSpec:
     slot: int
     threads: int
     gpu_ids: list[int]
+    gpus: int = 0  # GPUs the job asks for: cluster backends place it by this
+    sandbox: str = "auto"  # "auto": bubblewrap where it can run; "required": refuse without it; "off"
+    memory_limit_mb: float = 0  # resident memory of the job's processes; 0: no limit
+    log_limit_mb: float = 50  # output kept in job.log per phase; the rest is dropped
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class LocalBackend:
             raise ValueError(f"slots must be at least 1, got {slots}")
         self.slots = slots
         self._jobs: dict[str, _Tracked] = {}
+        self.wakeup = threading.Event()  # set when a job runner exits: the scheduler refills its slot at once
 
     def start(self, spec: JobSpec) -> str:
         job_dir = Path(spec.job_dir)
@@ -48,7 +50,12 @@ class LocalBackend:
                 start_new_session=True,
             )
         self._jobs[spec.job_id] = _Tracked(spec, process)
+        threading.Thread(target=self._wake_on_exit, args=(process,), daemon=True).start()
         return f"pid {process.pid} on {socket.gethostname()}"
+
+    def _wake_on_exit(self, process: subprocess.Popen) -> None:
+        process.wait()
+        self.wakeup.set()
 
     def poll(self) -> list[JobOutcome | LostJob]:
         reports: list[JobOutcome | LostJob] = []

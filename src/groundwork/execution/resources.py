@@ -29,8 +29,18 @@ def detect_gpus() -> list[int]:
 
 
 def plan_slots(
-    requested: int, gpus_per_job: int, cpu_count: int | None = None, gpus: list[int] | None = None
+    requested: int,
+    gpus_per_job: int,
+    cpu_count: int | None = None,
+    gpus: list[int] | None = None,
+    *,
+    cluster: bool = False,
+    cpus_per_job: int = 1,
 ) -> SlotPlan:
+    """`cluster`: jobs run on a cluster that places them by their resources (Ray, Slurm),
+    so this machine's GPUs do not matter; each job gets `cpus_per_job` threads."""
+    if cluster:
+        return SlotPlan(requested, max(1, cpus_per_job), {s: [] for s in range(requested)})
     cpu_count = cpu_count or os.cpu_count() or 1
     if gpus_per_job == 0:
         return SlotPlan(requested, max(1, cpu_count // requested), {s: [] for s in range(requested)})

@@ -24,7 +24,8 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from groundwork.execution.processes import run_with_deadline
+from groundwork.execution import sandbox
+from groundwork.execution.processes import PhaseEnd, run_with_deadline
 from groundwork.implementation.codebase import codebase_hash, copy_codebase, file_sha256
 from groundwork.implementation.patching import PatchError, PatchPolicy, apply_patch
 from groundwork.protocols import JobSpec
@@ -97,12 +98,15 @@ class JobRunner:
         self.work = self.job_dir / "work"
         self.log_path = self.job_dir / LOG_FILE
         self.flags: dict[str, object] = {}
+        self.sandboxed = False
+        self.sandbox_warning = ""
 
     def run(self) -> JobOutcome:
         started = time.time()
         metric, metrics, curve = None, {}, []
         failure, detail, exit_code = None, "", None
         try:
+            self._choose_sandbox()
             metric, metrics, exit_code = self._run_phases()
         except _Failed as failed:
             failure, detail, exit_code = failed.category, failed.detail, failed.exit_code
@@ -131,10 +135,14 @@ class JobRunner:
         env = self._environment()
         result_path = self.work / spec.result_file
         with open(self.log_path, "ab") as log:
+            if self.sandbox_warning:
+                self._header(log, f"WARNING: {self.sandbox_warning}")
             self._header(log, f"train (budget {spec.time_budget_s:g}s + grace {spec.grace_s:g}s)")
-            code, timed_out, seconds = self._phase(spec.train_command, env, log, spec.time_budget_s + spec.grace_s)
-            self.flags["train_seconds"] = round(seconds, 3)
+            end = self._phase(spec.train_command, env, log, spec.time_budget_s + spec.grace_s)
+            code, timed_out = end.exit_code, end.timed_out
+            self.flags["train_seconds"] = round(end.seconds, 3)
             self.flags["within_budget"] = not timed_out
+            self._check_limits(end, "training")
             if timed_out:
                 raise _Failed(
                     FailureCategory.TIMED_OUT,
@@ -149,8 +157,10 @@ class JobRunner:
                 self.flags["training_wrote_result_file"] = True
                 result_path.unlink()
             self._header(log, "evaluate (locked)")
-            code, timed_out, _ = self._phase(spec.eval_command, env, log, spec.eval_timeout_s)
+            end = self._phase(spec.eval_command, env, log, spec.eval_timeout_s)
+            code, timed_out = end.exit_code, end.timed_out
             self._check_locked("during evaluation")
+            self._check_limits(end, "evaluation")
             if timed_out:
                 raise _Failed(FailureCategory.TIMED_OUT, f"evaluation ran past {spec.eval_timeout_s:g}s and was killed")
             if code != 0:
@@ -180,6 +190,41 @@ class JobRunner:
         if spec.codebase_hash and codebase_hash(self.work) != spec.codebase_hash:
             raise _Failed(
                 FailureCategory.PATCH_FAILED, "the patched codebase differs from the one the implementer checked"
+            )
+
+    def _choose_sandbox(self) -> None:
+        mode = self.spec.sandbox
+        if mode not in sandbox.MODES:
+            raise _Failed(
+                FailureCategory.CRASHED, f"unknown sandbox mode {mode!r}; use one of {', '.join(sandbox.MODES)}"
+            )
+        self.sandboxed = False
+        self.sandbox_warning = ""
+        if mode == "off":
+            self.flags["sandbox"] = "off"
+            return
+        status = sandbox.probe()
+        if status.available:
+            self.sandboxed = True
+            self.flags["sandbox"] = "bwrap"
+            return
+        if mode == "required":
+            raise _Failed(FailureCategory.CRASHED, f"the sandbox is required but unavailable: {status.detail}")
+        self.flags["sandbox"] = f"none: {status.detail}"
+        self.sandbox_warning = (
+            f"model-written code runs WITHOUT a sandbox (network and file system open): {status.detail}"
+        )
+        print(f"groundwork: {self.sandbox_warning}", file=sys.stderr)
+
+    def _check_limits(self, end: PhaseEnd, phase: str) -> None:
+        if end.log_truncated:
+            self.flags["log_truncated"] = True
+        if end.memory_exceeded:
+            self.flags["peak_rss_mb"] = end.peak_rss_mb
+            raise _Failed(
+                FailureCategory.CRASHED,
+                f"{phase} used more than the memory limit of {self.spec.memory_limit_mb:g} MB "
+                f"({end.peak_rss_mb:g} MB resident) and was killed",
             )
 
     def _check_locked(self, when: str) -> None:
@@ -212,10 +257,27 @@ class JobRunner:
                 "PYTHONDONTWRITEBYTECODE": "1",
             }
         )
+        if self.sandboxed:
+            private = sandbox.private_dirs_env(self.work)
+            for folder in private.values():
+                Path(folder).mkdir(parents=True, exist_ok=True)
+            env.update(private)
         return env
 
-    def _phase(self, command: list[str], env: dict[str, str], log, timeout_s: float):
-        return run_with_deadline(_expand(command), self.work, env, log, timeout_s, self.job_dir / PHASE_PID_FILE)
+    def _phase(self, command: list[str], env: dict[str, str], log, timeout_s: float) -> PhaseEnd:
+        command = _expand(command)
+        if self.sandboxed:
+            command = sandbox.wrap(command, self.work, sandbox.extra_writable())
+        return run_with_deadline(
+            command,
+            self.work,
+            env,
+            log,
+            timeout_s,
+            self.job_dir / PHASE_PID_FILE,
+            memory_limit_mb=self.spec.memory_limit_mb,
+            log_limit_mb=self.spec.log_limit_mb,
+        )
 
     def _header(self, log, title: str) -> None:
         log.write(f"\n===== groundwork: {title} | {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode())

@@ -1,13 +1,18 @@
 """The scheduler: moves jobs from the queue onto a backend's slots and records what comes
 back. Each state change is committed before it is acted on: a job is marked leased
 before its process starts, and its result is stored in the same transaction that ends it.
+
+Between rounds the scheduler sleeps until the backend signals that a job ended (its
+`wakeup` event, when it has one) or the poll interval passes, so a freed slot is refilled
+within milliseconds. Jobs are packed by the resources they ask for (see `packing`).
 """
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable
 
+from groundwork.execution.packing import demand, pack, subtract
 from groundwork.protocols import Backend, JobSpec, LostJob
 from groundwork.records import FailureCategory, Job, JobOutcome, JobState, Result, now
 from groundwork.store import RunStore
@@ -47,6 +52,9 @@ class Scheduler:
         self.poll_interval_s = poll_interval_s
         self.on_tick = on_tick or (lambda: None)
         self._busy_slots: dict[str, int] = {}  # job id -> slot
+        self._busy_need: dict[str, dict[str, float]] = {}  # job id -> resources it holds
+        # Set by the backend when a job ends; a backend without one is polled.
+        self._wakeup: threading.Event = getattr(backend, "wakeup", None) or threading.Event()
 
     def recover(self) -> None:
         """After a restart: adopt jobs still running (or already finished) on the backend,
@@ -54,15 +62,17 @@ class Scheduler:
         for job in self.store.jobs({JobState.LEASED, JobState.RUNNING}):
             if job.job_dir and job.slot is not None and self.backend.reattach(self.make_spec(job)):
                 self._busy_slots[job.id] = job.slot
+                self._busy_need[job.id] = demand(job.resources, self._capacity())
             else:
                 self._lost(job, "its worker was gone when the controller restarted")
 
     def tick(self) -> bool:
         """One round: start queued jobs on free slots, record what ended. True while any
         job is still queued or running."""
-        self._dispatch()
+        self._wakeup.clear()  # a job ending from here on wakes the next wait at once
         for report in self.backend.poll():
             self._record(report)
+        self._dispatch()
         self.on_tick()
         return bool(self._busy_slots) or bool(self.store.jobs({JobState.QUEUED}))
 
@@ -72,7 +82,7 @@ class Scheduler:
         while self.tick():
             if stop_when is not None and stop_when():
                 return
-            time.sleep(self.poll_interval_s)
+            self._wakeup.wait(self.poll_interval_s)
 
     @property
     def free_slots(self) -> int:
@@ -83,28 +93,62 @@ class Scheduler:
         for job_id in list(self._busy_slots):
             self.backend.cancel(job_id)
             self._busy_slots.pop(job_id)
+            self._busy_need.pop(job_id, None)
             self.store.requeue_job(job_id, reason)
 
     def _free_slots(self) -> list[int]:
         busy = set(self._busy_slots.values())
         return [s for s in range(self.backend.slots) if s not in busy]
 
+    def _capacity(self) -> dict[str, float]:
+        capacity = getattr(self.backend, "capacity", None)
+        return dict(capacity()) if capacity is not None else {"slots": float(self.backend.slots)}
+
     def _dispatch(self) -> None:
         queued = self.store.jobs({JobState.QUEUED})
-        for job, slot in zip(queued, self._free_slots(), strict=False):
+        if not queued:
+            return
+        free_slots = self._free_slots()
+        capacity = self._capacity()
+        capacity["slots"] = float(self.backend.slots)
+        free = dict(capacity)
+        for need in self._busy_need.values():
+            free = subtract(free, need)
+        by_id = {job.id: job for job in queued}
+        placement = pack([(job.id, demand(job.resources, capacity)) for job in queued], free, capacity)
+        for job_id, why in placement.impossible.items():
+            self._refuse(by_id[job_id], why)
+        for job_id, slot in zip(placement.start, free_slots, strict=False):
             job = self.store.transition_job(
-                job.id,
+                job_id,
                 JobState.LEASED,
                 f"slot {slot}",
                 slot=slot,
-                job_dir=f"jobs/{job.id}/attempt-{job.attempt}",
+                job_dir=f"jobs/{job_id}/attempt-{by_id[job_id].attempt}",
             )
             self._busy_slots[job.id] = slot
+            self._busy_need[job.id] = demand(job.resources, capacity)
             worker = self.backend.start(self.make_spec(job))
             self.store.transition_job(job.id, JobState.RUNNING, worker, worker=worker, started_at=now())
 
+    def _refuse(self, job: Job, why: str) -> None:
+        """A job that can never fit this backend ends now, with the reason, instead of waiting forever."""
+        job = self.store.transition_job(job.id, JobState.LEASED, why)
+        t = now()
+        outcome = JobOutcome(
+            job_id=job.id,
+            attempt=job.attempt,
+            failure=FailureCategory.CRASHED,
+            detail=f"cannot run on backend {self.backend.name!r}: it {why}; lower the profile's resources "
+            "or add machines to the cluster",
+            started_at=t,
+            ended_at=t,
+        )
+        self.store.finish_job(outcome, result_from_outcome(job, outcome))
+
     def _record(self, report: JobOutcome | LostJob) -> None:
         self._busy_slots.pop(report.job_id, None)
+        self._busy_need.pop(report.job_id, None)
         job = self.store.job(report.job_id)
         if job.attempt != report.attempt or job.state not in (JobState.LEASED, JobState.RUNNING):
             return  # a stale report of an attempt that was already settled

@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     cost_usd REAL, latency_s REAL, replayed INTEGER
 );
 CREATE INDEX IF NOT EXISTS llm_calls_fingerprint ON llm_calls (fingerprint);
+CREATE TABLE IF NOT EXISTS artifacts (
+    rel TEXT PRIMARY KEY, url TEXT, sha256 TEXT, size INTEGER, ts REAL
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, entity TEXT, entity_id TEXT,
     from_state TEXT, to_state TEXT, detail TEXT
@@ -345,6 +348,21 @@ class RunStore:
     def events(self, entity: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM events" + (" WHERE entity = ?" if entity else "") + " ORDER BY id"
         return [dict(r) for r in self._conn.execute(sql, (entity,) if entity else ()).fetchall()]
+
+    # ---- artifacts ------------------------------------------------------------------
+
+    def record_artifact(self, rel: str, url: str, sha256: str, size: int) -> None:
+        """Where an artifact lives (a path in the run folder, or any fsspec URL)."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?) ON CONFLICT(rel) DO UPDATE SET "
+                "url = excluded.url, sha256 = excluded.sha256, size = excluded.size, ts = excluded.ts",
+                (rel, url, sha256, size, now()),
+            )
+
+    def artifacts(self) -> dict[str, dict[str, Any]]:
+        rows = self._conn.execute("SELECT * FROM artifacts ORDER BY rel").fetchall()
+        return {r["rel"]: dict(r) for r in rows}
 
     # ---- language model calls --------------------------------------------------------
 

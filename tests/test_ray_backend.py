@@ -1,0 +1,219 @@
+"""The Ray backend on a real local Ray cluster: a head node and a second worker node
+started with `ray start`, 8 GPUs declared so that placement by GPU count is real. One
+cluster for the whole module; each test drives real job runners through it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+
+ray = pytest.importorskip("ray", reason="the Ray backend needs the ray extra (pip install 'groundwork[ray]')")
+
+from conftest import GROUNDWORK, cli_env  # noqa: E402
+from groundwork.execution.ray_backend import NAMESPACE, RayBackend  # noqa: E402
+from groundwork.execution.scheduler import Scheduler  # noqa: E402
+from groundwork.records import FailureCategory, JobState  # noqa: E402
+from groundwork.store import ArtifactStore, RunStore  # noqa: E402
+from job_queue import queue_jobs, spec_factory  # noqa: E402
+from ray_cluster import LocalRayCluster  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    shared = tmp_path_factory.mktemp("ray-shared")
+    # Workers inherit `ray start`'s environment: the toy ledgers live in a folder the sandbox lets them write.
+    os.environ["GROUNDWORK_SANDBOX_WRITABLE"] = str(shared)
+    try:
+        c = LocalRayCluster(head_cpus=2, head_gpus=0, worker_cpus=4, worker_gpus=8)
+    finally:
+        del os.environ["GROUNDWORK_SANDBOX_WRITABLE"]
+    c.shared = shared
+    c.connect(NAMESPACE)
+    yield c
+    ray.shutdown()
+    c.stop()
+
+
+def _backend(run_dir: Path, slots: int = 8, **kw) -> RayBackend:
+    index = RunStore(run_dir)
+    return RayBackend(slots, ArtifactStore(run_dir, on_put=index.record_artifact), index.run_info()["id"], **kw)
+
+
+def _drain(scheduler: Scheduler, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    scheduler.drain(stop_when=lambda: time.time() > deadline)
+    assert time.time() <= deadline, "jobs did not finish in time"
+
+
+def test_gpu_packing_lets_an_8_gpu_job_through_a_stream_of_1_gpu_jobs(cluster, tmp_path, toy_env):
+    one, eight = {"gpus": 1, "cpus": 1}, {"gpus": 8, "cpus": 1}
+    jobs = {"s1": one, "s2": one, "s3": one, "big": eight, "t1": one, "t2": one, "t3": one, "huge": {"gpus": 16}}
+    store = queue_jobs(tmp_path / "run", jobs)
+    sleep = {"s1": 2.0, "s2": 2.0, "s3": 2.0, "big": 1.0}
+    scheduler = Scheduler(
+        store, _backend(store.run_dir), spec_factory(store.run_dir, toy_env, lambda job: sleep.get(job.id, 0.3))
+    )
+    try:
+        _drain(scheduler)
+    finally:
+        scheduler.backend.shutdown()
+    results = store.results()
+    assert all(results[j].valid for j in jobs if j != "huge"), {j: results[j].detail for j in results}
+    assert results["huge"].failure == FailureCategory.CRASHED
+    assert "needs 16 gpus but the backend has 8 gpus" in results["huge"].detail
+    started = {j.id: j.started_at for j in store.jobs()}
+    assert started["big"] < min(started["t1"], started["t2"], started["t3"])  # not starved by later small jobs
+    logs = {j: (store.run_dir / f"jobs/{j}/attempt-1/job.log").read_text() for j in ("big", "s1")}
+    big_gpus = [line for line in logs["big"].splitlines() if line.startswith("GPUS=")][0]
+    assert len(big_gpus.removeprefix("GPUS=").split(",")) == 8
+    assert len([line for line in logs["s1"].splitlines() if line.startswith("GPUS=")][0].split(",")) == 1
+    # the run store says where each job's artifacts live
+    assert "jobs/big/attempt-1/outcome.json" in store.artifacts()
+
+
+def _heartbeat_pid(run_dir: Path, job_rel: str, timeout: float = 90) -> int:
+    path = run_dir / job_rel / "heartbeat.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())["pid"]
+            except (json.JSONDecodeError, KeyError):
+                pass
+        time.sleep(0.2)
+    raise AssertionError(f"no heartbeat from {job_rel}")
+
+
+def _scratch_processes(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if marker in proc.cwd():
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_a_worker_killed_mid_job_is_requeued_once_and_counted_once(cluster, tmp_path, toy_env):
+    store = queue_jobs(tmp_path / "run", {"victim": {"gpus": 1, "cpus": 1}})
+    make_spec = spec_factory(store.run_dir, toy_env, lambda job: 60.0 if job.attempt == 1 else 0.3)
+    scheduler = Scheduler(store, _backend(store.run_dir), make_spec)
+    try:
+        scheduler.tick()
+        pid = _heartbeat_pid(store.run_dir, "jobs/victim/attempt-1")
+        os.kill(pid, signal.SIGKILL)  # the worker process dies mid-training
+        killed_at = time.time()
+        _drain(scheduler)
+    finally:
+        scheduler.backend.shutdown()
+    job = store.job("victim")
+    assert job.state == JobState.DONE and job.attempt == 2
+    assert store.results()["victim"].valid
+    lost = [e for e in store.events("job") if e["to_state"] == "queued" and e["from_state"] == "running"]
+    assert len(lost) == 1 and "attempt 1 lost" in lost[0]["detail"]
+    requeued_at = lost[0]["ts"]
+    assert requeued_at - killed_at < 30  # detected within bounded time
+    # its training died with it: nothing of attempt 1 is left running
+    assert not _scratch_processes("groundwork-victim-a1-")
+
+
+def test_a_hung_worker_loses_its_lease_and_the_job_is_requeued(cluster, tmp_path, toy_env):
+    store = queue_jobs(tmp_path / "run", {"hung": {"gpus": 1, "cpus": 1}})
+    make_spec = spec_factory(store.run_dir, toy_env, lambda job: 60.0 if job.attempt == 1 else 0.3)
+    backend = _backend(store.run_dir, lease_s=6.0, heartbeat_s=1.0)
+    scheduler = Scheduler(store, backend, make_spec)
+    try:
+        scheduler.tick()
+        pid = _heartbeat_pid(store.run_dir, "jobs/hung/attempt-1")
+        os.kill(pid, signal.SIGSTOP)  # alive to the operating system, silent to everyone else
+        _drain(scheduler)
+    finally:
+        backend.shutdown()
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    job = store.job("hung")
+    assert job.state == JobState.DONE and job.attempt == 2
+    lost = [e for e in store.events("job") if e["to_state"] == "queued" and e["from_state"] == "running"]
+    assert len(lost) == 1 and "no heartbeat" in lost[0]["detail"]
+
+
+def _toy_setting(env_dir: Path, sleep_s: float, ledger: Path | None = None) -> None:
+    path = env_dir / "environment.toml"
+    text = path.read_text().replace('TOY_SLEEP_S = "0.3"', f'TOY_SLEEP_S = "{sleep_s}"')
+    if ledger is not None:
+        text += f'TOY_LEDGER = "{ledger}"\n'
+    path.write_text(text)
+
+
+def _records(run_dir: Path) -> dict:
+    store = RunStore(run_dir)
+    return {i.id: (i.title, store.results()[i.id].metric, store.results()[i.id].failure) for i in store.ideas()}
+
+
+def test_the_same_run_gives_the_same_records_on_local_and_on_ray(cluster, tmp_path, toy_env):
+    runs = tmp_path / "runs"
+    common = [*GROUNDWORK, "run", "--env", str(toy_env), "--runs-dir", str(runs), "--epochs", "1", "--ideas", "3"]
+    for backend, extra in (("local", []), ("ray", ["--address", cluster.address])):
+        done = subprocess.run(
+            [*common, "--name", backend, "--backend", backend, *extra],
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    local, on_ray = _records(runs / "local"), _records(runs / "ray")
+    assert local == on_ray and len(local) == 4
+    assert all(failure is None for _, _, failure in on_ray.values())
+    assert all(j.worker.startswith("ray actor") for j in RunStore(runs / "ray").jobs())
+
+
+def test_a_controller_killed_mid_run_reattaches_to_its_ray_jobs(cluster, tmp_path, toy_env):
+    ledger = cluster.shared / "ledger-reattach"
+    _toy_setting(toy_env, 4.0, ledger)
+    runs = tmp_path / "runs"
+    args = [*GROUNDWORK, "run", "--env", str(toy_env), "--runs-dir", str(runs), "--name", "r"]
+    controller = subprocess.Popen(
+        [*args, "--epochs", "1", "--ideas", "2", "--backend", "ray", "--address", cluster.address],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=cli_env(),
+    )
+    run_dir = runs / "r"
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            if run_dir.joinpath("store.sqlite").exists():
+                running = [j for j in RunStore(run_dir).jobs({JobState.RUNNING}) if j.idea_id != "baseline"]
+                if running:
+                    break
+            time.sleep(0.3)
+        else:
+            raise AssertionError("no idea job started")
+    finally:
+        controller.send_signal(signal.SIGKILL)
+        controller.wait()
+    resumed = subprocess.run(
+        [*GROUNDWORK, "resume", "r", "--runs-dir", str(runs)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    store = RunStore(run_dir)
+    assert set(store.results()) == {i.id for i in store.ideas()} and len(store.ideas()) == 3
+    assert all(j.state == JobState.DONE and j.attempt == 1 for j in store.jobs())  # reattached, not re-run
+    trained = Counter(ledger.read_text().split())
+    assert set(trained) == {j.id for j in store.jobs()} and max(trained.values()) == 1
