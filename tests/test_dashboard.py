@@ -118,7 +118,10 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
             page.wait_for_function(
                 f"document.getElementById('best-plot').src.indexOf({first_plot!r}) < 0", timeout=60_000
             )
-            assert page.evaluate("document.getElementById('best-plot').naturalWidth") > 300  # the PNG loaded
+            page.wait_for_function(  # the new PNG loaded
+                "document.getElementById('best-plot').complete && document.getElementById('best-plot').naturalWidth > 300",
+                timeout=30_000,
+            )
             expect(page.locator("#run-status")).to_contain_text("finished", timeout=120_000)
             expect(page.locator("#ideas")).to_contain_text("e2-02", timeout=10_000)
             ARTIFACTS.mkdir(exist_ok=True)
@@ -143,6 +146,7 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=10)
+        print("server output:\n" + (server.stdout.read() if server.stdout else "")[-4000:])  # shown on failure
 
 
 def _stopped_run_with_a_queued_job(runs: Path, toy_env: Path):

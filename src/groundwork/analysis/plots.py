@@ -119,6 +119,7 @@ def best_so_far_by_idea(runs: list[RunDetails]) -> bytes:
         _empty(ax, "no executed idea with a valid result yet")
     else:
         ax.set_xlabel("executed ideas, in the order results arrived")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         _metric_axis(ax, runs[0])
         ax.legend(fontsize=8)
     ax.set_title("Best so far, per executed idea")
