@@ -119,7 +119,7 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
                 f"document.getElementById('best-plot').src.indexOf({first_plot!r}) < 0", timeout=60_000
             )
             page.wait_for_function(  # the new PNG loaded
-                "document.getElementById('best-plot').complete && document.getElementById('best-plot').naturalWidth > 300",
+                "(img => img.complete && img.naturalWidth > 300)(document.getElementById('best-plot'))",
                 timeout=30_000,
             )
             expect(page.locator("#run-status")).to_contain_text("finished", timeout=120_000)

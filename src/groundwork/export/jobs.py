@@ -62,7 +62,8 @@ def _record(details: RunDetails, d: IdeaDetail) -> JobRecord:
     metrics = _numbers(result.metrics) if result else {}
     if result is not None and result.metric is not None:
         metrics[s.metric] = float(result.metric)
-    gain = s.improvement(d.row)
+    is_baseline = d is details.baseline or d in details.extra_baselines
+    gain = None if is_baseline else s.improvement(d.row)
     if gain is not None:
         metrics["gain_vs_baseline"] = gain
     if d.wall_seconds:
@@ -78,7 +79,7 @@ def _record(details: RunDetails, d: IdeaDetail) -> JobRecord:
         "groundwork.run": s.run_id,
         "groundwork.status": d.row.status,
         "groundwork.job_state": str(job.state),
-        "groundwork.verdict": s.verdict(d.row) if result is not None and result.valid else "-",
+        "groundwork.verdict": s.verdict(d.row) if result is not None and result.valid and not is_baseline else "-",
         "groundwork.flags": "; ".join(d.flags) or "none",
     }
     files = {

@@ -64,8 +64,7 @@ class WandbTracker:
         try:
             for step, values in record.curve:
                 run.log(values, step=step)
-            for key, value in {**record.metrics, **record.tags}.items():
-                run.summary[key] = value
+            run.summary.update({**record.metrics, **record.tags})
             artifact = wandb.Artifact(_safe(f"{record.group}-{record.job_id}"), type="groundwork-job")
             with tempfile.TemporaryDirectory() as tmp:
                 for name, text in record.files.items():
@@ -91,7 +90,8 @@ class MlflowTracker:
         if not tracking_uri:
             raise TrackerNotReady(
                 "MLflow is not configured: set MLFLOW_TRACKING_URI or pass --mlflow-uri "
-                "(e.g. file:///path/to/mlruns, sqlite:///mlflow.db or http://host:5000)"
+                "(e.g. sqlite:///mlflow.db, http://host:5000, "
+                "or file:///path/to/mlruns with MLFLOW_ALLOW_FILE_STORE=true)"
             )
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_experiment(experiment)
