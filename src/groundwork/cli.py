@@ -237,6 +237,120 @@ def status(
     console.print(f"run folder: {store.run_dir}")
 
 
+@app.command()
+def report(
+    run_refs: Optional[list[str]] = typer.Argument(
+        None, metavar="[RUN]...", help="Run ids or folders; several make a comparison (default: the latest run)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="HTML file to write (default: report.html in the (first) run's folder)."
+    ),
+    categories_by: str = typer.Option(
+        "auto",
+        "--categories-by",
+        help="Who labels idea categories: auto (the run's model when it has one, else keywords), keywords, "
+        "or a model spec such as anthropic:MODEL.",
+    ),
+    runs_dir: Path = RunsDir,
+) -> None:
+    """Write a self-contained HTML report (plots embedded) of one run or a comparison of several."""
+    from groundwork.analysis.categories import run_labeller
+    from groundwork.analysis.details import load_details
+    from groundwork.analysis.report import write_report
+
+    folders = [find_run(ref, runs_dir) for ref in (run_refs or [None])]
+    details = []
+    for folder in folders:
+        store = RunStore(folder)
+        labeller, note = run_labeller(folder, store.run_info()["config"].get("ideator_llm", "catalog"), categories_by)
+        if note:
+            console.print(f"[yellow]{note}[/]")
+        details.append(load_details(store, labeller))
+    target = out or folders[0] / "report.html"
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise typer.BadParameter("reports need matplotlib: pip install 'groundwork[report]'") from None
+    with console.status("drawing plots") as spinner:
+        write_report(details, target, progress=lambda name: spinner.update(f"drawing plots: {name}"))
+    console.print(f"report written to {target.resolve()}  (open it in a browser: file://{target.resolve()})")
+
+
+@app.command()
+def serve(
+    runs_dir: Path = RunsDir,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on."),
+    allow_writes: bool = typer.Option(
+        False, "--allow-writes", help="Allow write actions (cancelling queued jobs), each needing the token."
+    ),
+    token: Optional[str] = typer.Option(
+        None, "--token", envvar="GROUNDWORK_DASHBOARD_TOKEN", help="Token for write actions (default: a random one)."
+    ),
+) -> None:
+    """A live dashboard of runs, ideas and jobs in the browser (read-only unless --allow-writes)."""
+    try:
+        import uvicorn
+
+        from groundwork.dashboard.app import create_app
+    except ImportError as exc:
+        raise typer.BadParameter(
+            f"the dashboard needs its extra: pip install 'groundwork[dashboard]' ({exc})"
+        ) from None
+    import secrets
+
+    if allow_writes:
+        token = token or secrets.token_urlsafe(24)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning[/]: binding {host} shows every run in {runs_dir} to anyone who can reach it")
+    url = f"http://{host}:{port}/"
+    console.print(f"dashboard of {runs_dir.resolve()} at {url}  (Ctrl+C stops it)")
+    if allow_writes:
+        console.print(f"writes allowed with token {token}; open {url}?token={token} to use them from the page")
+    uvicorn.run(create_app(runs_dir, allow_writes=allow_writes, token=token), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def export(
+    run_ref: Optional[str] = typer.Argument(None, metavar="[RUN]", help="Run id or folder (default: the latest run)."),
+    to: list[str] = typer.Option(..., "--to", help="Tracker: wandb or mlflow (repeat for both)."),
+    project: str = typer.Option("groundwork", "--project", help="W&B project / MLflow experiment name."),
+    entity: Optional[str] = typer.Option(None, "--wandb-entity", help="W&B team or user (default: yours)."),
+    mlflow_uri: Optional[str] = typer.Option(
+        None, "--mlflow-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)."
+    ),
+    runs_dir: Path = RunsDir,
+) -> None:
+    """Export a run to Weights & Biases and/or MLflow: one tracker run per job, idea and diff as artifacts."""
+    from groundwork.analysis.details import load_details
+    from groundwork.export.jobs import job_records
+    from groundwork.export.trackers import MlflowTracker, TrackerNotReady, WandbTracker, export_records
+
+    folder = find_run(run_ref, runs_dir)
+    records = job_records(load_details(RunStore(folder)))
+    for name in to:
+        try:
+            if name == "wandb":
+                tracker = WandbTracker(project, entity, folder / "exports")
+            elif name == "mlflow":
+                tracker = MlflowTracker(project, mlflow_uri)
+            else:
+                raise typer.BadParameter(f"unknown tracker {name!r}: use --to wandb or --to mlflow")
+        except TrackerNotReady as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        with console.status(f"exporting to {name}") as spinner:
+            sent, before = export_records(
+                folder, records, tracker, on_sent=lambda r, s=spinner, n=name: s.update(f"exporting to {n}: {r.name}")
+            )
+        waiting = len(records) - sent - before
+        console.print(
+            f"{name}: {sent} jobs exported"
+            + (f", {before} sent before" if before else "")
+            + (f", {waiting} still running (export again when they end)" if waiting else "")
+        )
+
+
 @env_app.command("list")
 def env_list() -> None:
     """List the built-in environments."""

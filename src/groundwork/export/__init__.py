@@ -1,0 +1,1 @@
+"""Tracker export (`groundwork export`): Weights & Biases and MLflow."""

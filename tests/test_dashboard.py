@@ -1,0 +1,230 @@
+"""`groundwork serve` end to end: the real server, a real run working while the page is
+open, and a real headless browser (Debian's chromium driven by playwright). The
+screenshot stays as an artifact in test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import GROUNDWORK, REPO, cli_env
+from groundwork.config import RunConfig
+from groundwork.dashboard.app import create_app
+from groundwork.records import Idea, Job, Patch, PatchStatus, PromptKind
+from groundwork.runs import create_run
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer in {timeout}s")
+
+
+def _slow_toy(toy_env: Path, seconds: float) -> None:
+    path = toy_env / "environment.toml"
+    path.write_text(
+        path.read_text()
+        .replace('TOY_SLEEP_S = "0.3"', f'TOY_SLEEP_S = "{seconds}"')
+        .replace("time_budget_s = 3", "time_budget_s = 10")
+    )
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (.ci/run installs it)")
+def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    _slow_toy(toy_env, 1.5)
+    runs = tmp_path / "runs"
+    port = _free_port()
+    run = subprocess.Popen(
+        [
+            *GROUNDWORK,
+            "run",
+            "--env",
+            str(toy_env),
+            "--runs-dir",
+            str(runs),
+            "--name",
+            "live",
+            "--epochs",
+            "2",
+            "--ideas",
+            "2",
+            "--slots",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=cli_env(),
+    )
+    server = subprocess.Popen(
+        [*GROUNDWORK, "serve", "--runs-dir", str(runs), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=cli_env(),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(base + "/")
+        with sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1300, "height": 1000},
+            )
+            page = browser.new_page()
+            page.goto(base + "/")
+            expect(page.locator("#runs")).to_contain_text("live", timeout=30_000)
+            page.click("text=live")
+            expect(page.locator("#run-status")).to_contain_text("running", timeout=30_000)
+            first_plot = page.locator("#best-plot").get_attribute("src")
+            # The page follows the run without a reload: a result arrives, the plot is redrawn.
+            expect(page.locator("#ideas")).to_contain_text("ok", timeout=60_000)
+            expect(page.locator("#jobs")).to_contain_text("done", timeout=60_000)
+            page.wait_for_function(
+                f"document.getElementById('best-plot').src.indexOf({first_plot!r}) < 0", timeout=60_000
+            )
+            page.wait_for_function(  # the new PNG loaded
+                "(img => img.complete && img.naturalWidth > 300)(document.getElementById('best-plot'))",
+                timeout=30_000,
+            )
+            expect(page.locator("#run-status")).to_contain_text("finished", timeout=120_000)
+            expect(page.locator("#ideas")).to_contain_text("e2-02", timeout=10_000)
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / "dashboard-run.png"
+            page.wait_for_timeout(2500)  # one more poll: the final plot
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"dashboard screenshot: {shot}")
+            # An idea: its diff and the tail of its job's log.
+            page.click("#ideas >> text=e1-01")
+            expect(page.locator("#diff")).to_contain_text("+++ b/train.py")
+            expect(page.locator("#log")).to_contain_text("groundwork: evaluate (locked)")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-idea.png"), full_page=True)
+            # Read-only: the write action is refused.
+            answer = page.evaluate(
+                "fetch('/api/runs/live/jobs/job-e1-01/cancel', {method: 'POST'}).then(r => r.status)"
+            )
+            assert answer == 403
+            browser.close()
+        assert run.wait(timeout=60) == 0
+    finally:
+        for proc in (run, server):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+        print("server output:\n" + (server.stdout.read() if server.stdout else "")[-4000:])  # shown on failure
+
+
+def _stopped_run_with_a_queued_job(runs: Path, toy_env: Path):
+    store = create_run(RunConfig(environment=str(toy_env), epochs=1), runs, "stopped")
+    idea = Idea(
+        id="e1-01",
+        epoch=1,
+        index=1,
+        title="Width 6",
+        text="Widen.",
+        prompt_kind=PromptKind.EXPLORE,
+        origin="catalog (no LLM)",
+    )
+    store.add_epoch(1, [idea])
+    diff = store.run_dir / "patches" / "e1-01.attempt-1.diff"
+    diff.parent.mkdir(parents=True, exist_ok=True)
+    diff.write_text("")
+    patch = Patch(
+        id="e1-01-1",
+        idea_id="e1-01",
+        attempt=1,
+        implementer="catalog",
+        status=PatchStatus.APPLIED,
+        diff_path="patches/e1-01.attempt-1.diff",
+        diff_sha256="0",
+    )
+    store.record_implementation(
+        "e1-01", [patch], Job(id="job-e1-01", idea_id="e1-01", patch_id=patch.id, backend="local"), None
+    )
+    return store
+
+
+def test_writes_need_the_flag_and_the_token(toy_env, tmp_path):
+    from starlette.testclient import TestClient
+
+    runs = tmp_path / "runs"
+    store = _stopped_run_with_a_queued_job(runs, toy_env)
+    url = "/api/runs/stopped/jobs/job-e1-01/cancel"
+    with TestClient(create_app(runs)) as client:
+        assert client.post(url, headers={"Authorization": "Bearer x"}).status_code == 403
+        assert client.get("/runs/stopped").status_code == 200
+        assert client.get("/runs/../../etc").status_code == 404
+    with TestClient(create_app(runs, allow_writes=True, token="s3cret")) as client:
+        assert client.post(url).status_code == 401
+        assert client.post(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        # While a controller drives the run, nothing is cancelled under its feet.
+        from groundwork.loop import controller_lock
+
+        with controller_lock(store.run_dir):
+            busy = client.post(url, headers={"Authorization": "Bearer s3cret"})
+        assert busy.status_code == 409 and "already being driven" in busy.json()["error"]
+        done = client.post(url, headers={"Authorization": "Bearer s3cret"})
+        assert done.status_code == 200, done.text
+        assert str(store.job("job-e1-01").state) == "cancelled"
+        again = client.post(url, headers={"Authorization": "Bearer s3cret"})
+        assert again.status_code == 409 and "only queued jobs" in again.json()["error"]
+    with pytest.raises(ValueError, match="token"):
+        create_app(runs, allow_writes=True)
+
+
+def test_serve_binds_localhost_by_default(tmp_path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [*GROUNDWORK, "serve", "--runs-dir", str(tmp_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=cli_env(),
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/")
+        assert "no runs here yet" in httpx.get(f"http://127.0.0.1:{port}/").text
+        import psutil
+
+        proc = psutil.Process(server.pid)
+        connections = proc.net_connections() if hasattr(proc, "net_connections") else proc.connections()
+        listening = [c.laddr for c in connections if c.status == "LISTEN"]
+        assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

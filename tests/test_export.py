@@ -1,0 +1,146 @@
+"""`groundwork export` of a real toy run to MLflow (file store) and Weights & Biases
+(offline mode): one tracker run per job, the idea and its diff attached, nothing sent twice."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import GROUNDWORK, cli_env
+from groundwork.store import RunStore
+
+
+@pytest.fixture
+def toy_run(toy_env, tmp_path) -> Path:
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        [
+            *GROUNDWORK,
+            "run",
+            "--env",
+            str(toy_env),
+            "--runs-dir",
+            str(runs),
+            "--name",
+            "r",
+            "--epochs",
+            "1",
+            "--ideas",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return runs / "r"
+
+
+def _export(run_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*GROUNDWORK, "export", str(run_dir.resolve()), *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(env),
+        cwd=run_dir.parent.parent,  # MLflow puts a sqlite store's artifacts under ./mlruns
+        timeout=300,
+    )
+
+
+def test_mlflow_sqlite_store_gets_one_run_per_job_with_idea_and_diff(toy_run, tmp_path):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("sqlalchemy")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = _export(toy_run, "--to", "mlflow", "--mlflow-uri", uri, "--project", "toy-exp")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs = RunStore(toy_run).jobs()
+    assert f"mlflow: {len(jobs)} jobs exported" in proc.stdout
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("toy-exp")
+    found = client.search_runs([experiment.experiment_id])
+    assert len(found) == len(jobs) == 3
+    by_idea = {r.data.params["idea_id"]: r for r in found}
+    assert set(by_idea) == {"baseline", "e1-01", "e1-02"}
+    idea = by_idea["e1-01"]
+    assert idea.data.tags["groundwork.run"] == "r" and idea.info.run_name == "r/e1-01"
+    assert "loss" in idea.data.metrics and "gain_vs_baseline" in idea.data.metrics
+    history = client.get_metric_history(idea.info.run_id, "loss")  # the training curve, by step
+    assert history and history[0].step == 1
+    files = {a.path for a in client.list_artifacts(idea.info.run_id, "groundwork")}
+    assert {"groundwork/idea.md", "groundwork/patch.diff", "groundwork/result.json", "groundwork/job.log"} <= files
+    diff = mlflow.artifacts.load_text(f"{idea.info.artifact_uri}/groundwork/patch.diff")
+    assert "+++ b/train.py" in diff
+
+    again = _export(toy_run, "--to", "mlflow", "--mlflow-uri", uri, "--project", "toy-exp")
+    assert again.returncode == 0 and "0 jobs exported, 3 sent before" in again.stdout
+    assert len(client.search_runs([experiment.experiment_id])) == 3  # nothing sent twice
+
+
+def _wandb_records(path: Path):
+    """The records of an offline W&B run file (a leveldb-style log of protobuf records)."""
+    from wandb.proto import wandb_internal_pb2
+
+    raw, pos, pending, block = path.read_bytes(), 7, b"", 32 * 1024  # 7: the ":W&B" header
+    while pos + 7 <= len(raw):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", raw[pos : pos + 7])
+        pending += raw[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            yield record
+
+
+def test_wandb_offline_writes_one_run_per_job_with_idea_and_diff(toy_run, tmp_path):
+    pytest.importorskip("wandb")
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}
+    proc = _export(toy_run, "--to", "wandb", "--project", "toy", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "wandb: 3 jobs exported" in proc.stdout
+    offline = sorted((toy_run / "exports" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(offline) == 3  # ready for `wandb sync`
+    seen = {}
+    for path in offline:
+        records = list(_wandb_records(path))
+        run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+        config = {item.key: json.loads(item.value_json) for item in run.config.update if item.key != "_wandb"}
+        summary = {
+            item.key: json.loads(item.value_json)
+            for r in records
+            if r.WhichOneof("record_type") == "summary"
+            for item in r.summary.update
+            if item.key
+        }
+        artifacts = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]
+        assert run.run_group == "r" and run.display_name == f"r/{config['idea_id']}"
+        assert {"idea.md", "patch.diff", "result.json", "job.log"} <= {m.path for m in artifacts[0].manifest.contents}
+        assert "loss" in summary and summary["groundwork.run"] == "r"
+        seen[config["idea_id"]] = summary
+    assert set(seen) == {"baseline", "e1-01", "e1-02"}
+    assert "gain_vs_baseline" in seen["e1-01"] and "gain_vs_baseline" not in seen["baseline"]
+    ledger = json.loads((toy_run / "exports" / "wandb.json").read_text())
+    assert set(ledger) == {j.id for j in RunStore(toy_run).jobs()}
+    again = _export(toy_run, "--to", "wandb", "--project", "toy", env=env)
+    assert "0 jobs exported, 3 sent before" in again.stdout
+
+
+def test_an_unconfigured_tracker_says_how_to_configure_it(toy_run, tmp_path):
+    proc = _export(toy_run, "--to", "mlflow", env={"MLFLOW_TRACKING_URI": ""})
+    assert proc.returncode == 2 and "MLFLOW_TRACKING_URI" in proc.stdout
+    proc = _export(toy_run, "--to", "wandb", env={"WANDB_MODE": "", "WANDB_API_KEY": "", "HOME": str(tmp_path)})
+    assert proc.returncode == 2 and "WANDB_API_KEY" in proc.stdout and "WANDB_MODE=offline" in proc.stdout
+    proc = _export(toy_run, "--to", "tensorboard")
+    assert proc.returncode != 0 and "unknown tracker" in proc.stdout + proc.stderr

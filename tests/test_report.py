@@ -1,0 +1,219 @@
+"""`groundwork report` on real runs: a toy run with planted failures, a comparison of
+two runs, and a nanogpt smoke run; plus the categories and integrity flags it shows."""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import GROUNDWORK, cli_env
+from groundwork.analysis.categories import IdeaText, keyword_category, label_ideas
+from groundwork.analysis.details import load_details
+from groundwork.analysis.integrity import integrity_flags
+from groundwork.llm.base import LLMError, LLMResponse
+from groundwork.records import FailureCategory, Result
+from groundwork.store import RunStore
+
+SECTIONS = (
+    "best so far per epoch",
+    "best so far per executed idea",
+    "metric distribution per epoch",
+    "execution funnel per model",
+    "training curves of the top ideas",
+    "idea categories",
+    "failure taxonomy",
+    "idea and thinking length against execution success",
+    "cost in dollars and GPU-hours",
+    "reward-hacking flags",
+)
+
+# Planted into the toy catalog: one idea whose metric is implausible, one that crashes.
+PLANTED = """
+[[idea]]
+id = "huge-loss"
+title = "Report an enormous loss"
+category = "loss"
+description = "Make the checkpoint force a loss far outside the plausible range."
+[[idea.edit]]
+file = "train.py"
+find = 'json.dump({"lr": lr, "width": width}, fh)'
+replace = 'json.dump({"lr": lr, "width": width, "force_loss": 500.0}, fh)'
+
+[[idea]]
+id = "crash"
+title = "Divide the data by zero"
+category = "data"
+description = "A data pipeline change with a bug that crashes at run time."
+[[idea.edit]]
+file = "train.py"
+find = "time.sleep(sleep_s)"
+replace = "time.sleep(sleep_s)\\n    1 / 0"
+"""
+
+
+def _images(page: str) -> dict[str, bytes]:
+    found = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    return {alt: base64.b64decode(data) for alt, data in found}
+
+
+def _toy_run(toy_env: Path, runs: Path, name: str, *extra: str) -> Path:
+    proc = subprocess.run(
+        [*GROUNDWORK, "run", "--env", str(toy_env), "--runs-dir", str(runs), "--name", name, *extra],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return runs / name
+
+
+def _report(runs: Path, out: Path, *refs: str) -> str:
+    proc = subprocess.run(
+        [*GROUNDWORK, "report", *refs, "--runs-dir", str(runs), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "report written to" in proc.stdout
+    return out.read_text()
+
+
+def test_report_of_a_toy_run_shows_every_plot_and_the_planted_failures(toy_env, tmp_path):
+    (toy_env / "catalog.toml").write_text((toy_env / "catalog.toml").read_text() + PLANTED)
+    runs = tmp_path / "runs"
+    _toy_run(toy_env, runs, "r", "--epochs", "2", "--ideas", "3", "--baseline-seeds", "2", "--search", "best-of-n")
+    page = _report(runs, tmp_path / "report.html", "r")
+
+    images = _images(page)
+    assert set(SECTIONS) <= set(images), set(SECTIONS) - set(images)
+    for alt, png in images.items():
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000, alt  # a real, drawn picture
+    assert "http://" not in page.replace("http://www.w3.org", "") and "<script" not in page  # self-contained
+
+    details = load_details(RunStore(runs / "r"))
+    failures = {d.idea.id: d.result.failure for d in details.ideas if d.result and d.result.failure}
+    assert len(details.ideas) == 6
+    # Every idea of the catalog was tried (6 entries, 6 ideas): both planted ones failed as planted.
+    assert FailureCategory.METRIC_IMPLAUSIBLE in failures.values() and FailureCategory.CRASHED in failures.values()
+    assert "implausible metric" in page and "metric_implausible" in page and "ZeroDivisionError" in page
+    assert "noise (sd)" in page and "not measured" not in page.split('<h2 id="progress">')[0]  # 2 baseline seeds
+    best = details.top(1)[0]
+    assert f"{best.idea.id}: {best.idea.title}" in page and '<span class="add">' in page  # top idea with its diff
+    assert "CPU-h" in page and details.cpu_hours > 0 and details.gpu_hours == 0  # toy jobs request no GPU
+
+
+def test_report_compares_two_runs(toy_env, tmp_path):
+    runs = tmp_path / "runs"
+    _toy_run(toy_env, runs, "a", "--epochs", "1", "--ideas", "2")
+    _toy_run(toy_env, runs, "b", "--epochs", "1", "--ideas", "2", "--search", "best-of-n", "--seed", "1")
+    page = _report(runs, tmp_path / "cmp.html", "a", "b")
+    assert "Groundwork report: a vs b" in page
+    assert set(SECTIONS) <= set(_images(page))
+    overview = page.split('<h2 id="progress">')[0]
+    assert "<td>a</td>" in overview and "<td>b</td>" in overview
+
+
+@pytest.mark.timeout(600)
+def test_report_of_a_nanogpt_smoke_run_has_curves_and_diffs(tmp_path):
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        [
+            *GROUNDWORK,
+            "run",
+            "--profile",
+            "smoke",
+            "--epochs",
+            "1",
+            "--ideas",
+            "2",
+            "--runs-dir",
+            str(runs),
+            "--name",
+            "n",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=500,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    page = _report(runs, tmp_path / "n.html")  # no RUN: the latest run
+    details = load_details(RunStore(runs / "n"))
+    assert details.baseline is not None and details.baseline.result.curve  # nanogpt logs a loss curve
+    assert set(SECTIONS) <= set(_images(page))
+    assert "diff --git" in page or "+++ " in page
+    assert "val_bpb" in page
+
+
+# ---- categories ------------------------------------------------------------------
+
+
+def test_keywords_label_the_common_kinds_of_change():
+    assert keyword_category("Higher peak learning rate", "Double the learning rate.") == "hyperparameter"
+    assert keyword_category("Three transformer blocks", "Add a third block.") == "architecture"
+    assert keyword_category("Less momentum in AdamW", "Lower beta1 of the optimizer.") == "optimizer"
+    assert keyword_category("Label smoothing", "Smooth the targets of the loss.") == "loss"
+    assert keyword_category("Curriculum over the dataset", "Shuffle the data by difficulty.") == "data"
+    assert keyword_category("Something else", "Nothing that matches.") == "other"
+
+
+class MockLabellerLLM:
+    """A stand-in model for the test: answers with fixed labels, or fails."""
+
+    model, provider = "mock-labeller", "test"
+
+    def __init__(self, answer: str | None):
+        self.answer = answer
+        self.requests = []
+
+    def complete(self, request):
+        self.requests.append(request)
+        if self.answer is None:
+            raise LLMError("overloaded")
+        return LLMResponse(text=self.answer, model=self.model, provider=self.provider)
+
+
+def test_a_configured_model_labels_ideas_and_keywords_fill_in():
+    ideas = [IdeaText("e1-01", "Muon", "Use Muon for matrices."), IdeaText("e1-02", "Wider model", "n_embd 192.")]
+    llm = MockLabellerLLM('Here: {"e1-01": "optimizer", "e1-02": "Normalization"}')
+    labels, source = label_ideas(ideas, llm)
+    assert labels == {"e1-01": "optimizer", "e1-02": "architecture"}  # finer labels fold into the six
+    assert source == "test:mock-labeller" and llm.requests[0].role == "labeller"
+    labels, source = label_ideas(ideas, MockLabellerLLM('{"e1-01": "loss"}'))
+    assert labels["e1-01"] == "loss" and labels["e1-02"] == "architecture" and "1 by keywords" in source
+    labels, source = label_ideas(ideas, MockLabellerLLM(None))
+    assert labels["e1-02"] == "architecture" and source.startswith("keywords (the model test:mock-labeller failed")
+
+
+# ---- integrity flags -------------------------------------------------------------------
+
+
+def test_integrity_flags_name_each_kind_of_suspicious_result():
+    base = Result(idea_id="baseline", metric=3.0, metrics={"val_loss": 2.08}, curve=[{"step": 9, "loss": 2.0}])
+    tampered = Result(
+        idea_id="a",
+        failure=FailureCategory.EVAL_TAMPERED,
+        detail="locked files changed: evaluate.py",
+        flags={"eval_hash_ok": False},
+    )
+    assert any(f.startswith("tampered locked files") for f in integrity_flags(tampered, "val_bpb", "minimize", base))
+    causal = Result(idea_id="b", metric=2.9, metrics={"causality_ok": False})
+    assert any("causality guard" in f for f in integrity_flags(causal, "val_bpb", "minimize", base))
+    # Evaluation far better than training, unlike the baseline: leaked or future data.
+    leak = Result(idea_id="c", metric=1.0, metrics={"val_loss": 0.7}, curve=[{"step": 9, "loss": 2.0}])
+    assert any(f.startswith("train-vs-eval gap") for f in integrity_flags(leak, "val_bpb", "minimize", base))
+    assert any("baseline sd" in f for f in integrity_flags(leak, "val_bpb", "minimize", base, noise_std=0.01))
+    honest = Result(idea_id="d", metric=2.95, metrics={"val_loss": 2.05}, curve=[{"step": 9, "loss": 1.98}])
+    assert integrity_flags(honest, "val_bpb", "minimize", base, noise_std=0.01) == []
+    wrote = Result(idea_id="e", metric=2.95, flags={"training_wrote_result_file": True})
+    assert any("wrote the result file" in f for f in integrity_flags(wrote, "val_bpb", "minimize"))
+    grpo_base = Result(idea_id="baseline", metric=0.6, metrics={"max_train_eval_accuracy": 0.62})
+    inflated = Result(idea_id="f", metric=0.95, metrics={"max_train_eval_accuracy": 0.6})
+    assert any("gap" in f for f in integrity_flags(inflated, "accuracy", "maximize", grpo_base))
