@@ -21,6 +21,8 @@ from groundwork.ideation.catalog import load_catalog
 from groundwork.llm.base import LLMError
 from groundwork.llm.recording import BudgetExceeded, export_recording
 from groundwork.loop import ResearchLoop
+from groundwork.rl.commands import dataset_app, rl_app
+from groundwork.rl.config import is_rl_run
 from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run
 from groundwork.store import RunStore, StoreError
 
@@ -29,6 +31,8 @@ env_app = typer.Typer(help="Research environments: list, inspect, check, prepare
 app.add_typer(env_app, name="env")
 llm_app = typer.Typer(help="Model calls recorded in runs.", no_args_is_help=True)
 app.add_typer(llm_app, name="llm")
+app.add_typer(rl_app, name="rl")
+app.add_typer(dataset_app, name="dataset")
 console = Console()
 
 RunsDir = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Folder holding run folders.")
@@ -214,6 +218,8 @@ def resume(
 ) -> None:
     """Continue a stopped or killed run: nothing lost, nothing run twice."""
     store = RunStore(find_run(run_ref, runs_dir))
+    if is_rl_run(store.run_dir):
+        raise ValueError(f"{store.run_dir} is an RL run: continue it with `groundwork rl resume {store.run_dir}`")
     caps = {"max_dollars": max_dollars, "max_gpu_hours": max_gpu_hours, "max_hours": max_hours}
     caps = {k: v for k, v in caps.items() if v is not None}
     if caps:
