@@ -86,6 +86,13 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def _training_view(env: dict[str, str]) -> dict[str, str]:
+    """Training reads its data from the training view (only the training split) when the
+    environment provides one; the evaluation keeps the whole prepared folder."""
+    view = env.get("GROUNDWORK_TRAIN_DATA_DIR")
+    return {**env, "GROUNDWORK_DATA_DIR": view} if view else env
+
+
 def _expand(command: list[str]) -> list[str]:
     return [arg.replace("{python}", sys.executable) for arg in command]
 
@@ -132,7 +139,10 @@ class JobRunner:
         result_path = self.work / spec.result_file
         with open(self.log_path, "ab") as log:
             self._header(log, f"train (budget {spec.time_budget_s:g}s + grace {spec.grace_s:g}s)")
-            code, timed_out, seconds = self._phase(spec.train_command, env, log, spec.time_budget_s + spec.grace_s)
+            train_env = _training_view(env)
+            code, timed_out, seconds = self._phase(
+                spec.train_command, train_env, log, spec.time_budget_s + spec.grace_s
+            )
             self.flags["train_seconds"] = round(seconds, 3)
             self.flags["within_budget"] = not timed_out
             if timed_out:

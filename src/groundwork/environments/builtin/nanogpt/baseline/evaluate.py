@@ -4,33 +4,58 @@ Run after training, in the same folder as train.py:  python evaluate.py
 
 It rebuilds the model through the (possibly edited) `train.build_model`, loads the
 checkpoint strictly, and measures the mean next-byte cross-entropy on a FIXED slice of
-val.bin: GROUNDWORK_EVAL_TOKENS bytes to predict, taken as segments of 1024 bytes spread
-evenly over the whole file (so the score covers many source files, not the first one),
-each cut into consecutive non-overlapping windows of the model's context length (at most
-1024). Every model is scored on exactly the same bytes. The loss is computed here with an
-explicit float64 log_softmax + gather, so no function that train.py could change enters
-the metric. The result is written atomically; on any error nothing is written and the exit
-status is non-zero.
+val.bin: the profile's `eval_tokens` bytes to predict (SETTINGS below, chosen by
+GROUNDWORK_PROFILE; nothing a training run can change), taken as segments of 1024 bytes
+spread evenly over the whole file (so the score covers many source files, not the first
+one), each cut into consecutive non-overlapping windows of the model's context length (at
+most 1024). Every model is scored on exactly the same bytes, and val.bin must match the
+hash recorded when the data was prepared. The loss is computed here with an explicit
+float64 log_softmax + gather, so no function that train.py could change enters the metric.
 
-Environment: GROUNDWORK_DATA_DIR (required), GROUNDWORK_OUT_DIR (default "out"),
-GROUNDWORK_RESULT_PATH (default "result.json"), GROUNDWORK_EVAL_TOKENS (default 65536),
+Causality guard: for a few of the scored batches, the same batch is run again with every
+row's bytes after a cut point replaced by bytes from another scored window; the logits up to
+the cut must not move. A model that reads later bytes fails, however low its loss.
+
+The result is written atomically; on any error nothing is written and the exit status is
+non-zero.
+
+Environment: GROUNDWORK_DATA_DIR (required), GROUNDWORK_PROFILE (default "tiny"),
+GROUNDWORK_OUT_DIR (default "out"), GROUNDWORK_RESULT_PATH (default "result.json"),
 GROUNDWORK_NUM_THREADS (default 1).
 """
-import json
-import math
 import os
 import sys
-import time
-from typing import NoReturn
 
-import torch
+# Import nothing from the working folder by name (a patch or train.py could have left a
+# json.py or a torch/ there): drop the script's folder from the import path; train.py and the
+# locked prepare.py are loaded from their files below. (os and sys are loaded before any
+# script runs, so they cannot be shadowed.)
+if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
 
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import NoReturn  # noqa: E402
+
+import torch  # noqa: E402
+
+# Evaluation settings per profile: locked here, never read from anything a run can write.
+SETTINGS = {
+    "tiny": {"eval_tokens": 65536},
+    "smoke": {"eval_tokens": 8192},
+}
 MAX_WINDOW = 1024
 SEGMENT = 1024  # bytes predicted per evaluation segment
 WINDOWS_PER_BATCH = 32
+GUARD_BATCHES = 3  # scored batches re-run with their tails replaced (first, middle, last)
+GUARD_TOLERANCE = 1e-4
+HERE = os.path.dirname(os.path.abspath(__file__))
 # Bound before train.py is imported, so an edited train.py cannot swap the functions that
 # compute the metric by reassigning torch attributes at import time.
-LOG_SOFTMAX, GATHER = torch.log_softmax, torch.gather
+LOG_SOFTMAX, GATHER, ALLCLOSE = torch.log_softmax, torch.gather, torch.allclose
 
 
 def fail(message: str) -> NoReturn:
@@ -38,26 +63,66 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+def load_file(name: str, path: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def logits_of(model, x):
+    logits = model(x)
+    return logits[0] if isinstance(logits, (tuple, list)) else logits
+
+
+def check_causal(model, x, logits, salt: int) -> None:
+    """Re-run a scored batch with each row's bytes after a cut replaced by real bytes from
+    another row (same shape, natural content); the logits before the cut must not move."""
+    rows, length = x.shape
+    gen = torch.Generator().manual_seed(1000 + salt)
+    cuts = torch.randint(1, length, (rows,), generator=gen)
+    donor = x.roll(1, dims=0) if rows > 1 else x.flip(1)
+    keep = torch.arange(length)[None, :] < cuts[:, None]
+    altered = torch.where(keep, x, donor)
+    changed = altered != x
+    if not changed.any():
+        altered = torch.where(keep, x, (x + 1) % 256)
+    after = logits_of(model, altered)
+    for r in range(rows):
+        c = int(cuts[r])
+        if not ALLCLOSE(logits[r, :c].float(), after[r, :c].float(), rtol=GUARD_TOLERANCE, atol=GUARD_TOLERANCE):
+            fail(f"model is not causal: changing the bytes after position {c} moved the logits before it; "
+                 "a model that reads the bytes it predicts gets no score")
+
+
 def main() -> None:
     data_dir = os.environ.get("GROUNDWORK_DATA_DIR", "")
     out_dir = os.environ.get("GROUNDWORK_OUT_DIR", "out")
     result_path = os.environ.get("GROUNDWORK_RESULT_PATH", "result.json")
-    eval_tokens = int(os.environ.get("GROUNDWORK_EVAL_TOKENS", "65536"))
+    profile = os.environ.get("GROUNDWORK_PROFILE", "tiny")
+    if profile not in SETTINGS:
+        fail(f"no evaluation settings for profile {profile!r}; evaluate.py knows: {', '.join(SETTINGS)}")
+    eval_tokens = SETTINGS[profile]["eval_tokens"]
     torch.set_num_threads(int(os.environ.get("GROUNDWORK_NUM_THREADS", "1")))
-    if eval_tokens < 1:
-        fail(f"GROUNDWORK_EVAL_TOKENS must be positive, got {eval_tokens}")
     val_path = os.path.join(data_dir, "val.bin")
     if not data_dir or not os.path.isfile(val_path):
         fail(f"GROUNDWORK_DATA_DIR must name a folder with val.bin (got {data_dir!r})")
+    prepare = load_file("prepare", os.path.join(HERE, "prepare.py"))
+    ok, message = prepare.check(Path(data_dir), shards=("val.bin",))
+    if not ok:
+        fail(f"the validation data is not as prepared ({message}); prepare it again")
     ckpt_path = os.path.join(out_dir, "ckpt.pt")
     if not os.path.isfile(ckpt_path):
         fail(f"no checkpoint at {ckpt_path}: did training finish?")
 
     t0 = time.time()
-    # The edited training file defines the architecture; importing it must not train.
-    sys.path.insert(0, os.getcwd())
+    # The edited training file defines the architecture; importing it must not train. Its
+    # folder goes to the END of the import path: its own helper modules resolve, but nothing
+    # there can stand in for an installed module.
+    sys.path.append(HERE)
     try:
-        import train  # noqa: E402
+        train = load_file("train", os.path.join(HERE, "train.py"))
     except SystemExit as exc:
         fail(f"importing train.py called sys.exit({exc.code}); it must only define things")
 
@@ -76,42 +141,30 @@ def main() -> None:
     seg_starts = [span * k // max(1, segments - 1) for k in range(segments)] if segments > 1 else [0]
     window = min(int(model_args.get("block_size", 128)), MAX_WINDOW)
 
-    # Causality guard: changing the second half of a window must not move the first half's
-    # logits, or the model would be reading the bytes it is asked to predict.
-    with torch.no_grad():
-        probe = data[:window].unsqueeze(0)
-        half = probe.size(1) // 2
-        if half > 0:
-            altered = probe.clone()
-            altered[:, half:] = (altered[:, half:] + 1) % 256
-            before, after = model(probe), model(altered)
-            before, after = (t[0] if isinstance(t, (tuple, list)) else t for t in (before, after))
-            if not torch.allclose(before[:, :half], after[:, :half], rtol=1e-4, atol=1e-4):
-                fail("model is not causal: logits at a position depend on later bytes")
-
     # Windows: inputs data[s:s+w], targets data[s+1:s+w+1]; never crossing a segment's end.
     by_length: dict[int, list[int]] = {}
     for seg in seg_starts:
         for offset in range(0, SEGMENT, window):
             length = min(window, SEGMENT - offset)
             by_length.setdefault(length, []).append(seg + offset)
+    batches = [(length, starts[i:i + WINDOWS_PER_BATCH])
+               for length, starts in sorted(by_length.items()) for i in range(0, len(starts), WINDOWS_PER_BATCH)]
+    guarded = {round(k * (len(batches) - 1) / max(1, GUARD_BATCHES - 1)) for k in range(GUARD_BATCHES)}
     expected = segments * SEGMENT
     total_nll, counted = 0.0, 0
     with torch.no_grad():
-        for length, starts in sorted(by_length.items()):
-            for i in range(0, len(starts), WINDOWS_PER_BATCH):
-                batch = starts[i:i + WINDOWS_PER_BATCH]
-                x = torch.stack([data[s:s + length] for s in batch])
-                y = torch.stack([data[s + 1:s + length + 1] for s in batch])
-                logits = model(x)
-                if isinstance(logits, (tuple, list)):
-                    logits = logits[0]
-                if tuple(logits.shape) != (len(batch), length, 256):
-                    fail(f"model returned logits of shape {tuple(logits.shape)}, expected {(len(batch), length, 256)}")
-                logp = LOG_SOFTMAX(logits.to(torch.float64), dim=-1)
-                nll = -GATHER(logp, -1, y.unsqueeze(-1)).squeeze(-1)
-                total_nll += nll.sum().item()
-                counted += y.numel()
+        for b, (length, batch) in enumerate(batches):
+            x = torch.stack([data[s:s + length] for s in batch])
+            y = torch.stack([data[s + 1:s + length + 1] for s in batch])
+            logits = logits_of(model, x)
+            if tuple(logits.shape) != (len(batch), length, 256):
+                fail(f"model returned logits of shape {tuple(logits.shape)}, expected {(len(batch), length, 256)}")
+            if b in guarded and length > 1:
+                check_causal(model, x, logits, b)
+            logp = LOG_SOFTMAX(logits.to(torch.float64), dim=-1)
+            nll = -GATHER(logp, -1, y.unsqueeze(-1)).squeeze(-1)
+            total_nll += nll.sum().item()
+            counted += y.numel()
     if counted != expected:
         fail(f"internal error: scored {counted} positions, expected {expected}")
     val_loss = total_nll / counted
@@ -122,6 +175,7 @@ def main() -> None:
         "val_loss": val_loss,
         "val_bpb": val_loss / math.log(2),
         "eval_tokens": counted,
+        "eval_profile": profile,
         "train_seconds": ckpt.get("train_seconds"),
         "tokens_seen": ckpt.get("tokens_seen"),
         "steps": ckpt.get("steps"),

@@ -65,7 +65,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check(out: Path) -> tuple[bool, str]:
+def check(out: Path, shards: tuple[str, ...] = SHARDS) -> tuple[bool, str]:
     """(ok, message): do the shards in `out` exist and match the manifest's hashes?"""
     manifest_path = out / "manifest.json"
     if not manifest_path.is_file():
@@ -75,7 +75,7 @@ def check(out: Path) -> tuple[bool, str]:
         expected = manifest["sha256"]
     except (ValueError, KeyError) as exc:
         return False, f"unreadable manifest {manifest_path}: {exc}"
-    for name in SHARDS:
+    for name in shards:
         path = out / name
         if not path.is_file():
             return False, f"missing shard {path}"
