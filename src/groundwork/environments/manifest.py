@@ -82,16 +82,17 @@ class RunCommands(_Strict):
 
 class Data(_Strict):
     """Which files of the prepared data folder the training phase may see. Training gets a
-    folder holding only these (hard links); the evaluation gets the whole prepared folder."""
+    folder holding only the files these names or glob patterns match (hard links); the
+    evaluation gets the whole prepared folder."""
 
-    training_files: list[str] | None = None  # None: training sees the whole folder
+    training_files: list[str] | None = Field(default=None, min_length=1)  # None: the whole folder
 
     @field_validator("training_files")
     @classmethod
     def _plain_names(cls, v: list[str] | None) -> list[str] | None:
         for name in v or []:
             if not name or "/" in name or "\\" in name or name in (".", ".."):
-                raise ValueError(f"training files are plain file names in the data folder, got {name!r}")
+                raise ValueError(f"training files are names (or glob patterns) in the data folder, got {name!r}")
         return v
 
 

@@ -4,6 +4,7 @@ operations on them that do not depend on a run: profiles, visible files, data pr
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import subprocess
@@ -92,20 +93,25 @@ class Environment:
 
     def training_data_dir(self, data_dir: Path) -> Path:
         """The folder training reads: the prepared folder itself, or (when the manifest names
-        `data.training_files`) a sibling folder holding hard links to just those files, so a
-        training script never finds the evaluation's split where it looks for its data."""
-        files = self.manifest.data.training_files
-        if files is None:
+        `data.training_files`) a sibling folder holding hard links to just the files those
+        names and patterns match, so a training script never finds the evaluation's split."""
+        patterns = self.manifest.data.training_files
+        if patterns is None:
             return data_dir
-        view = data_dir.with_name(f"{data_dir.name}.training")
-        if all(_same_file(data_dir / n, view / n) for n in files) and sorted(os.listdir(view)) == sorted(files):
-            return view
-        missing = [n for n in files if not (data_dir / n).is_file()]
-        if missing:
+        present = sorted(p.name for p in data_dir.iterdir() if p.is_file()) if data_dir.is_dir() else []
+        files = [name for name in present if any(fnmatch.fnmatchcase(name, pat) for pat in patterns)]
+        if not files:
             raise RuntimeError(
-                f"data.training_files of {self.name!r} names {missing}, which {data_dir} does not hold: "
+                f"data.training_files of {self.name!r} ({', '.join(patterns)}) matches no file in {data_dir}: "
                 f"prepare the data again (groundwork env prepare {self.name})"
             )
+        view = data_dir.with_name(f"{data_dir.name}.training")
+        if (
+            view.is_dir()
+            and sorted(os.listdir(view)) == files
+            and all(_same_file(data_dir / n, view / n) for n in files)
+        ):
+            return view
         tmp = view.with_name(f".{view.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -148,6 +154,7 @@ class Environment:
         proc = subprocess.run(
             command,
             cwd=self.codebase_dir,
+            env={**os.environ, **profile.env},  # the profile's settings choose what to prepare
             text=True,
             stdout=subprocess.PIPE if quiet else None,
             stderr=subprocess.STDOUT if quiet else None,

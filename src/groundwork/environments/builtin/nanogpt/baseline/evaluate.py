@@ -12,6 +12,11 @@ most 1024). Every model is scored on exactly the same bytes, and val.bin must ma
 hash recorded when the data was prepared. The loss is computed here with an explicit
 float64 log_softmax + gather, so no function that train.py could change enters the metric.
 
+Token profiles (small, full: GPT-2 tokens in llm.c shards) score the first `eval_tokens`
+tokens of val_000000.bin in consecutive windows of the model's context, on the GPU in bf16
+when there is one (one process: the same average as splitting the windows over ranks), and
+report val_loss in nats per token and val_bpb over the bytes those tokens stand for.
+
 Causality guard: for a few of the scored batches, the same batch is run again with every
 row's bytes after a cut point replaced by bytes from another scored window; the logits up to
 the cut must not move. A model that reads later bytes fails, however low its loss.
@@ -43,15 +48,18 @@ from typing import NoReturn  # noqa: E402
 import torch  # noqa: E402
 
 # Evaluation settings per profile: locked here, never read from anything a run can write.
+# Byte profiles score `eval_tokens` bytes in segments spread over val.bin; token profiles score
+# the FIRST `eval_tokens` tokens of val_000000.bin (or all of it when it is shorter).
 SETTINGS = {
-    "tiny": {"eval_tokens": 65536},
-    "smoke": {"eval_tokens": 8192},
+    "tiny": {"eval_tokens": 65536, "device": "cpu", "batch": 32},
+    "smoke": {"eval_tokens": 8192, "device": "cpu", "batch": 32},
+    "small": {"eval_tokens": 10_485_760, "device": "cuda", "batch": 16},
+    "full": {"eval_tokens": 10_485_760, "device": "cuda", "batch": 16},
 }
 MAX_WINDOW = 1024
 SEGMENT = 1024  # bytes predicted per evaluation segment
-WINDOWS_PER_BATCH = 32
 GUARD_BATCHES = 3  # scored batches re-run with their tails replaced (first, middle, last)
-GUARD_TOLERANCE = 1e-4
+GUARD_TOLERANCE = {"cpu": 1e-4, "cuda": 2e-2}  # cuda: bf16 autocast
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Bound before train.py is imported, so an edited train.py cannot swap the functions that
 # compute the metric by reassigning torch attributes at import time.
@@ -72,28 +80,59 @@ def load_file(name: str, path: str):
 
 
 def logits_of(model, x):
-    logits = model(x)
+    if x.is_cuda:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(x)
+    else:
+        logits = model(x)
     return logits[0] if isinstance(logits, (tuple, list)) else logits
 
 
-def check_causal(model, x, logits, salt: int) -> None:
+def check_causal(model, x, logits, salt: int, tolerance: float) -> None:
     """Re-run a scored batch with each row's bytes after a cut replaced by real bytes from
     another row (same shape, natural content); the logits before the cut must not move."""
     rows, length = x.shape
     gen = torch.Generator().manual_seed(1000 + salt)
-    cuts = torch.randint(1, length, (rows,), generator=gen)
+    cuts = torch.randint(1, length, (rows,), generator=gen).to(x.device)
     donor = x.roll(1, dims=0) if rows > 1 else x.flip(1)
-    keep = torch.arange(length)[None, :] < cuts[:, None]
+    keep = torch.arange(length, device=x.device)[None, :] < cuts[:, None]
     altered = torch.where(keep, x, donor)
     changed = altered != x
     if not changed.any():
-        altered = torch.where(keep, x, (x + 1) % 256)
+        altered = torch.where(keep, x, (x + 1) % 256)  # (same bytes everywhere: any change will do)
     after = logits_of(model, altered)
     for r in range(rows):
         c = int(cuts[r])
-        if not ALLCLOSE(logits[r, :c].float(), after[r, :c].float(), rtol=GUARD_TOLERANCE, atol=GUARD_TOLERANCE):
+        if not ALLCLOSE(logits[r, :c].float(), after[r, :c].float(), rtol=tolerance, atol=tolerance):
             fail(f"model is not causal: changing the bytes after position {c} moved the logits before it; "
                  "a model that reads the bytes it predicts gets no score")
+
+
+def byte_windows(data_dir: str, eval_tokens: int, window: int):
+    """val.bin: segments of SEGMENT bytes spread evenly over the file, cut into windows."""
+    val_path = os.path.join(data_dir, "val.bin")
+    with open(val_path, "rb") as f:
+        data = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8).long()
+    if len(data) < SEGMENT + 1:
+        fail(f"{val_path} holds fewer than {SEGMENT + 1} bytes")
+    segments = max(1, math.ceil(eval_tokens / SEGMENT))
+    span = len(data) - (SEGMENT + 1)  # last possible segment start
+    seg_starts = [span * k // max(1, segments - 1) for k in range(segments)] if segments > 1 else [0]
+    starts = [(min(window, SEGMENT - offset), seg + offset) for seg in seg_starts for offset in range(0, SEGMENT, window)]
+    return data, starts, None
+
+
+def token_windows(data_dir: str, eval_tokens: int, window: int, prepare):
+    """val_000000.bin: consecutive windows over its first eval_tokens (+1) tokens."""
+    import numpy as np
+
+    tokens = prepare.read_token_shard(Path(data_dir) / "val_000000.bin")
+    n = min(eval_tokens, (len(tokens) - 1) // window * window)
+    if n < window:
+        fail(f"the validation shard holds {len(tokens)} tokens, fewer than one window of {window} + 1")
+    data = torch.from_numpy(np.array(tokens[:n + 1], dtype=np.int64))
+    token_bytes = torch.from_numpy(np.fromfile(os.path.join(data_dir, "token_bytes.bin"), dtype=np.uint16).astype(np.int64))
+    return data, [(window, s) for s in range(0, n, window)], token_bytes
 
 
 def main() -> None:
@@ -103,13 +142,15 @@ def main() -> None:
     profile = os.environ.get("GROUNDWORK_PROFILE", "tiny")
     if profile not in SETTINGS:
         fail(f"no evaluation settings for profile {profile!r}; evaluate.py knows: {', '.join(SETTINGS)}")
-    eval_tokens = SETTINGS[profile]["eval_tokens"]
+    settings = SETTINGS[profile]
+    eval_tokens = settings["eval_tokens"]
+    device = "cuda" if settings["device"] == "cuda" and torch.cuda.is_available() else "cpu"
     torch.set_num_threads(int(os.environ.get("GROUNDWORK_NUM_THREADS", "1")))
-    val_path = os.path.join(data_dir, "val.bin")
-    if not data_dir or not os.path.isfile(val_path):
-        fail(f"GROUNDWORK_DATA_DIR must name a folder with val.bin (got {data_dir!r})")
+    if not data_dir or not os.path.isdir(data_dir):
+        fail(f"GROUNDWORK_DATA_DIR must name a prepared data folder (got {data_dir!r})")
+    tokens = os.path.isfile(os.path.join(data_dir, "val_000000.bin"))
     prepare = load_file("prepare", os.path.join(HERE, "prepare.py"))
-    ok, message = prepare.check(Path(data_dir), shards=("val.bin",))
+    ok, message = prepare.check(Path(data_dir), shards=("val_000000.bin", "token_bytes.bin") if tokens else ("val.bin",))
     if not ok:
         fail(f"the validation data is not as prepared ({message}); prepare it again")
     ckpt_path = os.path.join(out_dir, "ckpt.pt")
@@ -130,52 +171,57 @@ def main() -> None:
     model_args = ckpt["model_args"]
     model = train.build_model(model_args)
     model.load_state_dict(ckpt["state_dict"], strict=True)
-    model = model.float().eval()
+    model = model.float().eval().to(device)
+    vocab = 256 if not tokens else int(model_args.get("vocab_size", 0))
+    if tokens and vocab < prepare.GPT2_VOCAB:
+        fail(f"model_args vocab_size = {vocab}: a GPT-2 token model needs at least {prepare.GPT2_VOCAB}")
 
-    with open(val_path, "rb") as f:
-        data = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8).long()
-    if len(data) < SEGMENT + 1:
-        fail(f"{val_path} holds fewer than {SEGMENT + 1} bytes")
-    segments = max(1, math.ceil(eval_tokens / SEGMENT))
-    span = len(data) - (SEGMENT + 1)  # last possible segment start
-    seg_starts = [span * k // max(1, segments - 1) for k in range(segments)] if segments > 1 else [0]
     window = min(int(model_args.get("block_size", 128)), MAX_WINDOW)
-
-    # Windows: inputs data[s:s+w], targets data[s+1:s+w+1]; never crossing a segment's end.
+    if tokens:
+        data, starts, token_bytes = token_windows(data_dir, eval_tokens, window, prepare)
+    else:
+        data, starts, token_bytes = byte_windows(data_dir, eval_tokens, window)
+    # Windows: inputs data[s:s+w], targets data[s+1:s+w+1]; batches of one window length.
     by_length: dict[int, list[int]] = {}
-    for seg in seg_starts:
-        for offset in range(0, SEGMENT, window):
-            length = min(window, SEGMENT - offset)
-            by_length.setdefault(length, []).append(seg + offset)
-    batches = [(length, starts[i:i + WINDOWS_PER_BATCH])
-               for length, starts in sorted(by_length.items()) for i in range(0, len(starts), WINDOWS_PER_BATCH)]
+    for length, start in starts:
+        by_length.setdefault(length, []).append(start)
+    per_batch = settings["batch"]
+    batches = [(length, group[i:i + per_batch])
+               for length, group in sorted(by_length.items()) for i in range(0, len(group), per_batch)]
     guarded = {round(k * (len(batches) - 1) / max(1, GUARD_BATCHES - 1)) for k in range(GUARD_BATCHES)}
-    expected = segments * SEGMENT
-    total_nll, counted = 0.0, 0
+    expected = len(starts) and sum(length for length, _ in starts)
+    total_nll, counted, scored_bytes = 0.0, 0, 0
+    # Bytes: float64 log-probabilities; tokens (vocabulary 50k): float32, summed in float64.
+    logit_dtype = torch.float64 if not tokens else torch.float32
     with torch.no_grad():
         for b, (length, batch) in enumerate(batches):
-            x = torch.stack([data[s:s + length] for s in batch])
-            y = torch.stack([data[s + 1:s + length + 1] for s in batch])
+            x = torch.stack([data[s:s + length] for s in batch]).to(device)
+            y = torch.stack([data[s + 1:s + length + 1] for s in batch]).to(device)
             logits = logits_of(model, x)
-            if tuple(logits.shape) != (len(batch), length, 256):
-                fail(f"model returned logits of shape {tuple(logits.shape)}, expected {(len(batch), length, 256)}")
+            if tuple(logits.shape) != (len(batch), length, vocab):
+                fail(f"model returned logits of shape {tuple(logits.shape)}, expected {(len(batch), length, vocab)}")
             if b in guarded and length > 1:
-                check_causal(model, x, logits, b)
-            logp = LOG_SOFTMAX(logits.to(torch.float64), dim=-1)
+                check_causal(model, x, logits, b, GUARD_TOLERANCE[device])
+            logp = LOG_SOFTMAX(logits.to(logit_dtype), dim=-1)
             nll = -GATHER(logp, -1, y.unsqueeze(-1)).squeeze(-1)
-            total_nll += nll.sum().item()
+            total_nll += nll.to(torch.float64).sum().item()
             counted += y.numel()
+            if token_bytes is not None:
+                scored_bytes += int(token_bytes[y.cpu()].sum())
     if counted != expected:
         fail(f"internal error: scored {counted} positions, expected {expected}")
     val_loss = total_nll / counted
     if not math.isfinite(val_loss):
         fail(f"non-finite validation loss {val_loss}")
+    # Bits per byte: for bytes, the loss in bits; for tokens, all the bits over all the bytes.
+    val_bpb = val_loss / math.log(2) if token_bytes is None else total_nll / math.log(2) / scored_bytes
 
     result = {
         "val_loss": val_loss,
-        "val_bpb": val_loss / math.log(2),
+        "val_bpb": val_bpb,
         "eval_tokens": counted,
         "eval_profile": profile,
+        "eval_device": device,
         "train_seconds": ckpt.get("train_seconds"),
         "tokens_seen": ckpt.get("tokens_seen"),
         "steps": ckpt.get("steps"),
@@ -185,8 +231,9 @@ def main() -> None:
         json.dump(result, f, indent=2)
         f.write("\n")
     os.replace(tmp, result_path)
-    print(f"val_loss {val_loss:.4f} nats/byte | val_bpb {result['val_bpb']:.4f} | "
-          f"{counted} tokens in {time.time() - t0:.1f}s -> {result_path}", flush=True)
+    unit = "nats/byte" if token_bytes is None else "nats/token"
+    print(f"val_loss {val_loss:.4f} {unit} | val_bpb {val_bpb:.4f} | "
+          f"{counted} tokens on {device} in {time.time() - t0:.1f}s -> {result_path}", flush=True)
 
 
 if __name__ == "__main__":
