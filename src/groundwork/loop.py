@@ -499,7 +499,7 @@ class ResearchLoop:
             eval_timeout_s=self.profile.eval_timeout_s,
             env={
                 **self.profile.env,
-                "GROUNDWORK_DATA_DIR": str(self.data_dir.resolve()),
+                **self.env.data_env(self.data_dir),  # the whole folder, and training's view of it
                 "GROUNDWORK_SEED": str(self.config.seed if job.seed is None else job.seed),
             },
             metric_name=manifest.metric.name,

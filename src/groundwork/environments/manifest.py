@@ -80,6 +80,22 @@ class RunCommands(_Strict):
     eval_timeout_s: float = Field(default=300.0, gt=0)
 
 
+class Data(_Strict):
+    """Which files of the prepared data folder the training phase may see. Training gets a
+    folder holding only the files these names or glob patterns match (hard links); the
+    evaluation gets the whole prepared folder."""
+
+    training_files: list[str] | None = Field(default=None, min_length=1)  # None: the whole folder
+
+    @field_validator("training_files")
+    @classmethod
+    def _plain_names(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or []:
+            if not name or "/" in name or "\\" in name or name in (".", ".."):
+                raise ValueError(f"training files are names (or glob patterns) in the data folder, got {name!r}")
+        return v
+
+
 class Resources(_Strict):
     gpus: int = Field(default=0, ge=0)
     cpus: int = Field(default=1, ge=1)
@@ -105,6 +121,7 @@ class Manifest(_Strict):
     files: Files
     run: RunCommands
     resources: Resources = Resources()
+    data: Data = Data()
     profiles: dict[str, Profile] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -4,7 +4,9 @@ operations on them that do not depend on a run: profiles, visible files, data pr
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,6 +15,9 @@ from pathlib import Path
 from groundwork.environments.manifest import MANIFEST_NAME, Manifest, ManifestError, Profile, Resources, parse_manifest
 
 BUILTIN_ROOT = Path(__file__).parent / "builtin"
+PROFILE_ENV = "GROUNDWORK_PROFILE"
+DATA_ENV = "GROUNDWORK_DATA_DIR"  # the whole prepared folder (evaluation)
+TRAIN_DATA_ENV = "GROUNDWORK_TRAIN_DATA_DIR"  # the training view; the runner hands it to training as DATA_ENV
 
 
 def cache_root() -> Path:
@@ -69,19 +74,60 @@ class Environment:
                 f"choose one of: {', '.join(sorted(self.manifest.profiles))}"
             ) from None
         run = self.manifest.run
+        # The profile's name reaches both phases, so locked evaluation code can keep its own
+        # per-profile settings (sample counts, seeds) where a patch cannot change them.
+        env = {PROFILE_ENV: name, **p.env}
         return ResolvedProfile(
             name=name,
             description=p.description,
             time_budget_s=p.time_budget_s,
             grace_s=run.grace_s if p.grace_s is None else p.grace_s,
             eval_timeout_s=run.eval_timeout_s if p.eval_timeout_s is None else p.eval_timeout_s,
-            env=dict(p.env),
+            env=env,
             resources=p.resources or self.manifest.resources,
             data_key=p.data_key,
         )
 
     def data_dir(self, profile: ResolvedProfile) -> Path:
         return cache_root() / "data" / self.name / profile.data_key
+
+    def training_data_dir(self, data_dir: Path) -> Path:
+        """The folder training reads: the prepared folder itself, or (when the manifest names
+        `data.training_files`) a sibling folder holding hard links to just the files those
+        names and patterns match, so a training script never finds the evaluation's split."""
+        patterns = self.manifest.data.training_files
+        if patterns is None:
+            return data_dir
+        present = sorted(p.name for p in data_dir.iterdir() if p.is_file()) if data_dir.is_dir() else []
+        files = [name for name in present if any(fnmatch.fnmatchcase(name, pat) for pat in patterns)]
+        if not files:
+            raise RuntimeError(
+                f"data.training_files of {self.name!r} ({', '.join(patterns)}) matches no file in {data_dir}: "
+                f"prepare the data again (groundwork env prepare {self.name})"
+            )
+        view = data_dir.with_name(f"{data_dir.name}.training")
+        if (
+            view.is_dir()
+            and sorted(os.listdir(view)) == files
+            and all(_same_file(data_dir / n, view / n) for n in files)
+        ):
+            return view
+        tmp = view.with_name(f".{view.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in files:
+            try:
+                os.link(data_dir / name, tmp / name)
+            except OSError:  # another file system, or no hard links: a copy is as good
+                shutil.copy2(data_dir / name, tmp / name)
+        shutil.rmtree(view, ignore_errors=True)
+        os.replace(tmp, view)
+        return view
+
+    def data_env(self, data_dir: Path) -> dict[str, str]:
+        """The data folders a job's phases get (the runner swaps in the training view for training)."""
+        data_dir = data_dir.resolve()
+        return {DATA_ENV: str(data_dir), TRAIN_DATA_ENV: str(self.training_data_dir(data_dir))}
 
     def visible_files(self) -> list[str]:
         """Codebase files an ideator or implementer may read (hidden ones left out)."""
@@ -108,6 +154,7 @@ class Environment:
         proc = subprocess.run(
             command,
             cwd=self.codebase_dir,
+            env={**os.environ, **profile.env},  # the profile's settings choose what to prepare
             text=True,
             stdout=subprocess.PIPE if quiet else None,
             stderr=subprocess.STDOUT if quiet else None,
@@ -118,7 +165,17 @@ class Environment:
                 f"data preparation for {self.name!r} failed (exit {proc.returncode}): {' '.join(command)}"
                 + (f"\n{output}" if output else "")
             )
+        self.training_data_dir(data_dir)
         return data_dir
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = a.stat(), b.stat()
+    except OSError:
+        return False
+    same_inode = (sa.st_ino, sa.st_dev) == (sb.st_ino, sb.st_dev)
+    return same_inode or (sa.st_size == sb.st_size and sa.st_mtime_ns == sb.st_mtime_ns)
 
 
 def load_environment(name_or_path: str | Path) -> Environment:

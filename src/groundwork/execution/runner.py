@@ -87,6 +87,13 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def _training_view(env: dict[str, str]) -> dict[str, str]:
+    """Training reads its data from the training view (only the training split) when the
+    environment provides one; the evaluation keeps the whole prepared folder."""
+    view = env.get("GROUNDWORK_TRAIN_DATA_DIR")
+    return {**env, "GROUNDWORK_DATA_DIR": view} if view else env
+
+
 def _expand(command: list[str]) -> list[str]:
     return [arg.replace("{python}", sys.executable) for arg in command]
 
@@ -138,7 +145,8 @@ class JobRunner:
             if self.sandbox_warning:
                 self._header(log, f"WARNING: {self.sandbox_warning}")
             self._header(log, f"train (budget {spec.time_budget_s:g}s + grace {spec.grace_s:g}s)")
-            end = self._phase(spec.train_command, env, log, spec.time_budget_s + spec.grace_s)
+            train_env = _training_view(env)
+            end = self._phase(spec.train_command, train_env, log, spec.time_budget_s + spec.grace_s)
             code, timed_out = end.exit_code, end.timed_out
             self.flags["train_seconds"] = round(end.seconds, 3)
             self.flags["within_budget"] = not timed_out

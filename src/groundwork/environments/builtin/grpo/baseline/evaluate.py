@@ -5,7 +5,7 @@ Run after training, in the same folder as train.py:  python evaluate.py
 It loads GROUNDWORK_OUT_DIR/policy.pt into model.py's network (the config must be
 model.CONFIG, the state dict must load strictly, every weight must be finite), decodes
 greedily (model.generate at temperature 0, at most 20 new tokens) on the first
-GROUNDWORK_EVAL_PROBLEMS problems of the fixed held-out split (prepare.split(), rebuilt
+`eval_problems` (SETTINGS below, by GROUNDWORK_PROFILE) of the fixed held-out split (prepare.split(), rebuilt
 here from its rule and checked against the data folder, whose files must also match the
 hashes in its manifest), and grades each completion with
 this file's own strict grader. train.py is never imported, and its reward function plays
@@ -23,7 +23,7 @@ Written atomically to GROUNDWORK_RESULT_PATH:
 On any error nothing is written and the exit status is non-zero.
 
 Environment: GROUNDWORK_DATA_DIR (required), GROUNDWORK_OUT_DIR (default "out"),
-GROUNDWORK_RESULT_PATH (default "result.json"), GROUNDWORK_EVAL_PROBLEMS (default 1000),
+GROUNDWORK_RESULT_PATH (default "result.json"), GROUNDWORK_PROFILE (default "tiny"),
 GROUNDWORK_NUM_THREADS (default 1).
 """
 import os
@@ -44,6 +44,11 @@ from typing import NoReturn  # noqa: E402
 
 import torch  # noqa: E402
 
+# Evaluation settings per profile: locked here, never read from anything a run can write.
+SETTINGS = {
+    "tiny": {"eval_problems": 1000},
+    "smoke": {"eval_problems": 100},
+}
 MAX_NEW_TOKENS = 20
 BATCH = 500
 SAMPLE_SEED = 0
@@ -146,10 +151,11 @@ def main() -> None:
     data_dir = os.environ.get("GROUNDWORK_DATA_DIR", "")
     out_dir = os.environ.get("GROUNDWORK_OUT_DIR", "out")
     result_path = os.environ.get("GROUNDWORK_RESULT_PATH", "result.json")
-    n_eval = int(os.environ.get("GROUNDWORK_EVAL_PROBLEMS", "1000"))
+    profile = os.environ.get("GROUNDWORK_PROFILE", "tiny")
+    if profile not in SETTINGS:
+        fail(f"no evaluation settings for profile {profile!r}; evaluate.py knows: {', '.join(SETTINGS)}")
+    n_eval = SETTINGS[profile]["eval_problems"]
     torch.set_num_threads(int(os.environ.get("GROUNDWORK_NUM_THREADS", "1")))
-    if n_eval < 1:
-        fail(f"GROUNDWORK_EVAL_PROBLEMS must be positive, got {n_eval}")
     t0 = time.time()
     problems = heldout_problems(data_dir)[:n_eval]
 
@@ -172,6 +178,7 @@ def main() -> None:
     result = {
         "accuracy": accuracy,
         "eval_problems": len(problems),
+        "eval_profile": profile,
         "format_rate": format_rate,
         "sampled_accuracy": sampled_accuracy,
         "max_train_eval_accuracy": max_train_eval(out_dir),

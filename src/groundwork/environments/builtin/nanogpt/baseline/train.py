@@ -1,13 +1,17 @@
-"""Train a small byte-level GPT on Python source under a fixed wall-clock budget.
+"""Train a GPT under a fixed wall-clock budget: on Python source bytes (tiny) or on GPT-2
+tokens on GPUs (small: one GPU; full: GPT-2 124M on 8 GPUs under torchrun).
 
 This is the file research ideas edit. The score is the validation bits per byte measured
 afterwards by a separate, locked evaluation script, which imports this file and calls
 `build_model(model_args)` on the saved checkpoint: keep that function and the checkpoint
 format working, and keep everything that runs under `main()`.
 """
+import contextlib
+import glob
 import json
 import math
 import os
+import sys
 import time
 
 import torch
@@ -43,7 +47,19 @@ MAX_TRAIN_TOKENS = int(os.environ.get("GROUNDWORK_MAX_TRAIN_TOKENS", "0"))  # to
 SEED = int(os.environ.get("GROUNDWORK_SEED", "1337"))
 NUM_THREADS = int(os.environ.get("GROUNDWORK_NUM_THREADS", "1"))
 OUT_DIR = os.environ.get("GROUNDWORK_OUT_DIR", "out")
-VOCAB_SIZE = 256  # bytes
+SCALE = os.environ.get("GROUNDWORK_SCALE", "tiny")  # which preset below: tiny, small or full
+DEVICE = os.environ.get("GROUNDWORK_DEVICE", "cpu")  # "cuda" on GPU profiles (bf16 autocast)
+COMPILE = os.environ.get("GROUNDWORK_COMPILE", "0") == "1"  # torch.compile, warmed up before the clock starts
+NPROC = int(os.environ.get("GROUNDWORK_NPROC", "1"))  # processes (GPUs); above 1 this file relaunches under torchrun
+BYTE_VOCAB, TOKEN_VOCAB = 256, 50304  # bytes; GPT-2's 50257 tokens padded to a multiple of 64
+
+# Scale presets: the profile picks one; "tiny" trains with the knobs above.
+if SCALE == "small":  # one GPU, about 5 minutes: 8 layers, 512 wide, context 1024
+    n_layer, n_head, n_embd, block_size = 8, 8, 512, 1024
+    batch_size, learning_rate, warmup_steps, log_every = 32, 1.5e-3, 100, 50
+elif SCALE == "full":  # GPT-2 124M on 8 GPUs, 25 minutes; batch_size is per GPU
+    n_layer, n_head, n_embd, block_size = 12, 12, 768, 1024
+    batch_size, learning_rate, warmup_steps, log_every = 64, 1.5e-3, 300, 50
 
 
 class CausalSelfAttention(nn.Module):
@@ -166,11 +182,73 @@ class AdamW:
                 p.addcdiv_(m, (v.sqrt() / math.sqrt(bias2)).add_(self.eps), value=-lr / bias1)
 
 
+def load_data(data_dir):
+    """(training data, vocabulary size): train.bin as one byte tensor, or the llm.c token
+    shards train_*.bin (a header of 256 int32, then uint16 tokens) as memory maps."""
+    path = os.path.join(data_dir, "train.bin")
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8), BYTE_VOCAB
+    import numpy as np
+
+    shards = []
+    for shard in sorted(glob.glob(os.path.join(data_dir, "train_*.bin"))):
+        header = np.fromfile(shard, dtype=np.int32, count=256)
+        shards.append(np.memmap(shard, dtype=np.uint16, mode="r", offset=1024, shape=(int(header[2]),)))
+    if not shards:
+        raise SystemExit(f"train.py: {data_dir} holds neither train.bin nor train_*.bin shards")
+    return shards, TOKEN_VOCAB
+
+
 def get_batch(data, gen):
-    """Random (x, y) windows from the byte tensor; y is x shifted by one byte."""
-    ix = torch.randint(len(data) - block_size - 1, (batch_size,), generator=gen)
-    chunk = data[ix[:, None] + torch.arange(block_size + 1)].long()
+    """Random (x, y) windows from the training data; y is x shifted by one token."""
+    if isinstance(data, torch.Tensor):  # bytes in memory
+        ix = torch.randint(len(data) - block_size - 1, (batch_size,), generator=gen)
+        chunk = data[ix[:, None] + torch.arange(block_size + 1)].long()
+    else:  # token shards: one random window over all shards per row
+        import numpy as np
+
+        sizes = np.array([len(s) - block_size - 1 for s in data])
+        ends = np.cumsum(sizes)
+        ix = torch.randint(int(ends[-1]), (batch_size,), generator=gen).numpy()
+        which = np.searchsorted(ends, ix, side="right")
+        offsets = ix - (ends[which] - sizes[which])
+        rows = [data[w][o:o + block_size + 1] for w, o in zip(which, offsets)]
+        chunk = torch.from_numpy(np.stack(rows).astype(np.int64))
+    if DEVICE != "cpu":
+        chunk = chunk.pin_memory().to(DEVICE, non_blocking=True)
     return chunk[:, :-1], chunk[:, 1:]
+
+
+def init_distributed():
+    """(rank, world size, device). With NPROC > 1 outside torchrun, replace this process by
+    torchrun running this file NPROC times; under torchrun, join the process group."""
+    if NPROC > 1 and "RANK" not in os.environ:
+        os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                  f"--nproc_per_node={NPROC}", os.path.abspath(sys.argv[0])])
+    if "RANK" not in os.environ:
+        return 0, 1, DEVICE
+    import torch.distributed as dist
+
+    local_rank = int(os.environ["LOCAL_RANK"])
+    device = DEVICE
+    if DEVICE == "cuda":
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if DEVICE == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def shared_clock(elapsed, world, device):
+    """The first rank's elapsed time, on every rank: all ranks use the same learning rate and
+    stop at the same step."""
+    if world == 1:
+        return elapsed
+    import torch.distributed as dist
+
+    clock = torch.tensor([elapsed], dtype=torch.float64, device=device)
+    dist.broadcast(clock, src=0)
+    return clock.item()
 
 
 def get_lr(step, progress):
@@ -182,31 +260,54 @@ def get_lr(step, progress):
 
 
 def main():
-    if not DATA_DIR or not os.path.isfile(os.path.join(DATA_DIR, "train.bin")):
-        raise SystemExit(f"train.py: GROUNDWORK_DATA_DIR must name a folder with train.bin (got {DATA_DIR!r})")
+    if not DATA_DIR or not os.path.isdir(DATA_DIR):
+        raise SystemExit(f"train.py: GROUNDWORK_DATA_DIR must name the prepared training data folder (got {DATA_DIR!r})")
+    rank, world, device = init_distributed()
     torch.set_num_threads(NUM_THREADS)
     torch.manual_seed(SEED)  # model init
-    gen = torch.Generator().manual_seed(SEED)  # batch sampling
-    with open(os.path.join(DATA_DIR, "train.bin"), "rb") as f:
-        data = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(SEED + rank)  # batch sampling, different on every rank
+    data, vocab_size = load_data(DATA_DIR)
     os.makedirs(OUT_DIR, exist_ok=True)
+    if device != "cpu":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device != "cpu" else contextlib.nullcontext()
 
-    model_args = dict(vocab_size=VOCAB_SIZE, block_size=block_size, n_layer=n_layer, n_head=n_head,
+    model_args = dict(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
                       n_embd=n_embd, dropout=dropout, bias=bias, tie_weights=tie_weights)
-    model = build_model(model_args)
+    model = build_model(model_args).to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {n_params / 1e6:.2f}M parameters, {model_args}", flush=True)
+    if rank == 0:
+        print(f"model: {n_params / 1e6:.2f}M parameters, {model_args}, {world} x {device}", flush=True)
     # Decay only matrices (embeddings included); biases and norm gains stay free.
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = AdamW(groups, lr=learning_rate, betas=(beta1, beta2))
+    if device == "cpu":
+        optimizer = AdamW(groups, lr=learning_rate, betas=(beta1, beta2))
+    else:  # one fused kernel for all parameters
+        optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(beta1, beta2), fused=True)
+    train_model = model  # what the loop calls: possibly wrapped for several ranks and compiled
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
 
-    log = open(os.path.join(OUT_DIR, "train_log.jsonl"), "w")
+        train_model = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device != "cpu" else None)
+    if COMPILE:
+        train_model = torch.compile(train_model)
+        # Compile outside the timed window: one forward and backward on a dummy batch.
+        dummy = torch.zeros((batch_size, block_size), dtype=torch.long, device=device)
+        with autocast:
+            _, loss = train_model(dummy, dummy)
+        loss.backward()
+        optimizer.zero_grad()
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    log = open(os.path.join(OUT_DIR, "train_log.jsonl"), "w") if rank == 0 else None
     step, tokens_seen, loss_val, t0 = 0, 0, float("nan"), time.time()  # the clock starts once the model exists
     t_last, tokens_last = t0, 0
     while True:
-        elapsed = time.time() - t0
+        elapsed = shared_clock(time.time() - t0, world, device)
         if elapsed > TIME_BUDGET_S or (MAX_TRAIN_TOKENS and tokens_seen >= MAX_TRAIN_TOKENS):
             break
         # Progress by time or tokens, whichever is further along: the step count is unknown.
@@ -215,16 +316,17 @@ def main():
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = get_batch(data, gen)
-        _, loss = model(x, y)
+        with autocast:
+            _, loss = train_model(x, y)
         optimizer.zero_grad()
         loss.backward()
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         step += 1
-        tokens_seen += x.numel()
-        loss_val = loss.item()  # cheap on CPU
-        if step % log_every == 0 or step == 1:
+        tokens_seen += x.numel() * world
+        if rank == 0 and (step % log_every == 0 or step == 1):
+            loss_val = loss.item()  # waits for the GPU: only when logging
             now = time.time()
             tok_s = (tokens_seen - tokens_last) / max(now - t_last, 1e-9)
             t_last, tokens_last = now, tokens_seen
@@ -233,14 +335,20 @@ def main():
             log.write(json.dumps({"step": step, "tokens": tokens_seen, "loss": loss_val, "lr": lr,
                                   "elapsed_s": round(now - t0, 3)}) + "\n")
             log.flush()
+    if device != "cpu":
+        torch.cuda.synchronize()
     train_seconds = time.time() - t0
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    if rank > 0:
+        return
     log.close()
 
     ckpt = {"model_args": model_args, "state_dict": model.state_dict(), "steps": step,
-            "tokens_seen": tokens_seen, "train_seconds": train_seconds}
+            "tokens_seen": tokens_seen, "train_seconds": train_seconds, "world_size": world}
     torch.save(ckpt, os.path.join(OUT_DIR, "ckpt.pt"))
     print(f"done: {step} steps, {tokens_seen} tokens in {train_seconds:.1f}s "
-          f"({tokens_seen / max(train_seconds, 1e-9):.0f} tok/s), final train loss {loss_val:.4f}", flush=True)
+          f"({tokens_seen / max(train_seconds, 1e-9):.0f} tok/s), last logged train loss {loss_val:.4f}", flush=True)
 
 
 if __name__ == "__main__":

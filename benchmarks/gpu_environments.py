@@ -1,0 +1,164 @@
+"""Run the built-in environments' `small` profiles on the GPU present and write JSON.
+
+    python benchmarks/gpu_environments.py [--profile small] [--envs nanogpt grpo] [--out FILE]
+
+For each environment: prepare its data (with progress; downloads only where the profile
+needs them), run the unmodified baseline once through the real job runner (training under
+the profile's budget, then the locked evaluation) and record the wall time and the metric.
+For nanogpt also the training throughput in tokens/s over the timed window (compile
+warm-up excluded: train.py starts its clock after it) and the model-FLOPs utilisation
+against the GPU's dense bf16 peak (the estimate of the PaLM paper, as nanoGPT computes it:
+6 x non-embedding parameters + 12 x layers x width x context FLOPs per token).
+An environment without the profile is reported as skipped, not silently left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from groundwork.environments import load_environment
+from groundwork.execution.runner import JobRunner
+from groundwork.implementation.codebase import file_sha256
+from groundwork.protocols import JobSpec
+
+# Dense bf16 tensor-core peaks in FLOP/s, matched against torch.cuda.get_device_name().
+BF16_PEAK_FLOPS = [
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),  # SXM
+    ("H200", 989e12),
+    ("GH200", 989e12),
+    ("B200", 2250e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+    ("A10", 125e12),
+]
+
+
+def device_description() -> tuple[str, int, float | None]:
+    """(device name, GPU count, bf16 peak FLOP/s per GPU or None when unknown)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            name = torch.cuda.get_device_name(0)
+            peak = next((flops for key, flops in BF16_PEAK_FLOPS if key in name), None)
+            return name, torch.cuda.device_count(), peak
+    except ImportError:
+        pass
+    return f"cpu ({platform.processor() or platform.machine()})", 0, None
+
+
+def flops_per_token(model_args: dict, n_params: int) -> float:
+    """Training FLOPs per token: 6 N (N without the position embedding) + 12 L d T (attention)."""
+    non_embedding = n_params - model_args["block_size"] * model_args["n_embd"]
+    return 6 * non_embedding + 12 * model_args["n_layer"] * model_args["n_embd"] * model_args["block_size"]
+
+
+def nanogpt_throughput(work: Path, gpus: int, peak: float | None) -> dict:
+    import torch
+
+    ckpt = torch.load(work / "out" / "ckpt.pt", map_location="cpu", weights_only=True)
+    args = ckpt["model_args"]
+    n_params = sum(t.numel() for k, t in ckpt["state_dict"].items() if k != "lm_head.weight" or not args["tie_weights"])
+    tokens_per_s = ckpt["tokens_seen"] / ckpt["train_seconds"]
+    per_token = flops_per_token(args, n_params)
+    ranks = max(1, int(ckpt.get("world_size", 1)))
+    mfu = per_token * tokens_per_s / (peak * ranks) if peak else None
+    return {
+        "tokens_per_s": round(tokens_per_s, 1),
+        "tokens_seen": ckpt["tokens_seen"],
+        "train_seconds": round(ckpt["train_seconds"], 3),
+        "parameters": n_params,
+        "flops_per_token": per_token,
+        "bf16_peak_flops_per_gpu": peak,
+        "ranks": ranks,
+        "mfu": round(mfu, 4) if mfu is not None else None,
+    }
+
+
+def run_profile(name: str, profile_name: str, work_root: Path, gpus: int, peak: float | None) -> dict:
+    env = load_environment(name)
+    if profile_name not in env.manifest.profiles:
+        return {"environment": name, "profile": profile_name, "skipped": f"{name} has no {profile_name!r} profile"}
+    profile = env.profile(profile_name)
+    print(f"== {name} ({profile_name}): preparing data in {env.data_dir(profile)}", flush=True)
+    data = env.prepare(profile)
+    job_dir = work_root / name
+    job_dir.mkdir(parents=True)
+    m = env.manifest
+    spec = JobSpec(
+        job_id=f"bench-{name}",
+        attempt=1,
+        job_dir=str(job_dir),
+        baseline_dir=str(env.codebase_dir),
+        diff_path="",
+        codebase_hash="",
+        locked_hashes={rel: file_sha256(env.codebase_dir / rel) for rel in m.files.locked},
+        train_command=m.run.train,
+        eval_command=m.run.evaluate,
+        time_budget_s=profile.time_budget_s,
+        grace_s=profile.grace_s,
+        eval_timeout_s=profile.eval_timeout_s,
+        env={**profile.env, **env.data_env(data), "GROUNDWORK_SEED": "0"},
+        metric_name=m.metric.name,
+        result_file=m.metric.result_file,
+        plausible_range=m.metric.plausible_range,
+        slot=0,
+        threads=1 if gpus == 0 else 4,
+        gpu_ids=list(range(min(gpus, profile.resources.gpus))),
+    )
+    print(f"== {name} ({profile_name}): training {profile.time_budget_s:g}s, then the locked evaluation", flush=True)
+    started = time.time()
+    outcome = JobRunner(spec).run()
+    report = {
+        "environment": name,
+        "profile": profile_name,
+        "wall_s": round(time.time() - started, 2),
+        "train_wall_s": outcome.flags.get("train_seconds"),
+        "failure": outcome.failure.value if outcome.failure else None,
+        "detail": outcome.detail[-2000:] if outcome.failure else "",
+        "metric": {m.metric.name: outcome.metric},
+        "metrics": outcome.metrics,
+        "job_log": str(job_dir / "job.log"),
+    }
+    if name == "nanogpt" and outcome.failure is None:
+        report["training"] = nanogpt_throughput(job_dir / "work", gpus, peak)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="small", help="profile to run (default: small)")
+    parser.add_argument("--envs", nargs="+", default=["nanogpt", "grpo"], help="environments to run")
+    parser.add_argument("--out", type=Path, default=Path("gpu_environments.json"), help="JSON file to write")
+    parser.add_argument("--work", type=Path, default=None, help="folder for the jobs (default: a temporary one)")
+    args = parser.parse_args(argv)
+
+    device, gpus, peak = device_description()
+    work = args.work or Path(tempfile.mkdtemp(prefix="groundwork-bench-"))
+    started = time.time()
+    results = [run_profile(name, args.profile, work, gpus, peak) for name in args.envs]
+    report = {
+        "device": device,
+        "gpus": gpus,
+        "python": sys.version.split()[0],
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_s": round(time.time() - started, 2),
+        "results": results,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    failed = [r["environment"] for r in results if r.get("failure")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

