@@ -46,7 +46,7 @@ def grpo_update(
     flat = sum(1 for _, rewards in groups if max(rewards) - min(rewards) < EPSILON)
     if flat == len(groups) and config.kl_beta == 0:  # nothing to learn; an optimiser step would still move
         return UpdateStats(0.0, None, 0.0, flat, sum(len(s.completion_ids) for s in samples))
-    policy.model.train()
+    policy.model.eval()  # no dropout: the update scores exactly the policy that sampled
     logprobs, mask = policy.token_logprobs(samples)
     adv = torch.tensor(advantages, dtype=logprobs.dtype, device=logprobs.device)[:, None]
     # exp(lp - lp.detach()) is 1 in value; its gradient is the policy gradient of lp.
@@ -57,7 +57,7 @@ def grpo_update(
         delta = reference - logprobs
         per_token_kl = torch.exp(delta) - delta - 1
         objective = objective - config.kl_beta * per_token_kl
-        kl = float((per_token_kl * mask).sum() / mask.sum())
+        kl = ((per_token_kl * mask).sum() / mask.sum()).item()
     loss = -(objective * mask).sum() / mask.sum().clamp(min=1)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

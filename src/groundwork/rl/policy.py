@@ -136,7 +136,9 @@ class Policy:
             samples.append(Sample(prompt_ids, completion, text))
         return samples
 
-    def token_logprobs(self, samples: list[Sample], model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def token_logprobs(
+        self, samples: list[Sample], model: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities of each sample's completion tokens (at the sampling
         temperature), padded: (logprobs [B, T], mask [B, T])."""
         model = model or self.model
