@@ -120,3 +120,7 @@ def test_lora_policy_learns_only_its_adapters_and_resumes_from_a_checkpoint(tmp_
         after, _ = reloaded.token_logprobs(samples)
     assert torch.allclose(before * mask, after * mask, atol=1e-5)
     shutil.rmtree(tmp_path / "run")
+    # chat models are prompted through their chat template
+    assert policy.encode_prompt("lower the loss")[0] != policy.tokenizer.bos_token_id
+    policy.tokenizer.chat_template = "{% for m in messages %}<s> {{ m['content'] }}{% endfor %} lr=1"
+    assert policy.tokenizer.decode(policy.encode_prompt("lower the loss")) == "<s> lower the <unk> lr=1"

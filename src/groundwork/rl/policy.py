@@ -120,6 +120,7 @@ class Policy:
             temperature=self.config.temperature,
             top_k=0,
             top_p=1.0,
+            repetition_penalty=1.0,  # sample from the policy itself: what the update scores
             max_new_tokens=self.config.max_new_tokens,
             num_return_sequences=count,
             pad_token_id=self.tokenizer.pad_token_id,
@@ -140,22 +141,26 @@ class Policy:
         self, samples: list[Sample], model: nn.Module | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities of each sample's completion tokens (at the sampling
-        temperature), padded: (logprobs [B, T], mask [B, T])."""
+        temperature), padded: (logprobs [B, T], mask [B, T]). Logits are computed only from
+        the first completion position on: over a long prompt and a large vocabulary, the
+        prompt's logits would take most of the memory."""
         model = model or self.model
-        pad = self.tokenizer.pad_token_id
         rows = [s.prompt_ids + s.completion_ids for s in samples]
         width = max(map(len, rows))
-        ids = torch.full((len(rows), width), pad, dtype=torch.long, device=self.device)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
         attention = torch.zeros_like(ids)
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row, device=self.device)
             attention[i, : len(row)] = 1
-        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float() / self.config.temperature
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        start = min(len(s.prompt_ids) for s in samples) - 1  # first position that predicts a completion token
+        logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=width - start).logits
+        logits = logits[:, :-1].float() / self.config.temperature  # positions start .. width-2
+        targets = ids[:, start + 1 :]
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
         mask = torch.zeros_like(logprobs)
         for i, s in enumerate(samples):
-            start = len(s.prompt_ids) - 1  # position predicting the first completion token
-            mask[i, start : start + len(s.completion_ids)] = 1.0
+            first = len(s.prompt_ids) - start - 1
+            mask[i, first : first + len(s.completion_ids)] = 1.0
         return logprobs, mask
 
     def save(self, folder: Path) -> None:
