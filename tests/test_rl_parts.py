@@ -38,6 +38,17 @@ def test_knob_implementer_sets_named_knobs_and_explains_what_it_cannot():
     assert "changes nothing" in _implement("lr=1e-2").error
 
 
+def test_knob_words_of_an_environment_make_a_tiny_model_vocabulary():
+    from groundwork.rl.tiny import knob_words
+
+    words = knob_words(CODEBASE, ["train.py"])
+    assert words == [
+        "lr=0.001", "lr=0.003", "lr=0.03", "lr=0.1", "steps=10", "steps=30", "steps=300", "steps=1000",
+        "warmup=1", "warmup=3", "warmup=30", "warmup=100",
+    ]  # fmt: skip
+    assert all(_implement(w).applied for w in words)
+
+
 def test_reward_is_improvement_over_the_baseline_in_noise_units_and_failures_get_the_penalty():
     minimize = Metric(name="loss", direction="minimize", plausible_range=(0, 10), result_file="r.json")
     maximize = Metric(name="acc", direction="maximize", plausible_range=(0, 1), result_file="r.json")
