@@ -135,3 +135,14 @@ def test_lora_policy_learns_only_its_adapters_and_resumes_from_a_checkpoint(tmp_
     assert policy.encode_prompt("lower the loss")[0] != policy.tokenizer.bos_token_id
     policy.tokenizer.chat_template = "{% for m in messages %}<s> {{ m['content'] }}{% endfor %} lr=1"
     assert policy.tokenizer.decode(policy.encode_prompt("lower the loss")) == "<s> lower the <unk> lr=1"
+
+
+def test_the_rl_prompt_shows_the_goal_and_the_best_past_ideas_with_their_rewards():
+    from groundwork.prompting import PromptLibrary
+
+    past = [{"text": "lr=1e-1 warmup=0", "reward": 0.98}, {"text": "lr=3e-2", "reward": -0.2}]
+    text = PromptLibrary().render("rl_ideator", context="", goal="Lower the loss.", past=past, unit="loss")
+    assert text.startswith("Lower the loss.")
+    assert "- reward +0.980: lr=1e-1 warmup=0\n- reward -0.200: lr=3e-2" in text and "in loss" in text
+    bare = PromptLibrary().render("rl_ideator", context="CODE", goal="Lower the loss.", past=[], unit="")
+    assert bare.startswith("CODE\n\nLower the loss.") and "Earlier ideas" not in bare
