@@ -51,6 +51,8 @@ def grpo_update(
     optimizer.zero_grad(set_to_none=True)
     total_loss, total_kl = 0.0, 0.0
     for samples, rewards in groups:
+        if config.kl_beta == 0 and max(rewards) - min(rewards) < EPSILON:
+            continue  # all advantages zero: no gradient, no need for the pass
         logprobs, mask = policy.token_logprobs(samples)
         adv = torch.tensor(group_advantages(rewards), dtype=logprobs.dtype, device=logprobs.device)[:, None]
         # exp(lp - lp.detach()) is 1 in value; its gradient is the policy gradient of lp.

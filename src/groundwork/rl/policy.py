@@ -56,7 +56,7 @@ def _from_pretrained(loader, source: str, **kwargs):
 
 
 class Policy:
-    def __init__(self, config: RLConfig, adapter_dir: Path | None = None):
+    def __init__(self, config: RLConfig, checkpoint: Path | None = None):
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -68,23 +68,25 @@ class Policy:
         self.tokenizer = _from_pretrained(AutoTokenizer, config.model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = _from_pretrained(AutoModelForCausalLM, config.model, dtype=_dtype(config.dtype, self.device))
+        dtype = _dtype(config.dtype, self.device)
+        full_checkpoint = checkpoint is not None and not config.lora_rank  # a full fine-tune's is the whole model
+        model = _from_pretrained(
+            AutoModelForCausalLM, str(checkpoint) if full_checkpoint else config.model, dtype=dtype
+        )
         if config.lora_rank:
             from peft import LoraConfig, PeftModel, get_peft_model
 
-            if adapter_dir is not None:
-                model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+            if checkpoint is not None:
+                model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=True)
             else:
                 lora = LoraConfig(
                     r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
                 )
                 model = get_peft_model(model, lora)
-        elif adapter_dir is not None:  # a full fine-tune's checkpoint is the whole model
-            model = _from_pretrained(AutoModelForCausalLM, str(adapter_dir), dtype=_dtype(config.dtype, self.device))
         self.model: nn.Module = model.to(self.device)
         self.reference: nn.Module | None = None  # the starting policy, for the KL penalty
         if config.kl_beta > 0 and not config.lora_rank:
-            self.reference = _from_pretrained(AutoModelForCausalLM, config.model).to(self.device).eval()
+            self.reference = _from_pretrained(AutoModelForCausalLM, config.model, dtype=dtype).to(self.device).eval()
             self.reference.requires_grad_(False)
 
     @property
