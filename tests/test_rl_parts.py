@@ -116,6 +116,8 @@ def test_lora_policy_learns_only_its_adapters_and_resumes_from_a_checkpoint(tmp_
     policy = Policy(config)
     base = {n: p.detach().clone() for n, p in policy.model.named_parameters() if not p.requires_grad}
     optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=1e-2)
+    with pytest.raises(ValueError, match="256-token context .* use --prompt goal"):
+        policy.sample("lower the loss " * 100, 2, seed=0)
     samples = policy.sample("lower the loss", 4, seed=1)
     assert len(samples) == 4 and all(s.completion_ids for s in samples)
     for _ in range(2):  # the second update starts away from the reference: a positive KL

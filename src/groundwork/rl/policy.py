@@ -110,6 +110,13 @@ class Policy:
     @torch.no_grad()
     def sample(self, prompt: str, count: int, seed: int) -> list[Sample]:
         prompt_ids = self.encode_prompt(prompt)
+        window = getattr(self.model.config, "max_position_embeddings", None)
+        if window and len(prompt_ids) + self.config.max_new_tokens > window:
+            raise ValueError(
+                f"a prompt of {len(prompt_ids)} tokens plus --max-new-tokens {self.config.max_new_tokens} exceeds "
+                f"the {window}-token context of {self.config.model}: use --prompt goal, fewer --past-ideas, "
+                "a smaller --max-new-tokens, or a model with a longer context"
+            )
         torch.manual_seed(seed)
         if self.device.type == "cuda":
             torch.cuda.manual_seed_all(seed)
