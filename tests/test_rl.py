@@ -104,13 +104,13 @@ def _rl_run(tmp_path: Path, steps: int, **rl) -> tuple[RunStore, RLTrainer]:
 
 
 def test_grpo_raises_the_mean_reward_of_a_tiny_random_ideator(tmp_path):
-    steps = 16
-    store, trainer = _rl_run(tmp_path, steps, group_size=16, learning_rate=3e-3)
+    steps = 10
+    store, trainer = _rl_run(tmp_path, steps, group_size=16, learning_rate=1e-2)
     trainer.run()
     rows = trainer.ideator.steps.rows()
     assert [r["step"] for r in rows] == list(range(1, steps + 1))
-    first = sum(r["mean_reward"] for r in rows[:4]) / 4
-    last = sum(r["mean_reward"] for r in rows[-4:]) / 4
+    first = sum(r["mean_reward"] for r in rows[:3]) / 3
+    last = sum(r["mean_reward"] for r in rows[-3:]) / 3
     print("mean reward per step:", [round(r["mean_reward"], 3) for r in rows])
     assert last > first + 0.5, (first, last)
     assert rows[-1]["execution_rate"] > rows[0]["execution_rate"]

@@ -21,7 +21,7 @@ from groundwork.rl.tiny import build_tiny_model  # noqa: E402
 from groundwork.store import RunStore  # noqa: E402
 from test_rl import KNOB_WORDS  # noqa: E402
 
-STEPS, GROUP = 3, 4
+STEPS, GROUP = 2, 3
 
 
 def _learned_steps(run_dir: Path) -> int:

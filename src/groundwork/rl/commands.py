@@ -175,6 +175,29 @@ def rl_status(
     _report(store)
 
 
+@rl_app.command("tiny-model")
+def rl_tiny_model(
+    folder: Path = typer.Argument(..., help="Folder to write the model to."),
+    env: str = typer.Option("nanogpt", "--env", "-e", help="Environment whose knobs make the vocabulary."),
+    seed: int = typer.Option(0, help="Seed of the random weights."),
+) -> None:
+    """Build a tiny randomly initialised model whose words are the environment's knob
+    settings (offline; for trying `groundwork rl run --implementer knobs` without a real model)."""
+    from groundwork.environments import load_environment
+    from groundwork.rl.tiny import build_tiny_model, knob_words
+
+    environment = load_environment(env)
+    words = knob_words(environment.codebase_dir, environment.manifest.files.editable)
+    if not words:
+        raise ValueError(f"environment {environment.name!r} has no numeric top-level knobs in its editable files")
+    build_tiny_model(folder, words, seed=seed)
+    console.print(
+        f"wrote a tiny random model with {len(words)} knob settings to {folder}; train it with:\n"
+        f"  groundwork rl run --model {folder} --env {env} --implementer knobs --prompt goal "
+        "--max-new-tokens 6 --lr 1e-2 --group-size 8 --steps 10"
+    )
+
+
 @dataset_app.command("export")
 def dataset_export(
     runs: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids or folders (search or RL runs)."),

@@ -6,7 +6,6 @@ similarity."""
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,7 +57,6 @@ def load_embedder(name: str | None) -> Embedder | None:
     if name is None:
         return None
     try:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
     except ImportError:
         return None

@@ -40,32 +40,37 @@ class UpdateStats:
 def grpo_update(
     policy: Policy, optimizer: torch.optim.Optimizer, groups: list[tuple[list[Sample], list[float]]]
 ) -> UpdateStats:
+    """One optimiser step over all groups; each group is its own forward and backward
+    pass (gradients accumulate), so memory grows with the group, not the batch."""
     config = policy.config
-    samples = [s for group, _ in groups for s in group]
-    advantages = [a for _, rewards in groups for a in group_advantages(rewards)]
+    tokens = sum(len(s.completion_ids) for group, _ in groups for s in group)
     flat = sum(1 for _, rewards in groups if max(rewards) - min(rewards) < EPSILON)
     if flat == len(groups) and config.kl_beta == 0:  # nothing to learn; an optimiser step would still move
-        return UpdateStats(0.0, None, 0.0, flat, sum(len(s.completion_ids) for s in samples))
-    policy.model.train()
-    logprobs, mask = policy.token_logprobs(samples)
-    adv = torch.tensor(advantages, dtype=logprobs.dtype, device=logprobs.device)[:, None]
-    # exp(lp - lp.detach()) is 1 in value; its gradient is the policy gradient of lp.
-    objective = torch.exp(logprobs - logprobs.detach()) * adv
-    kl = None
-    if config.kl_beta > 0:
-        reference = _reference_logprobs(policy, samples)
-        delta = reference - logprobs
-        per_token_kl = torch.exp(delta) - delta - 1
-        objective = objective - config.kl_beta * per_token_kl
-        kl = float((per_token_kl * mask).sum() / mask.sum())
-    loss = -(objective * mask).sum() / mask.sum().clamp(min=1)
+        return UpdateStats(0.0, None, 0.0, flat, tokens)
+    policy.model.eval()  # no dropout: the update scores exactly the policy that sampled
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    total_loss, total_kl = 0.0, 0.0
+    for samples, rewards in groups:
+        if config.kl_beta == 0 and max(rewards) - min(rewards) < EPSILON:
+            continue  # all advantages zero: no gradient, no need for the pass
+        logprobs, mask = policy.token_logprobs(samples)
+        adv = torch.tensor(group_advantages(rewards), dtype=logprobs.dtype, device=logprobs.device)[:, None]
+        # exp(lp - lp.detach()) is 1 in value; its gradient is the policy gradient of lp.
+        objective = torch.exp(logprobs - logprobs.detach()) * adv
+        if config.kl_beta > 0:
+            delta = _reference_logprobs(policy, samples) - logprobs
+            per_token_kl = torch.exp(delta) - delta - 1
+            objective = objective - config.kl_beta * per_token_kl
+            total_kl += (per_token_kl * mask).sum().item()
+        loss = -(objective * mask).sum() / max(1, tokens)  # token-level mean over the whole batch
+        loss.backward()
+        total_loss += loss.item()
     grad_norm = torch.nn.utils.clip_grad_norm_(
         [p for p in policy.model.parameters() if p.requires_grad], config.max_grad_norm
     )
     optimizer.step()
-    return UpdateStats(loss.item(), kl, float(grad_norm), flat, int(mask.sum()))
+    kl = total_kl / max(1, tokens) if config.kl_beta > 0 else None
+    return UpdateStats(total_loss, kl, float(grad_norm), flat, tokens)
 
 
 @torch.no_grad()

@@ -56,7 +56,9 @@ class RLIdeator:
         self.label = f"rl:{Path(config.model).name}" + (f"+lora{config.lora_rank}" if config.lora_rank else "")
         prompts = prompts or PromptLibrary()
         self.prompts = prompts
-        self.context = environment_context(prompts, env, budget_s, line_numbers=False) if config.prompt == "context" else ""
+        self.context = (
+            environment_context(prompts, env, budget_s, line_numbers=False) if config.prompt == "context" else ""
+        )
         self.learned_step, checkpoint = latest_checkpoint(self.run_dir)
         self.policy = Policy(config, checkpoint / "policy" if checkpoint else None)
         trainable = [p for p in self.policy.model.parameters() if p.requires_grad]
@@ -113,7 +115,9 @@ class RLIdeator:
             unit = scale.unit
         else:
             unit = ""
-        return self.prompts.render("rl_ideator", context=self.context, goal=self.env.manifest.goal.strip(), past=past, unit=unit)
+        return self.prompts.render(
+            "rl_ideator", context=self.context, goal=self.env.manifest.goal.strip(), past=past, unit=unit
+        )
 
     # ---- learning -------------------------------------------------------------------
 

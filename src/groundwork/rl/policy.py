@@ -56,7 +56,7 @@ def _from_pretrained(loader, source: str, **kwargs):
 
 
 class Policy:
-    def __init__(self, config: RLConfig, adapter_dir: Path | None = None):
+    def __init__(self, config: RLConfig, checkpoint: Path | None = None):
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -68,23 +68,25 @@ class Policy:
         self.tokenizer = _from_pretrained(AutoTokenizer, config.model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = _from_pretrained(AutoModelForCausalLM, config.model, dtype=_dtype(config.dtype, self.device))
+        dtype = _dtype(config.dtype, self.device)
+        full_checkpoint = checkpoint is not None and not config.lora_rank  # a full fine-tune's is the whole model
+        model = _from_pretrained(
+            AutoModelForCausalLM, str(checkpoint) if full_checkpoint else config.model, dtype=dtype
+        )
         if config.lora_rank:
             from peft import LoraConfig, PeftModel, get_peft_model
 
-            if adapter_dir is not None:
-                model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+            if checkpoint is not None:
+                model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=True)
             else:
                 lora = LoraConfig(
                     r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
                 )
                 model = get_peft_model(model, lora)
-        elif adapter_dir is not None:  # a full fine-tune's checkpoint is the whole model
-            model = _from_pretrained(AutoModelForCausalLM, str(adapter_dir), dtype=_dtype(config.dtype, self.device))
         self.model: nn.Module = model.to(self.device)
         self.reference: nn.Module | None = None  # the starting policy, for the KL penalty
         if config.kl_beta > 0 and not config.lora_rank:
-            self.reference = _from_pretrained(AutoModelForCausalLM, config.model).to(self.device).eval()
+            self.reference = _from_pretrained(AutoModelForCausalLM, config.model, dtype=dtype).to(self.device).eval()
             self.reference.requires_grad_(False)
 
     @property
@@ -108,6 +110,13 @@ class Policy:
     @torch.no_grad()
     def sample(self, prompt: str, count: int, seed: int) -> list[Sample]:
         prompt_ids = self.encode_prompt(prompt)
+        window = getattr(self.model.config, "max_position_embeddings", None)
+        if window and len(prompt_ids) + self.config.max_new_tokens > window:
+            raise ValueError(
+                f"a prompt of {len(prompt_ids)} tokens plus --max-new-tokens {self.config.max_new_tokens} exceeds "
+                f"the {window}-token context of {self.config.model}: use --prompt goal, fewer --past-ideas, "
+                "a smaller --max-new-tokens, or a model with a longer context"
+            )
         torch.manual_seed(seed)
         if self.device.type == "cuda":
             torch.cuda.manual_seed_all(seed)
@@ -120,6 +129,7 @@ class Policy:
             temperature=self.config.temperature,
             top_k=0,
             top_p=1.0,
+            repetition_penalty=1.0,  # sample from the policy itself: what the update scores
             max_new_tokens=self.config.max_new_tokens,
             num_return_sequences=count,
             pad_token_id=self.tokenizer.pad_token_id,
@@ -136,24 +146,30 @@ class Policy:
             samples.append(Sample(prompt_ids, completion, text))
         return samples
 
-    def token_logprobs(self, samples: list[Sample], model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def token_logprobs(
+        self, samples: list[Sample], model: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities of each sample's completion tokens (at the sampling
-        temperature), padded: (logprobs [B, T], mask [B, T])."""
+        temperature), padded: (logprobs [B, T], mask [B, T]). Logits are computed only from
+        the first completion position on: over a long prompt and a large vocabulary, the
+        prompt's logits would take most of the memory."""
         model = model or self.model
-        pad = self.tokenizer.pad_token_id
         rows = [s.prompt_ids + s.completion_ids for s in samples]
         width = max(map(len, rows))
-        ids = torch.full((len(rows), width), pad, dtype=torch.long, device=self.device)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
         attention = torch.zeros_like(ids)
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row, device=self.device)
             attention[i, : len(row)] = 1
-        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float() / self.config.temperature
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        start = min(len(s.prompt_ids) for s in samples) - 1  # first position that predicts a completion token
+        logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=width - start).logits
+        logits = logits[:, :-1].float() / self.config.temperature  # positions start .. width-2
+        targets = ids[:, start + 1 :]
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
         mask = torch.zeros_like(logprobs)
         for i, s in enumerate(samples):
-            start = len(s.prompt_ids) - 1  # position predicting the first completion token
-            mask[i, start : start + len(s.completion_ids)] = 1.0
+            first = len(s.prompt_ids) - start - 1
+            mask[i, first : first + len(s.completion_ids)] = 1.0
         return logprobs, mask
 
     def save(self, folder: Path) -> None:

@@ -6,6 +6,8 @@ so that even its first random ideas sometimes parse and sometimes do not."""
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
@@ -16,6 +18,9 @@ def build_tiny_model(folder: Path, words: list[str], *, seed: int = 0, width: in
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
 
     vocab = {token: i for i, token in enumerate(dict.fromkeys(SPECIALS + words + FILLER))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -31,6 +36,9 @@ def build_tiny_model(folder: Path, words: list[str], *, seed: int = 0, width: in
         n_embd=width,
         n_layer=layers,
         n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
         bos_token_id=vocab["<s>"],
         eos_token_id=vocab["</s>"],
         pad_token_id=vocab["<pad>"],
@@ -40,3 +48,29 @@ def build_tiny_model(folder: Path, words: list[str], *, seed: int = 0, width: in
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+FACTORS = (0.1, 0.3, 3.0, 10.0)
+
+
+def knob_words(codebase: Path, editable: list[str]) -> list[str]:
+    """`name=value` words for the numeric knobs of an environment's editable files: each
+    knob's current value times 0.1, 0.3, 3 and 10 (integers rounded, at least 1). Upper-case
+    names are taken for constants and left out."""
+    from groundwork.implementation.knob_implementer import knobs_of
+
+    words = []
+    for name, rel in sorted(knobs_of(codebase, editable).items()):
+        if name.isupper():
+            continue  # CONSTANTS by convention: fixed by the environment, not knobs
+        line = re.search(rf"^{re.escape(name)}\s*=\s*([^#\n]+)", (codebase / rel).read_text(), re.MULTILINE)
+        try:
+            value = ast.literal_eval(line.group(1).strip()) if line else None
+        except (ValueError, SyntaxError):
+            continue  # computed, not a literal: not a knob an idea sets by value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value == 0:
+            continue
+        for factor in FACTORS:
+            new = max(1, round(value * factor)) if isinstance(value, int) else value * factor
+            words.append(f"{name}={new:.3g}" if isinstance(new, float) else f"{name}={new}")
+    return list(dict.fromkeys(w for w in words))
