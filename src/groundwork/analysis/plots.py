@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import random
+import textwrap
 from collections import Counter
 
 from groundwork.analysis.categories import CATEGORIES
@@ -35,7 +36,7 @@ def _png(fig) -> bytes:
 
 
 def _empty(ax, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#666666", wrap=True)
+    ax.text(0.5, 0.5, textwrap.fill(message, 40), ha="center", va="center", transform=ax.transAxes, color="#666666")
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -164,7 +165,7 @@ def execution_funnel(runs: list[RunDetails]) -> bytes:
         for run in runs
         for pair, funnel in sorted(run.summary.funnels.items())
     ]
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.9 * max(1, len(groups))))
+    fig, ax = plt.subplots(figsize=(8.5, 1.4 + 1.0 * max(1, len(groups))))
     if not groups:
         _empty(ax, "no idea has finished yet")
     else:
@@ -181,7 +182,7 @@ def execution_funnel(runs: list[RunDetails]) -> bytes:
         ax.invert_yaxis()
         ax.set_xlabel("ideas")
         ax.set_xlim(0, max(f.proposed for _, f in groups) * 1.25 + 0.5)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Execution funnel per model (ideator -> implementer)")
     return _png(fig)
 
@@ -302,29 +303,30 @@ def length_vs_success(runs: list[RunDetails]) -> bytes:
 
 
 def costs(runs: list[RunDetails]) -> bytes:
-    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 1.6 + 0.6 * len(runs)))
     names = [run.summary.run_id if len(runs) > 1 else "this run" for run in runs]
     dollars = [run.summary.llm_spent_usd for run in runs]
     replayed = [run.summary.llm_replayed_usd for run in runs]
-    axes[0].barh(names, dollars, color="#1f77b4", label="paid")
-    axes[0].barh(names, replayed, left=dollars, color="#c6dbef", label="recorded, replayed free")
-    for y, (paid, free) in enumerate(zip(dollars, replayed, strict=False)):
-        axes[0].text(
-            paid + free, y, f" ${paid:.2f}" + (f" (+${free:.2f} replayed)" if free else ""), va="center", fontsize=8
-        )
-    axes[0].set_xlim(0, max([a + b for a, b in zip(dollars, replayed, strict=False)] + [0.01]) * 1.6)
-    axes[0].set_xlabel("US dollars")
+    if not any(dollars) and not any(replayed):
+        _empty(axes[0], "$0.00: no paid model calls (the offline catalog, or no calls yet)")
+    else:
+        axes[0].barh(names, dollars, height=0.5, color="#1f77b4", label="paid")
+        axes[0].barh(names, replayed, height=0.5, left=dollars, color="#c6dbef", label="recorded, replayed free")
+        for y, (paid, free) in enumerate(zip(dollars, replayed, strict=True)):
+            text = f" ${paid:.2f}" + (f" (+${free:.2f} replayed)" if free else "")
+            axes[0].text(paid + free, y, text, va="center", fontsize=8)
+        axes[0].set_xlim(0, max(a + b for a, b in zip(dollars, replayed, strict=True)) * 1.6)
+        axes[0].set_xlabel("US dollars")
     axes[0].set_title("Language-model cost", fontsize=10)
     gpu = [run.gpu_hours for run in runs]
     cpu = [run.cpu_hours for run in runs]
-    axes[1].barh(names, gpu, color="#2ca02c", label="GPU-hours")
-    axes[1].barh(names, cpu, left=gpu, color="#bcbd22", label="CPU-hours (jobs without GPUs)")
-    for y, (g, c) in enumerate(zip(gpu, cpu, strict=False)):
+    axes[1].barh(names, gpu, height=0.5, color="#2ca02c")
+    axes[1].barh(names, cpu, height=0.5, left=gpu, color="#bcbd22")
+    for y, (g, c) in enumerate(zip(gpu, cpu, strict=True)):
         axes[1].text(g + c, y, f" {g:.3g} GPU-h, {c:.3g} CPU-h", va="center", fontsize=8)
-    axes[1].set_xlim(0, max([a + b for a, b in zip(gpu, cpu, strict=False)] + [0.001]) * 1.8)
+    axes[1].set_xlim(0, max([a + b for a, b in zip(gpu, cpu, strict=True)] + [0.001]) * 1.8)
     axes[1].set_xlabel("hours (job wall time x devices requested)")
-    axes[1].set_title("Compute", fontsize=10)
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].set_title("Compute: GPU-hours (green), CPU-hours of jobs without GPUs (olive)", fontsize=9)
     for ax in axes:
         ax.tick_params(axis="y", labelsize=8)
     return _png(fig)
