@@ -4,8 +4,6 @@ screenshot stays as an artifact in test-artifacts/."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -14,24 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import GROUNDWORK, REPO, cli_env
+from browser import ARTIFACTS, browser_page, require_chromium
+from conftest import GROUNDWORK, cli_env
 from groundwork.config import RunConfig
 from groundwork.dashboard.app import create_app
 from groundwork.records import Idea, Job, Patch, PatchStatus, PromptKind
 from groundwork.runs import create_run
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _free_port() -> int:
@@ -62,11 +48,8 @@ def _slow_toy(toy_env: Path, seconds: float) -> None:
 
 
 def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: .ci/run installs it with apt-get")
-        pytest.skip("chromium is not installed: apt-get install chromium (.ci/run does)")
-    from playwright.sync_api import expect, sync_playwright
+    require_chromium()
+    from playwright.sync_api import expect
 
     _slow_toy(toy_env, 1.5)
     runs = tmp_path / "runs"
@@ -102,15 +85,7 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_http(base + "/")
-        with sync_playwright() as p:
-            browser = p.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1300, "height": 1000},
-            )
-            page = browser.new_page()
+        with browser_page(tmp_path / "chromium-profile") as page:
             page.goto(base + "/")
             expect(page.locator("#runs")).to_contain_text("live", timeout=30_000)
             page.click("text=live")
@@ -143,7 +118,6 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
                 "fetch('/api/runs/live/jobs/job-e1-01/cancel', {method: 'POST'}).then(r => r.status)"
             )
             assert answer == 403
-            browser.close()
         assert run.wait(timeout=60) == 0
     finally:
         for proc in (run, server):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from browser import ARTIFACTS, browser_page, require_chromium
 from conftest import GROUNDWORK, cli_env
 from groundwork.analysis.categories import IdeaText, keyword_category, label_ideas
 from groundwork.analysis.details import load_details
@@ -108,6 +109,16 @@ def test_report_of_a_toy_run_shows_every_plot_and_the_planted_failures(toy_env, 
     assert f"{best.idea.id}: {best.idea.title}" in page and '<span class="add">' in page  # top idea with its diff
     assert "CPU-h" in page and details.cpu_hours > 0 and details.gpu_hours == 0  # toy jobs request no GPU
 
+    # Opened in a real browser, from the file alone: every plot shows.
+    require_chromium()
+    with browser_page(tmp_path / "chromium-profile") as browser:
+        browser.goto((tmp_path / "report.html").as_uri())
+        shown = browser.evaluate("Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth])")
+        assert {alt for alt, width in shown if width and width > 500} >= set(SECTIONS), shown
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.screenshot(path=str(ARTIFACTS / "report-toy.png"), full_page=True)
+        print(f"report screenshot: {ARTIFACTS / 'report-toy.png'}")
+
 
 def test_report_compares_two_runs(toy_env, tmp_path):
     runs = tmp_path / "runs"
@@ -148,7 +159,8 @@ def test_report_of_a_nanogpt_smoke_run_has_curves_and_diffs(tmp_path):
     details = load_details(RunStore(runs / "n"))
     assert details.baseline is not None and details.baseline.result.curve  # nanogpt logs a loss curve
     assert set(SECTIONS) <= set(_images(page))
-    assert "diff --git" in page or "+++ " in page
+    # Its diffs are in the report, among the top ideas or, if the (loaded) machine made them fail, the failures.
+    assert "+++ b/train.py" in page and '<span class="add">' in page
     assert "val_bpb" in page
 
 

@@ -233,8 +233,9 @@ def categories(runs: list[RunDetails]) -> bytes:
                 left = [a + b for a, b in zip(left, counts, strict=False)]
             ax.invert_yaxis()
             ax.set_xlabel("ideas")
+            ax.set_xlim(0, max(left) * 1.15)
             ax.xaxis.get_major_locator().set_params(integer=True)
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="lower right")
         ax.set_title(
             (run.summary.run_id + "\n" if len(runs) > 1 else "") + f"labelled by {run.categories_by}", fontsize=9
         )
@@ -307,8 +308,14 @@ def costs(runs: list[RunDetails]) -> bytes:
     names = [run.summary.run_id if len(runs) > 1 else "this run" for run in runs]
     dollars = [run.summary.llm_spent_usd for run in runs]
     replayed = [run.summary.llm_replayed_usd for run in runs]
+    unpriced = sum(run.summary.unpriced_calls for run in runs)
     if not any(dollars) and not any(replayed):
-        _empty(axes[0], "$0.00: no paid model calls (the offline catalog, or no calls yet)")
+        reason = (
+            f"{unpriced} calls to models with no price (GROUNDWORK_PRICES adds prices)"
+            if unpriced
+            else "no paid model calls (the offline catalog, or no calls yet)"
+        )
+        _empty(axes[0], "$0.00: " + reason)
     else:
         axes[0].barh(names, dollars, height=0.5, color="#1f77b4", label="paid")
         axes[0].barh(names, replayed, height=0.5, left=dollars, color="#c6dbef", label="recorded, replayed free")
@@ -326,9 +333,10 @@ def costs(runs: list[RunDetails]) -> bytes:
         axes[1].text(g + c, y, f" {g:.3g} GPU-h, {c:.3g} CPU-h", va="center", fontsize=8)
     axes[1].set_xlim(0, max([a + b for a, b in zip(gpu, cpu, strict=True)] + [0.001]) * 1.8)
     axes[1].set_xlabel("hours (job wall time x devices requested)")
-    axes[1].set_title("Compute: GPU-hours (green), CPU-hours of jobs without GPUs (olive)", fontsize=9)
+    axes[1].set_title("Compute: GPU-hours (green), CPU-hours (olive)", fontsize=10)
     for ax in axes:
         ax.tick_params(axis="y", labelsize=8)
+        ax.invert_yaxis()  # the first run on top, as in the tables
     return _png(fig)
 
 

@@ -178,6 +178,8 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
             "title": d.idea.title,
             "status": d.row.status,
             "detail": d.row.detail,
+            "diff_html": Markup(diff_html(d.diff)),
+            "diff_lines": len(d.diff.splitlines()),
         }
         for run in runs
         for d in run.ideas
