@@ -4,6 +4,7 @@ two runs, and a nanogpt smoke run; plus the categories and integrity flags it sh
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -229,3 +230,57 @@ def test_integrity_flags_name_each_kind_of_suspicious_result():
     grpo_base = Result(idea_id="baseline", metric=0.6, metrics={"max_train_eval_accuracy": 0.62})
     inflated = Result(idea_id="f", metric=0.95, metrics={"max_train_eval_accuracy": 0.6})
     assert any("gap" in f for f in integrity_flags(inflated, "accuracy", "maximize", grpo_base))
+
+
+def test_a_model_run_reports_costs_thinking_and_model_labelled_categories(toy_env, tmp_path):
+    """A run whose ideas and diffs come from a model (a local OpenAI-compatible stand-in):
+    the report asks that model for the categories, records the call, and shows dollars."""
+    from llm_stub import StubServer
+    from test_llm_loop import _toy_reply
+
+    toy = _toy_reply(toy_env)
+    labels = {"Raise the learning rate": "hyperparameter", "Narrower toy model": "architecture"}
+
+    def reply(body) -> str:
+        if "label machine-learning research ideas" in body["messages"][0]["content"]:
+            text = body["messages"][-1]["content"]
+            ids = re.findall(r"^\[(e\d-\d\d)\] (.*)$", text, re.MULTILINE)
+            return json.dumps({idea: labels.get(title, "loss") for idea, title in ids})
+        return toy(body)
+
+    runs = tmp_path / "runs"
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."stub-model"]\ninput = 1.0\ncached_input = 0.1\noutput = 4.0\n')
+    env = cli_env({"GROUNDWORK_PRICES": str(prices)})
+    with StubServer(reply) as stub:
+        spec = f"openai-compatible:stub-model@{stub.url}/v1"
+        run = subprocess.run(
+            [*GROUNDWORK, "run", "--env", str(toy_env), "--runs-dir", str(runs), "--name", "m", "--llm", spec,
+             "--epochs", "1", "--ideas", "2"],
+            capture_output=True, text=True, env=env, timeout=240,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        spent_before = RunStore(runs / "m").llm_spent_usd()
+        report = subprocess.run(
+            [*GROUNDWORK, "report", "m", "--runs-dir", str(runs), "--out", str(tmp_path / "m.html")],
+            capture_output=True, text=True, env=env, timeout=240,
+        )  # fmt: skip
+        assert report.returncode == 0, report.stdout + report.stderr
+        asked = sum(1 for _, body in stub.requests if "label machine" in body["messages"][0]["content"])
+        again = subprocess.run(
+            [*GROUNDWORK, "report", "m", "--runs-dir", str(runs), "--out", str(tmp_path / "m2.html")],
+            capture_output=True, text=True, env=env, timeout=240,
+        )  # fmt: skip
+        assert again.returncode == 0
+        asked_again = sum(1 for _, body in stub.requests if "label machine" in body["messages"][0]["content"])
+    assert asked == 1 and asked_again == 1  # the second report reused the recorded answer
+    store = RunStore(runs / "m")
+    assert [c["role"] for c in store.llm_calls("labeller")] == ["labeller"]
+    assert store.llm_spent_usd() > spent_before  # the labelling call is part of the run's visible cost
+    details = load_details(store)
+    assert {d.idea.title: d.category for d in details.ideas} == labels
+    assert all(d.thinking_tokens == 50 for d in details.ideas)  # the stand-in bills 50 reasoning tokens a call
+    page = (tmp_path / "m.html").read_text()
+    assert "labelled by openai-compatible:stub-model" in page
+    assert f"${details.summary.llm_spent_usd:.2f}" in page
+    assert set(SECTIONS) <= set(_images(page))

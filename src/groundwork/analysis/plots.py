@@ -273,31 +273,32 @@ def failure_taxonomy(runs: list[RunDetails]) -> bytes:
 
 def length_vs_success(runs: list[RunDetails]) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.8))
-    settled = [(run, d) for run in runs for d in run.ideas if d.settled]
+    settled = [d for run in runs for d in run.ideas if d.settled]
     jitter = random.Random(0)
-    for ax, attr, what in ((axes[0], "idea_words", "idea length"), (axes[1], "thinking_words", "thinking length")):
-        values = [(getattr(d, attr), d.valid) for _, d in settled]
+    # Thinking as words where the model returned its text, else as the tokens it billed.
+    thinking = ("thinking_words", "thinking length (words)", "words")
+    if not any(d.thinking_words for d in settled) and any(d.thinking_tokens for d in settled):
+        thinking = ("thinking_tokens", "thinking length (tokens)", "tokens")
+    panels = ((axes[0], "idea_words", "idea length (words)", "words"), (axes[1], *thinking))
+    for ax, attr, what, unit in panels:
+        values = [(getattr(d, attr), d.valid) for d in settled]
         if not values or not any(v for v, _ in values):
-            _empty(ax, f"no {what} recorded" + (" (the ideator gave no thinking)" if attr == "thinking_words" else ""))
-            ax.set_title(f"{what} (words)", fontsize=10)
+            note = " (the ideator returned no thinking)" if attr.startswith("thinking") else ""
+            _empty(ax, f"no {what.split(' (')[0]} recorded{note}")
+            ax.set_title(what, fontsize=10)
             continue
         groups = {
             "executed\n(valid metric)": [v for v, ok in values if ok],
             "failed": [v for v, ok in values if not ok],
         }
-        for x, (_label, vs) in enumerate(groups.items()):
+        for x, vs in enumerate(groups.values()):
             if vs:
                 ax.boxplot([vs], positions=[x], widths=0.5, showfliers=False)
-                ax.scatter(
-                    [x + jitter.uniform(-0.15, 0.15) for _ in vs],
-                    vs,
-                    s=14,
-                    alpha=0.6,
-                    color=OUTCOME_COLORS["beats baseline" if x == 0 else "failed"],
-                )
+                color = OUTCOME_COLORS["beats baseline" if x == 0 else "failed"]
+                ax.scatter([x + jitter.uniform(-0.15, 0.15) for _ in vs], vs, s=14, alpha=0.6, color=color)
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels([f"{label}\nn={len(vs)}" for label, vs in groups.items()], fontsize=8)
-        ax.set_ylabel("words")
+        ax.set_ylabel(unit)
         ax.set_xlim(-0.6, 1.6)
         ax.set_title(f"{what} vs execution success", fontsize=10)
     return _png(fig)
