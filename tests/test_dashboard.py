@@ -19,6 +19,8 @@ from groundwork.dashboard.app import create_app
 from groundwork.records import Idea, Job, Patch, PatchStatus, PromptKind
 from groundwork.runs import create_run
 
+PLOT_LOADED = "(img => img.complete && img.naturalWidth > 300)(document.getElementById('best-plot'))"
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -94,16 +96,15 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
             # The page follows the run without a reload: a result arrives, the plot is redrawn.
             expect(page.locator("#ideas")).to_contain_text("ok", timeout=60_000)
             expect(page.locator("#jobs")).to_contain_text("done", timeout=60_000)
+            page.wait_for_function(PLOT_LOADED, timeout=30_000)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-running.png"), full_page=True)  # mid-run
             page.wait_for_function(
                 f"document.getElementById('best-plot').src.indexOf({first_plot!r}) < 0", timeout=60_000
             )
-            page.wait_for_function(  # the new PNG loaded
-                "(img => img.complete && img.naturalWidth > 300)(document.getElementById('best-plot'))",
-                timeout=30_000,
-            )
+            page.wait_for_function(PLOT_LOADED, timeout=30_000)
             expect(page.locator("#run-status")).to_contain_text("finished", timeout=120_000)
             expect(page.locator("#ideas")).to_contain_text("e2-02", timeout=10_000)
-            ARTIFACTS.mkdir(exist_ok=True)
             shot = ARTIFACTS / "dashboard-run.png"
             page.wait_for_timeout(2500)  # one more poll: the final plot
             page.screenshot(path=str(shot), full_page=True)

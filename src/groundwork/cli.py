@@ -243,6 +243,13 @@ def serve(
         token = token or secrets.token_urlsafe(24)
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning[/]: binding {host} shows every run in {runs_dir} to anyone who can reach it")
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot listen on {host}:{port} ({exc.strerror}): pick another --port") from None
     url = f"http://{host}:{port}/"
     console.print(f"dashboard of {runs_dir.resolve()} at {url}  (Ctrl+C stops it)")
     if allow_writes:
@@ -280,9 +287,20 @@ def export(
             console.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
         with console.status(f"exporting to {name}") as spinner:
-            sent, before = export_records(
-                folder, records, tracker, on_sent=lambda r, s=spinner, n=name: s.update(f"exporting to {n}: {r.name}")
-            )
+            try:
+                sent, before = export_records(
+                    folder,
+                    records,
+                    tracker,
+                    on_sent=lambda r, s=spinner, n=name: s.update(f"exporting to {n}: {r.name}"),
+                )
+            except Exception as exc:  # the tracker's own errors (network, auth) come in many types
+                console.print(
+                    f"[bold red]error:[/] {name} export stopped: {type(exc).__name__}: {exc}\n"
+                    "jobs sent before the error are remembered; run the same command again to continue",
+                    highlight=False,
+                )
+                raise typer.Exit(1) from None
         waiting = len(records) - sent - before
         console.print(
             f"{name}: {sent} jobs exported"
