@@ -102,24 +102,29 @@ def best_so_far_by_idea(runs: list[RunDetails]) -> bytes:
         better = _better(run)
         executed = sorted((d for d in run.ideas if d.settled and d.row.status != "patch_failed"), key=_order)
         best = run.summary.baseline.metric if run.summary.baseline else None
-        xs, ys, px, py = [], [], [], []
+        xs, ys, px, py = ([0], [best], [], []) if best is not None else ([], [], [], [])
+        fx = []  # executed but no valid metric: marked on the best-so-far line
         for i, d in enumerate(executed, start=1):
             if d.valid:
                 px.append(i)
                 py.append(d.result.metric)
                 best = d.result.metric if best is None else better([best, d.result.metric])
+            else:
+                fx.append(i)
             if best is not None:
                 xs.append(i)
                 ys.append(best)
         if xs:
             ax.step(xs, ys, where="post", color=color, label=_label(run, runs))
             ax.scatter(px, py, s=14, color=color, alpha=0.45, label="each idea" if n == 0 else None)
+            fy = [ys[xs.index(x)] for x in fx if x in xs]
+            ax.scatter(fx[: len(fy)], fy, s=22, marker="x", color="#d62728", label="failed" if n == 0 else None)
             drawn = True
         _baseline_band(ax, run, color if len(runs) > 1 else "#555555", label=n == 0)
     if not drawn:
         _empty(ax, "no executed idea with a valid result yet")
     else:
-        ax.set_xlabel("executed ideas, in the order results arrived")
+        ax.set_xlabel("executed ideas, in the order results arrived (0 = baseline)")
         ax.xaxis.get_major_locator().set_params(integer=True)
         _metric_axis(ax, runs[0])
         ax.legend(fontsize=8)
