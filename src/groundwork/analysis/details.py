@@ -101,9 +101,7 @@ def load_details(store: RunStore, labeller: LLM | None = None) -> RunDetails:
     order = {idea_id: n for n, idea_id in enumerate(sorted(results, key=lambda i: results[i].created_at))}
     details = []
     for idea in store.ideas():
-        row = rows.get(idea.id) or IdeaRow(
-            idea.id, idea.epoch, idea.title, str(idea.prompt_kind), idea.origin, "ok", None
-        )
+        row = rows.get(idea.id) or _extra_row(idea, results.get(idea.id), jobs.get(idea.id))
         own = patches.get(idea.id, [])
         chosen = next((p for p in own if p.status == PatchStatus.APPLIED), own[-1] if own else None)
         details.append(
@@ -126,6 +124,16 @@ def load_details(store: RunStore, labeller: LLM | None = None) -> RunDetails:
         elif d.result is not None:
             d.flags = integrity_flags(d.result, summary.metric, summary.direction)
     return RunDetails(summary, store.run_dir, baseline, ideas, source, [d for d in baselines if d is not baseline])
+
+
+def _extra_row(idea: Idea, result: Result | None, job: Job | None) -> IdeaRow:
+    """A row for a further baseline seed (the summary keeps only the first baseline's)."""
+    if result is not None:
+        status = "ok" if result.valid else str(result.failure)
+    else:
+        status = str(job.state) if job is not None else str(idea.state)
+    metric = result.metric if result is not None and result.valid else None
+    return IdeaRow(idea.id, idea.epoch, idea.title, str(idea.prompt_kind), idea.origin, status, metric)
 
 
 def _ideation_thinking_tokens(store: RunStore) -> dict[str, int]:

@@ -35,7 +35,7 @@ def integrity_flags(
     for key, value in {**result.metrics, **flags}.items():
         if "causal" in key.lower() and value is False:
             found.append(f"causality guard failed ({key}): the model may look at future tokens")
-    if (result.failure or "").startswith("causal") or "causal" in result.detail.lower():
+    if result.failure is not None and "causal" in str(result.failure):
         found.append(f"causality guard: {result.detail.splitlines()[0] if result.detail else result.failure}")
     if result.valid:
         found += _gap_flags(result, metric, direction, baseline)
