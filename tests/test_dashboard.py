@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from browser import ARTIFACTS, browser_page, require_chromium
@@ -53,7 +54,7 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
     require_chromium()
     from playwright.sync_api import expect
 
-    _slow_toy(toy_env, 1.5)
+    _slow_toy(toy_env, 2.0)
     runs = tmp_path / "runs"
     port = _free_port()
     run = subprocess.Popen(
@@ -67,12 +68,12 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
             "--name",
             "live",
             "--epochs",
-            "2",
+            "1",
             "--ideas",
             "2",
             "--slots",
             "1",
-        ],
+        ],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=cli_env(),
@@ -87,6 +88,11 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_http(base + "/")
+        # Bound to this machine only, by default.
+        proc = psutil.Process(server.pid)
+        connections = proc.net_connections() if hasattr(proc, "net_connections") else proc.connections()
+        listening = [c.laddr for c in connections if c.status == "LISTEN"]
+        assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
         with browser_page(tmp_path / "chromium-profile") as page:
             page.goto(base + "/")
             expect(page.locator("#runs")).to_contain_text("live", timeout=30_000)
@@ -104,7 +110,7 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
             )
             page.wait_for_function(PLOT_LOADED, timeout=30_000)
             expect(page.locator("#run-status")).to_contain_text("finished", timeout=120_000)
-            expect(page.locator("#ideas")).to_contain_text("e2-02", timeout=10_000)
+            expect(page.locator("#ideas")).to_contain_text("e1-02", timeout=10_000)
             shot = ARTIFACTS / "dashboard-run.png"
             page.wait_for_timeout(2500)  # one more poll: the final plot
             page.screenshot(path=str(shot), full_page=True)
@@ -164,6 +170,8 @@ def test_writes_need_the_flag_and_the_token(toy_env, tmp_path):
     runs = tmp_path / "runs"
     store = _stopped_run_with_a_queued_job(runs, toy_env)
     url = "/api/runs/stopped/jobs/job-e1-01/cancel"
+    with TestClient(create_app(tmp_path / "empty")) as client:
+        assert "no runs here yet" in client.get("/").text
     with TestClient(create_app(runs)) as client:
         assert client.post(url, headers={"Authorization": "Bearer x"}).status_code == 403
         assert client.get("/runs/stopped").status_code == 200
@@ -184,26 +192,3 @@ def test_writes_need_the_flag_and_the_token(toy_env, tmp_path):
         assert again.status_code == 409 and "only queued jobs" in again.json()["error"]
     with pytest.raises(ValueError, match="token"):
         create_app(runs, allow_writes=True)
-
-
-def test_serve_binds_localhost_by_default(tmp_path):
-    port = _free_port()
-    server = subprocess.Popen(
-        [*GROUNDWORK, "serve", "--runs-dir", str(tmp_path), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=cli_env(),
-    )
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/")
-        assert "no runs here yet" in httpx.get(f"http://127.0.0.1:{port}/").text
-        import psutil
-
-        proc = psutil.Process(server.pid)
-        connections = proc.net_connections() if hasattr(proc, "net_connections") else proc.connections()
-        listening = [c.laddr for c in connections if c.status == "LISTEN"]
-        assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
-    finally:
-        server.terminate()
-        server.wait(timeout=10)

@@ -274,18 +274,21 @@ def export(
     from groundwork.export.trackers import MlflowTracker, TrackerNotReady, WandbTracker, export_records
 
     folder = find_run(run_ref, runs_dir)
-    records = job_records(load_details(RunStore(folder)))
-    for name in to:
+    trackers = []
+    for name in to:  # every tracker ready before anything is sent
         try:
             if name == "wandb":
-                tracker = WandbTracker(project, entity, folder / "exports")
+                trackers.append(WandbTracker(project, entity, folder / "exports"))
             elif name == "mlflow":
-                tracker = MlflowTracker(project, mlflow_uri)
+                trackers.append(MlflowTracker(project, mlflow_uri))
             else:
                 raise typer.BadParameter(f"unknown tracker {name!r}: use --to wandb or --to mlflow")
         except TrackerNotReady as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
+    records = job_records(load_details(RunStore(folder)))
+    for tracker in trackers:
+        name = tracker.name
         with console.status(f"exporting to {name}") as spinner:
             try:
                 sent, before = export_records(
