@@ -177,13 +177,25 @@ def status(
     console.print(f"run folder: {store.run_dir}")
 
 
+def _require(module: str, extra: str) -> None:
+    """Stop with the install command when an optional extra's package is missing."""
+    try:
+        __import__(module)
+    except ImportError:
+        console.print(f"[bold red]error:[/] this command needs {module}: pip install 'groundwork[{extra}]'")
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def report(
     run_refs: Optional[list[str]] = typer.Argument(
         None, metavar="[RUN]...", help="Run ids or folders; several make a comparison (default: the latest run)."
     ),
     out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="HTML file to write (default: report.html in the (first) run's folder)."
+        None,
+        "--out",
+        "-o",
+        help="HTML file to write (default: report.html, or report-vs-OTHERS.html, in the first run's folder).",
     ),
     categories_by: str = typer.Option(
         "auto",
@@ -194,6 +206,7 @@ def report(
     runs_dir: Path = RunsDir,
 ) -> None:
     """Write a self-contained HTML report (plots embedded) of one run or a comparison of several."""
+    _require("matplotlib", "report")
     from groundwork.analysis.categories import run_labeller
     from groundwork.analysis.details import load_details
     from groundwork.analysis.report import write_report
@@ -206,11 +219,9 @@ def report(
         if note:
             console.print(f"[yellow]{note}[/]")
         details.append(load_details(store, labeller))
-    target = out or folders[0] / "report.html"
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise typer.BadParameter("reports need matplotlib: pip install 'groundwork[report]'") from None
+    # A comparison goes beside the first run's own report, never over it.
+    others = "-".join(f.name for f in folders[1:])
+    target = out or folders[0] / ("report.html" if not others else f"report-vs-{others}.html")
     with console.status("drawing plots") as spinner:
         write_report(details, target, progress=lambda name: spinner.update(f"drawing plots: {name}"))
     console.print(f"report written to {target.resolve()}  (open it in a browser: file://{target.resolve()})")
@@ -229,15 +240,14 @@ def serve(
     ),
 ) -> None:
     """A live dashboard of runs, ideas and jobs in the browser (read-only unless --allow-writes)."""
-    try:
-        import uvicorn
-
-        from groundwork.dashboard.app import create_app
-    except ImportError as exc:
-        raise typer.BadParameter(
-            f"the dashboard needs its extra: pip install 'groundwork[dashboard]' ({exc})"
-        ) from None
+    _require("uvicorn", "dashboard")
+    _require("starlette", "dashboard")
+    _require("matplotlib", "dashboard")
     import secrets
+
+    import uvicorn
+
+    from groundwork.dashboard.app import create_app
 
     if allow_writes:
         token = token or secrets.token_urlsafe(24)
