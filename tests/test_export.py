@@ -148,3 +148,31 @@ def test_export_refuses_an_unknown_tracker_before_sending_anything(finished_run)
     proc = _export(finished_run, "--to", "tensorboard", "--to", "wandb", env={"WANDB_MODE": "offline"})
     assert proc.returncode != 0 and "unknown tracker 'tensorboard'" in proc.stdout + proc.stderr
     assert "jobs exported" not in proc.stdout
+
+
+def test_jobs_still_running_wait_for_a_later_export(finished_run, tmp_path):
+    from groundwork.analysis.details import load_details
+    from groundwork.export.jobs import job_records
+    from groundwork.export.trackers import export_records
+
+    class MockTracker:
+        """A stand-in tracker for this test: remembers what it was sent."""
+
+        name = "mock"
+
+        def __init__(self):
+            self.sent = []
+
+        def send(self, record):
+            self.sent.append(record.job_id)
+            return f"mock-{len(self.sent)}"
+
+    run_dir = tmp_path / "r"
+    shutil.copytree(finished_run, run_dir)
+    records = job_records(load_details(RunStore(run_dir)))
+    records[-1].tags["groundwork.job_state"] = "running"  # as if its job had not ended yet
+    tracker = MockTracker()
+    assert export_records(run_dir, records, tracker) == (2, 0)
+    records[-1].tags["groundwork.job_state"] = "done"
+    assert export_records(run_dir, records, tracker) == (1, 2)
+    assert tracker.sent == [r.job_id for r in records]  # each job once, in order

@@ -281,3 +281,29 @@ def test_a_model_run_reports_costs_thinking_and_model_labelled_categories(toy_en
     assert "labelled by openai-compatible:stub-model" in page
     assert f"${details.summary.llm_spent_usd:.2f}" in page
     assert set(SECTIONS) <= set(_images(page))
+
+
+def test_compute_is_wall_time_times_gpus_requested_and_cpu_hours_without_gpus():
+    from groundwork.analysis.details import IdeaDetail, RunDetails
+    from groundwork.analysis.summary import Funnel, IdeaRow, RunSummary
+    from groundwork.records import Idea, Job, PromptKind
+
+    def detail(idea_id: str, seconds: float, resources: dict) -> IdeaDetail:
+        idea = Idea(id=idea_id, epoch=1, index=1, title=idea_id, text="t", prompt_kind=PromptKind.SIMPLE, origin="x")
+        job = Job(id=f"job-{idea_id}", idea_id=idea_id, patch_id="p", backend="local", resources=resources,
+                  started_at=1000.0, ended_at=1000.0 + seconds)  # fmt: skip
+        return IdeaDetail(IdeaRow(idea_id, 1, idea_id, "simple", "x", "ok", 1.0), idea, None, job, [])
+
+    summary = RunSummary("r", "finished", "e", "p", "loss", "minimize", [], None, [], Funnel())
+    run = RunDetails(
+        summary,
+        Path("."),
+        None,
+        [
+            detail("a", 1800, {"gpus": 2, "cpus": 8}),  # 0.5 h x 2 GPUs
+            detail("b", 3600, {"gpus": 0, "cpus": 2}),  # 1 h x 2 CPUs, no GPU
+            detail("c", 7200, {"gpus": 4}),
+        ],
+    )
+    assert run.gpu_hours == pytest.approx(1.0 + 8.0)
+    assert run.cpu_hours == pytest.approx(2.0)
