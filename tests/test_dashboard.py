@@ -54,7 +54,7 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
     require_chromium()
     from playwright.sync_api import expect
 
-    _slow_toy(toy_env, 2.0)
+    _slow_toy(toy_env, 3.0)  # long enough that the page opens while the run still works
     runs = tmp_path / "runs"
     port = _free_port()
     run = subprocess.Popen(
