@@ -4,33 +4,23 @@ screenshot stays as an artifact in test-artifacts/."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
-from conftest import GROUNDWORK, REPO, cli_env
+from browser import ARTIFACTS, browser_page, require_chromium
+from conftest import GROUNDWORK, cli_env
 from groundwork.config import RunConfig
 from groundwork.dashboard.app import create_app
 from groundwork.records import Idea, Job, Patch, PatchStatus, PromptKind
 from groundwork.runs import create_run
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+PLOT_LOADED = "(img => img.complete && img.naturalWidth > 300)(document.getElementById('best-plot'))"
 
 
 def _free_port() -> int:
@@ -60,11 +50,11 @@ def _slow_toy(toy_env: Path, seconds: float) -> None:
     )
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (.ci/run installs it)")
 def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    require_chromium()
+    from playwright.sync_api import expect
 
-    _slow_toy(toy_env, 1.5)
+    _slow_toy(toy_env, 3.0)  # long enough that the page opens while the run still works
     runs = tmp_path / "runs"
     port = _free_port()
     run = subprocess.Popen(
@@ -78,12 +68,12 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
             "--name",
             "live",
             "--epochs",
-            "2",
+            "1",
             "--ideas",
             "2",
             "--slots",
             "1",
-        ],
+        ],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=cli_env(),
@@ -98,15 +88,12 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_http(base + "/")
-        with sync_playwright() as p:
-            browser = p.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1300, "height": 1000},
-            )
-            page = browser.new_page()
+        # Bound to this machine only, by default.
+        proc = psutil.Process(server.pid)
+        connections = proc.net_connections() if hasattr(proc, "net_connections") else proc.connections()
+        listening = [c.laddr for c in connections if c.status == "LISTEN"]
+        assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
+        with browser_page(tmp_path / "chromium-profile") as page:
             page.goto(base + "/")
             expect(page.locator("#runs")).to_contain_text("live", timeout=30_000)
             page.click("text=live")
@@ -115,16 +102,15 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
             # The page follows the run without a reload: a result arrives, the plot is redrawn.
             expect(page.locator("#ideas")).to_contain_text("ok", timeout=60_000)
             expect(page.locator("#jobs")).to_contain_text("done", timeout=60_000)
+            page.wait_for_function(PLOT_LOADED, timeout=30_000)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-running.png"), full_page=True)  # mid-run
             page.wait_for_function(
                 f"document.getElementById('best-plot').src.indexOf({first_plot!r}) < 0", timeout=60_000
             )
-            page.wait_for_function(  # the new PNG loaded
-                "(img => img.complete && img.naturalWidth > 300)(document.getElementById('best-plot'))",
-                timeout=30_000,
-            )
+            page.wait_for_function(PLOT_LOADED, timeout=30_000)
             expect(page.locator("#run-status")).to_contain_text("finished", timeout=120_000)
-            expect(page.locator("#ideas")).to_contain_text("e2-02", timeout=10_000)
-            ARTIFACTS.mkdir(exist_ok=True)
+            expect(page.locator("#ideas")).to_contain_text("e1-02", timeout=10_000)
             shot = ARTIFACTS / "dashboard-run.png"
             page.wait_for_timeout(2500)  # one more poll: the final plot
             page.screenshot(path=str(shot), full_page=True)
@@ -139,7 +125,6 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
                 "fetch('/api/runs/live/jobs/job-e1-01/cancel', {method: 'POST'}).then(r => r.status)"
             )
             assert answer == 403
-            browser.close()
         assert run.wait(timeout=60) == 0
     finally:
         for proc in (run, server):
@@ -185,6 +170,8 @@ def test_writes_need_the_flag_and_the_token(toy_env, tmp_path):
     runs = tmp_path / "runs"
     store = _stopped_run_with_a_queued_job(runs, toy_env)
     url = "/api/runs/stopped/jobs/job-e1-01/cancel"
+    with TestClient(create_app(tmp_path / "empty")) as client:
+        assert "no runs here yet" in client.get("/").text
     with TestClient(create_app(runs)) as client:
         assert client.post(url, headers={"Authorization": "Bearer x"}).status_code == 403
         assert client.get("/runs/stopped").status_code == 200
@@ -205,26 +192,3 @@ def test_writes_need_the_flag_and_the_token(toy_env, tmp_path):
         assert again.status_code == 409 and "only queued jobs" in again.json()["error"]
     with pytest.raises(ValueError, match="token"):
         create_app(runs, allow_writes=True)
-
-
-def test_serve_binds_localhost_by_default(tmp_path):
-    port = _free_port()
-    server = subprocess.Popen(
-        [*GROUNDWORK, "serve", "--runs-dir", str(tmp_path), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=cli_env(),
-    )
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/")
-        assert "no runs here yet" in httpx.get(f"http://127.0.0.1:{port}/").text
-        import psutil
-
-        proc = psutil.Process(server.pid)
-        connections = proc.net_connections() if hasattr(proc, "net_connections") else proc.connections()
-        listening = [c.laddr for c in connections if c.status == "LISTEN"]
-        assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
-    finally:
-        server.terminate()
-        server.wait(timeout=10)

@@ -4,41 +4,33 @@
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import GROUNDWORK, cli_env
+from conftest import FIXTURES, GROUNDWORK, cli_env
+from groundwork.export.trackers import MlflowTracker, TrackerNotReady, WandbTracker
 from groundwork.store import RunStore
 
 
-@pytest.fixture
-def toy_run(toy_env, tmp_path) -> Path:
-    runs = tmp_path / "runs"
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """One real toy run, shared by this module's tests (each exports to its own tracker)."""
+    root = tmp_path_factory.mktemp("export")
+    shutil.copytree(FIXTURES / "toyenv", root / "toyenv")
     proc = subprocess.run(
-        [
-            *GROUNDWORK,
-            "run",
-            "--env",
-            str(toy_env),
-            "--runs-dir",
-            str(runs),
-            "--name",
-            "r",
-            "--epochs",
-            "1",
-            "--ideas",
-            "2",
-        ],
+        [*GROUNDWORK, "run", "--env", str(root / "toyenv"), "--runs-dir", str(root / "runs"), "--name", "r",
+         "--epochs", "1", "--ideas", "2"],
         capture_output=True,
         text=True,
-        env=cli_env(),
+        env=cli_env({"GROUNDWORK_CACHE": str(root / "cache")}),
         timeout=240,
-    )
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return runs / "r"
+    return root / "runs" / "r"
 
 
 def _export(run_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -47,18 +39,20 @@ def _export(run_dir: Path, *args: str, env: dict[str, str] | None = None) -> sub
         capture_output=True,
         text=True,
         env=cli_env(env),
-        cwd=run_dir.parent.parent,  # MLflow puts a sqlite store's artifacts under ./mlruns
+        cwd=run_dir.parent.parent,  # trackers may write beside the working folder (./mlruns, ./wandb)
         timeout=300,
     )
 
 
-def test_mlflow_sqlite_store_gets_one_run_per_job_with_idea_and_diff(toy_run, tmp_path):
+def test_mlflow_gets_one_run_per_job_with_idea_and_diff(finished_run, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
-    pytest.importorskip("sqlalchemy")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = _export(toy_run, "--to", "mlflow", "--mlflow-uri", uri, "--project", "toy-exp")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # for this test's own reading of the store
+    # The file store: MLflow's offline store that needs no database (sqlite:/// works the same way).
+    uri = (tmp_path / "mlruns").as_uri()
+    env = {"MLFLOW_ALLOW_FILE_STORE": "true"}
+    proc = _export(finished_run, "--to", "mlflow", "--mlflow-uri", uri, "--project", "toy-exp", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    jobs = RunStore(toy_run).jobs()
+    jobs = RunStore(finished_run).jobs()
     assert f"mlflow: {len(jobs)} jobs exported" in proc.stdout
 
     import mlflow
@@ -80,7 +74,7 @@ def test_mlflow_sqlite_store_gets_one_run_per_job_with_idea_and_diff(toy_run, tm
     diff = mlflow.artifacts.load_text(f"{idea.info.artifact_uri}/groundwork/patch.diff")
     assert "+++ b/train.py" in diff
 
-    again = _export(toy_run, "--to", "mlflow", "--mlflow-uri", uri, "--project", "toy-exp")
+    again = _export(finished_run, "--to", "mlflow", "--mlflow-uri", uri, "--project", "toy-exp", env=env)
     assert again.returncode == 0 and "0 jobs exported, 3 sent before" in again.stdout
     assert len(client.search_runs([experiment.experiment_id])) == 3  # nothing sent twice
 
@@ -104,13 +98,13 @@ def _wandb_records(path: Path):
             yield record
 
 
-def test_wandb_offline_writes_one_run_per_job_with_idea_and_diff(toy_run, tmp_path):
+def test_wandb_offline_writes_one_run_per_job_with_idea_and_diff(finished_run, tmp_path):
     pytest.importorskip("wandb")
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}
-    proc = _export(toy_run, "--to", "wandb", "--project", "toy", env=env)
+    proc = _export(finished_run, "--to", "wandb", "--project", "toy", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "wandb: 3 jobs exported" in proc.stdout
-    offline = sorted((toy_run / "exports" / "wandb").glob("offline-run-*/run-*.wandb"))
+    offline = sorted((finished_run / "exports" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(offline) == 3  # ready for `wandb sync`
     seen = {}
     for path in offline:
@@ -131,16 +125,54 @@ def test_wandb_offline_writes_one_run_per_job_with_idea_and_diff(toy_run, tmp_pa
         seen[config["idea_id"]] = summary
     assert set(seen) == {"baseline", "e1-01", "e1-02"}
     assert "gain_vs_baseline" in seen["e1-01"] and "gain_vs_baseline" not in seen["baseline"]
-    ledger = json.loads((toy_run / "exports" / "wandb.json").read_text())
-    assert set(ledger) == {j.id for j in RunStore(toy_run).jobs()}
-    again = _export(toy_run, "--to", "wandb", "--project", "toy", env=env)
+    ledger = json.loads((finished_run / "exports" / "wandb.json").read_text())
+    assert set(ledger) == {j.id for j in RunStore(finished_run).jobs()}
+    again = _export(finished_run, "--to", "wandb", "--project", "toy", env=env)
     assert "0 jobs exported, 3 sent before" in again.stdout
 
 
-def test_an_unconfigured_tracker_says_how_to_configure_it(toy_run, tmp_path):
-    proc = _export(toy_run, "--to", "mlflow", env={"MLFLOW_TRACKING_URI": ""})
-    assert proc.returncode == 2 and "MLFLOW_TRACKING_URI" in proc.stdout
-    proc = _export(toy_run, "--to", "wandb", env={"WANDB_MODE": "", "WANDB_API_KEY": "", "HOME": str(tmp_path)})
-    assert proc.returncode == 2 and "WANDB_API_KEY" in proc.stdout and "WANDB_MODE=offline" in proc.stdout
-    proc = _export(toy_run, "--to", "tensorboard")
-    assert proc.returncode != 0 and "unknown tracker" in proc.stdout + proc.stderr
+def test_an_unconfigured_tracker_says_how_to_configure_it(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(TrackerNotReady, match="MLFLOW_TRACKING_URI"):
+        MlflowTracker("x")
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login either
+    with pytest.raises(TrackerNotReady, match="WANDB_API_KEY.*WANDB_MODE=offline"):
+        WandbTracker("x")
+
+
+def test_export_refuses_an_unknown_tracker_before_sending_anything(finished_run):
+    proc = _export(finished_run, "--to", "tensorboard", "--to", "wandb", env={"WANDB_MODE": "offline"})
+    assert proc.returncode != 0 and "unknown tracker 'tensorboard'" in proc.stdout + proc.stderr
+    assert "jobs exported" not in proc.stdout
+
+
+def test_jobs_still_running_wait_for_a_later_export(finished_run, tmp_path):
+    from groundwork.analysis.details import load_details
+    from groundwork.export.jobs import job_records
+    from groundwork.export.trackers import export_records
+
+    class MockTracker:
+        """A stand-in tracker for this test: remembers what it was sent."""
+
+        name = "mock"
+
+        def __init__(self):
+            self.sent = []
+
+        def send(self, record):
+            self.sent.append(record.job_id)
+            return f"mock-{len(self.sent)}"
+
+    run_dir = tmp_path / "r"
+    shutil.copytree(finished_run, run_dir)
+    records = job_records(load_details(RunStore(run_dir)))
+    records[-1].tags["groundwork.job_state"] = "running"  # as if its job had not ended yet
+    tracker = MockTracker()
+    assert export_records(run_dir, records, tracker) == (2, 0)
+    records[-1].tags["groundwork.job_state"] = "done"
+    assert export_records(run_dir, records, tracker) == (1, 2)
+    assert tracker.sent == [r.job_id for r in records]  # each job once, in order

@@ -4,12 +4,14 @@ two runs, and a nanogpt smoke run; plus the categories and integrity flags it sh
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from browser import ARTIFACTS, browser_page, require_chromium
 from conftest import GROUNDWORK, cli_env
 from groundwork.analysis.categories import IdeaText, keyword_category, label_ideas
 from groundwork.analysis.details import load_details
@@ -85,7 +87,7 @@ def _report(runs: Path, out: Path, *refs: str) -> str:
     return out.read_text()
 
 
-def test_report_of_a_toy_run_shows_every_plot_and_the_planted_failures(toy_env, tmp_path):
+def test_report_of_a_toy_run_and_a_comparison_show_every_plot_and_the_planted_failures(toy_env, tmp_path):
     (toy_env / "catalog.toml").write_text((toy_env / "catalog.toml").read_text() + PLANTED)
     runs = tmp_path / "runs"
     _toy_run(toy_env, runs, "r", "--epochs", "2", "--ideas", "3", "--baseline-seeds", "2", "--search", "best-of-n")
@@ -108,16 +110,23 @@ def test_report_of_a_toy_run_shows_every_plot_and_the_planted_failures(toy_env, 
     assert f"{best.idea.id}: {best.idea.title}" in page and '<span class="add">' in page  # top idea with its diff
     assert "CPU-h" in page and details.cpu_hours > 0 and details.gpu_hours == 0  # toy jobs request no GPU
 
+    # Opened in a real browser, from the file alone: every plot shows.
+    require_chromium()
+    with browser_page(tmp_path / "chromium-profile") as browser:
+        browser.goto((tmp_path / "report.html").as_uri())
+        shown = browser.evaluate("Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth])")
+        assert {alt for alt, width in shown if width and width > 500} >= set(SECTIONS), shown
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.screenshot(path=str(ARTIFACTS / "report-toy.png"), full_page=True)
+        print(f"report screenshot: {ARTIFACTS / 'report-toy.png'}")
 
-def test_report_compares_two_runs(toy_env, tmp_path):
-    runs = tmp_path / "runs"
-    _toy_run(toy_env, runs, "a", "--epochs", "1", "--ideas", "2")
-    _toy_run(toy_env, runs, "b", "--epochs", "1", "--ideas", "2", "--search", "best-of-n", "--seed", "1")
-    page = _report(runs, tmp_path / "cmp.html", "a", "b")
-    assert "Groundwork report: a vs b" in page
+    # A comparison: a second, smaller run beside it.
+    _toy_run(toy_env, runs, "b", "--epochs", "1", "--ideas", "1", "--seed", "1")
+    page = _report(runs, tmp_path / "cmp.html", "r", "b")
+    assert "Groundwork report: r vs b" in page
     assert set(SECTIONS) <= set(_images(page))
     overview = page.split('<h2 id="progress">')[0]
-    assert "<td>a</td>" in overview and "<td>b</td>" in overview
+    assert "<td>r</td>" in overview and "<td>b</td>" in overview
 
 
 @pytest.mark.timeout(600)
@@ -132,7 +141,7 @@ def test_report_of_a_nanogpt_smoke_run_has_curves_and_diffs(tmp_path):
             "--epochs",
             "1",
             "--ideas",
-            "2",
+            "1",
             "--runs-dir",
             str(runs),
             "--name",
@@ -148,7 +157,8 @@ def test_report_of_a_nanogpt_smoke_run_has_curves_and_diffs(tmp_path):
     details = load_details(RunStore(runs / "n"))
     assert details.baseline is not None and details.baseline.result.curve  # nanogpt logs a loss curve
     assert set(SECTIONS) <= set(_images(page))
-    assert "diff --git" in page or "+++ " in page
+    # Its diffs are in the report, among the top ideas or, if the (loaded) machine made them fail, the failures.
+    assert "+++ b/train.py" in page and '<span class="add">' in page
     assert "val_bpb" in page
 
 
@@ -217,3 +227,83 @@ def test_integrity_flags_name_each_kind_of_suspicious_result():
     grpo_base = Result(idea_id="baseline", metric=0.6, metrics={"max_train_eval_accuracy": 0.62})
     inflated = Result(idea_id="f", metric=0.95, metrics={"max_train_eval_accuracy": 0.6})
     assert any("gap" in f for f in integrity_flags(inflated, "accuracy", "maximize", grpo_base))
+
+
+def test_a_model_run_reports_costs_thinking_and_model_labelled_categories(toy_env, tmp_path):
+    """A run whose ideas and diffs come from a model (a local OpenAI-compatible stand-in):
+    the report asks that model for the categories, records the call, and shows dollars."""
+    from llm_stub import StubServer
+    from test_llm_loop import _toy_reply
+
+    toy = _toy_reply(toy_env)
+    labels = {"Raise the learning rate": "hyperparameter", "Narrower toy model": "architecture"}
+
+    def reply(body) -> str:
+        if "label machine-learning research ideas" in body["messages"][0]["content"]:
+            text = body["messages"][-1]["content"]
+            ids = re.findall(r"^\[(e\d-\d\d)\] (.*)$", text, re.MULTILINE)
+            return json.dumps({idea: labels.get(title, "loss") for idea, title in ids})
+        return toy(body)
+
+    runs = tmp_path / "runs"
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."stub-model"]\ninput = 1.0\ncached_input = 0.1\noutput = 4.0\n')
+    env = cli_env({"GROUNDWORK_PRICES": str(prices)})
+    with StubServer(reply) as stub:
+        spec = f"openai-compatible:stub-model@{stub.url}/v1"
+        run = subprocess.run(
+            [*GROUNDWORK, "run", "--env", str(toy_env), "--runs-dir", str(runs), "--name", "m", "--llm", spec,
+             "--epochs", "1", "--ideas", "2"],
+            capture_output=True, text=True, env=env, timeout=240,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        spent_before = RunStore(runs / "m").llm_spent_usd()
+        report = subprocess.run(
+            [*GROUNDWORK, "report", "m", "--runs-dir", str(runs), "--out", str(tmp_path / "m.html")],
+            capture_output=True, text=True, env=env, timeout=240,
+        )  # fmt: skip
+        assert report.returncode == 0, report.stdout + report.stderr
+        asked = sum(1 for _, body in stub.requests if "label machine" in body["messages"][0]["content"])
+        again = subprocess.run(
+            [*GROUNDWORK, "report", "m", "--runs-dir", str(runs), "--out", str(tmp_path / "m2.html")],
+            capture_output=True, text=True, env=env, timeout=240,
+        )  # fmt: skip
+        assert again.returncode == 0
+        asked_again = sum(1 for _, body in stub.requests if "label machine" in body["messages"][0]["content"])
+    assert asked == 1 and asked_again == 1  # the second report reused the recorded answer
+    store = RunStore(runs / "m")
+    assert [c["role"] for c in store.llm_calls("labeller")] == ["labeller"]
+    assert store.llm_spent_usd() > spent_before  # the labelling call is part of the run's visible cost
+    details = load_details(store)
+    assert {d.idea.title: d.category for d in details.ideas} == labels
+    assert all(d.thinking_tokens == 50 for d in details.ideas)  # the stand-in bills 50 reasoning tokens a call
+    page = (tmp_path / "m.html").read_text()
+    assert "labelled by openai-compatible:stub-model" in page
+    assert f"${details.summary.llm_spent_usd:.2f}" in page
+    assert set(SECTIONS) <= set(_images(page))
+
+
+def test_compute_is_wall_time_times_gpus_requested_and_cpu_hours_without_gpus():
+    from groundwork.analysis.details import IdeaDetail, RunDetails
+    from groundwork.analysis.summary import Funnel, IdeaRow, RunSummary
+    from groundwork.records import Idea, Job, PromptKind
+
+    def detail(idea_id: str, seconds: float, resources: dict) -> IdeaDetail:
+        idea = Idea(id=idea_id, epoch=1, index=1, title=idea_id, text="t", prompt_kind=PromptKind.SIMPLE, origin="x")
+        job = Job(id=f"job-{idea_id}", idea_id=idea_id, patch_id="p", backend="local", resources=resources,
+                  started_at=1000.0, ended_at=1000.0 + seconds)  # fmt: skip
+        return IdeaDetail(IdeaRow(idea_id, 1, idea_id, "simple", "x", "ok", 1.0), idea, None, job, [])
+
+    summary = RunSummary("r", "finished", "e", "p", "loss", "minimize", [], None, [], Funnel())
+    run = RunDetails(
+        summary,
+        Path("."),
+        None,
+        [
+            detail("a", 1800, {"gpus": 2, "cpus": 8}),  # 0.5 h x 2 GPUs
+            detail("b", 3600, {"gpus": 0, "cpus": 2}),  # 1 h x 2 CPUs, no GPU
+            detail("c", 7200, {"gpus": 4}),
+        ],
+    )
+    assert run.gpu_hours == pytest.approx(1.0 + 8.0)
+    assert run.cpu_hours == pytest.approx(2.0)

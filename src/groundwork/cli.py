@@ -243,13 +243,25 @@ def status(
     console.print(f"run folder: {store.run_dir}")
 
 
+def _require(module: str, extra: str) -> None:
+    """Stop with the install command when an optional extra's package is missing."""
+    try:
+        __import__(module)
+    except ImportError:
+        console.print(f"[bold red]error:[/] this command needs {module}: pip install 'groundwork[{extra}]'")
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def report(
     run_refs: Optional[list[str]] = typer.Argument(
         None, metavar="[RUN]...", help="Run ids or folders; several make a comparison (default: the latest run)."
     ),
     out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="HTML file to write (default: report.html in the (first) run's folder)."
+        None,
+        "--out",
+        "-o",
+        help="HTML file to write (default: report.html, or report-vs-OTHERS.html, in the first run's folder).",
     ),
     categories_by: str = typer.Option(
         "auto",
@@ -260,6 +272,7 @@ def report(
     runs_dir: Path = RunsDir,
 ) -> None:
     """Write a self-contained HTML report (plots embedded) of one run or a comparison of several."""
+    _require("matplotlib", "report")
     from groundwork.analysis.categories import run_labeller
     from groundwork.analysis.details import load_details
     from groundwork.analysis.report import write_report
@@ -272,11 +285,9 @@ def report(
         if note:
             console.print(f"[yellow]{note}[/]")
         details.append(load_details(store, labeller))
-    target = out or folders[0] / "report.html"
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise typer.BadParameter("reports need matplotlib: pip install 'groundwork[report]'") from None
+    # A comparison goes beside the first run's own report, never over it.
+    others = "-".join(f.name for f in folders[1:])
+    target = out or folders[0] / ("report.html" if not others else f"report-vs-{others}.html")
     with console.status("drawing plots") as spinner:
         write_report(details, target, progress=lambda name: spinner.update(f"drawing plots: {name}"))
     console.print(f"report written to {target.resolve()}  (open it in a browser: file://{target.resolve()})")
@@ -295,20 +306,26 @@ def serve(
     ),
 ) -> None:
     """A live dashboard of runs, ideas and jobs in the browser (read-only unless --allow-writes)."""
-    try:
-        import uvicorn
-
-        from groundwork.dashboard.app import create_app
-    except ImportError as exc:
-        raise typer.BadParameter(
-            f"the dashboard needs its extra: pip install 'groundwork[dashboard]' ({exc})"
-        ) from None
+    _require("uvicorn", "dashboard")
+    _require("starlette", "dashboard")
+    _require("matplotlib", "dashboard")
     import secrets
+
+    import uvicorn
+
+    from groundwork.dashboard.app import create_app
 
     if allow_writes:
         token = token or secrets.token_urlsafe(24)
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning[/]: binding {host} shows every run in {runs_dir} to anyone who can reach it")
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot listen on {host}:{port} ({exc.strerror}): pick another --port") from None
     url = f"http://{host}:{port}/"
     console.print(f"dashboard of {runs_dir.resolve()} at {url}  (Ctrl+C stops it)")
     if allow_writes:
@@ -333,22 +350,36 @@ def export(
     from groundwork.export.trackers import MlflowTracker, TrackerNotReady, WandbTracker, export_records
 
     folder = find_run(run_ref, runs_dir)
-    records = job_records(load_details(RunStore(folder)))
-    for name in to:
+    trackers = []
+    for name in to:  # every tracker ready before anything is sent
         try:
             if name == "wandb":
-                tracker = WandbTracker(project, entity, folder / "exports")
+                trackers.append(WandbTracker(project, entity, folder / "exports"))
             elif name == "mlflow":
-                tracker = MlflowTracker(project, mlflow_uri)
+                trackers.append(MlflowTracker(project, mlflow_uri))
             else:
                 raise typer.BadParameter(f"unknown tracker {name!r}: use --to wandb or --to mlflow")
         except TrackerNotReady as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
+    records = job_records(load_details(RunStore(folder)))
+    for tracker in trackers:
+        name = tracker.name
         with console.status(f"exporting to {name}") as spinner:
-            sent, before = export_records(
-                folder, records, tracker, on_sent=lambda r, s=spinner, n=name: s.update(f"exporting to {n}: {r.name}")
-            )
+            try:
+                sent, before = export_records(
+                    folder,
+                    records,
+                    tracker,
+                    on_sent=lambda r, s=spinner, n=name: s.update(f"exporting to {n}: {r.name}"),
+                )
+            except Exception as exc:  # the tracker's own errors (network, auth) come in many types
+                console.print(
+                    f"[bold red]error:[/] {name} export stopped: {type(exc).__name__}: {exc}\n"
+                    "jobs sent before the error are remembered; run the same command again to continue",
+                    highlight=False,
+                )
+                raise typer.Exit(1) from None
         waiting = len(records) - sent - before
         console.print(
             f"{name}: {sent} jobs exported"

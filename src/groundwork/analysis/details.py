@@ -4,6 +4,7 @@ integrity flags, category and compute."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class IdeaDetail:
     category: str = "other"
     flags: list[str] = field(default_factory=list)  # reward-hacking / integrity flags
     order: int | None = None  # position among results in the order they arrived
+    thinking_tokens: int = 0  # of the ideation call that proposed it (reasoning models may hide the text)
 
     @property
     def settled(self) -> bool:
@@ -99,15 +101,16 @@ def load_details(store: RunStore, labeller: LLM | None = None) -> RunDetails:
     order = {idea_id: n for n, idea_id in enumerate(sorted(results, key=lambda i: results[i].created_at))}
     details = []
     for idea in store.ideas():
-        row = rows.get(idea.id) or IdeaRow(
-            idea.id, idea.epoch, idea.title, str(idea.prompt_kind), idea.origin, "ok", None
-        )
+        row = rows.get(idea.id) or _extra_row(idea, results.get(idea.id), jobs.get(idea.id))
         own = patches.get(idea.id, [])
         chosen = next((p for p in own if p.status == PatchStatus.APPLIED), own[-1] if own else None)
         details.append(
             IdeaDetail(row, idea, results.get(idea.id), jobs.get(idea.id), own, _read_diff(store.run_dir, chosen))
         )
         details[-1].order = order.get(idea.id)
+    thinking = _ideation_thinking_tokens(store)
+    for d in details:
+        d.thinking_tokens = thinking.get(f"ideate:e{d.idea.epoch}:{d.idea.prompt_kind}", 0)
     baselines = [d for d in details if d.idea.prompt_kind == PromptKind.BASELINE]
     ideas = [d for d in details if d.idea.prompt_kind != PromptKind.BASELINE]
     baseline = next((d for d in baselines if d.row is summary.baseline), baselines[0] if baselines else None)
@@ -121,6 +124,25 @@ def load_details(store: RunStore, labeller: LLM | None = None) -> RunDetails:
         elif d.result is not None:
             d.flags = integrity_flags(d.result, summary.metric, summary.direction)
     return RunDetails(summary, store.run_dir, baseline, ideas, source, [d for d in baselines if d is not baseline])
+
+
+def _extra_row(idea: Idea, result: Result | None, job: Job | None) -> IdeaRow:
+    """A row for a further baseline seed (the summary keeps only the first baseline's)."""
+    if result is not None:
+        status = "ok" if result.valid else str(result.failure)
+    else:
+        status = str(job.state) if job is not None else str(idea.state)
+    metric = result.metric if result is not None and result.valid else None
+    return IdeaRow(idea.id, idea.epoch, idea.title, str(idea.prompt_kind), idea.origin, status, metric)
+
+
+def _ideation_thinking_tokens(store: RunStore) -> dict[str, int]:
+    """Thinking tokens of each ideation call, by its call key (the ideas of one call share it)."""
+    tokens: dict[str, int] = {}
+    for call in store.llm_calls("ideator"):
+        usage = json.loads(call["usage"] or "{}")
+        tokens[call["call_key"]] = tokens.get(call["call_key"], 0) + int(usage.get("thinking_tokens", 0))
+    return tokens
 
 
 def _read_diff(run_dir: Path, patch: Patch | None) -> str:

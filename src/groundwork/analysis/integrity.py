@@ -9,7 +9,12 @@ from groundwork.records import FailureCategory, Result
 SUSPICIOUS_SD = 10.0
 # Evaluation better than training by this share of the training value (beyond the baseline's
 # own gap) suggests the evaluation sees something training did not: leaked or future data.
-GAP_SHARE = 0.10
+# Wide on purpose: batch losses are noisy, and a hack (a model reading the future) shows as
+# a far larger gap than any honest change.
+GAP_SHARE = 0.25
+# Training loss is taken as the lowest of the last few logged points: the most favourable
+# reading of training, so noise never makes an honest evaluation look too good.
+TAIL_POINTS = 3
 
 
 def integrity_flags(
@@ -30,7 +35,7 @@ def integrity_flags(
     for key, value in {**result.metrics, **flags}.items():
         if "causal" in key.lower() and value is False:
             found.append(f"causality guard failed ({key}): the model may look at future tokens")
-    if (result.failure or "").startswith("causal") or "causal" in result.detail.lower():
+    if result.failure is not None and "causal" in str(result.failure):
         found.append(f"causality guard: {result.detail.splitlines()[0] if result.detail else result.failure}")
     if result.valid:
         found += _gap_flags(result, metric, direction, baseline)
@@ -49,10 +54,11 @@ def train_eval_gap(result: Result, metric: str, direction: str) -> tuple[str, fl
     the training value (positive: evaluation better). None when the run logged no pair."""
     metrics = result.metrics
     pairs = [(f"max_train_eval_{metric}", metric), (f"train_{metric}", metric)]
-    if result.curve and isinstance(result.curve[-1].get("loss"), (int, float)) and "val_loss" in metrics:
+    tail = [p["loss"] for p in result.curve[-TAIL_POINTS:] if isinstance(p.get("loss"), (int, float))]
+    if tail and "val_loss" in metrics:
         pairs.append(("final training loss", "val_loss"))
     for train_key, eval_key in pairs:
-        train = result.curve[-1]["loss"] if train_key == "final training loss" else metrics.get(train_key)
+        train = min(tail) if train_key == "final training loss" else metrics.get(train_key)
         value = metrics.get(eval_key, result.metric if eval_key == metric else None)
         if not isinstance(train, (int, float)) or not isinstance(value, (int, float)) or train == 0:
             continue

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import random
+import textwrap
 from collections import Counter
 
 from groundwork.analysis.categories import CATEGORIES
@@ -35,7 +36,7 @@ def _png(fig) -> bytes:
 
 
 def _empty(ax, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#666666", wrap=True)
+    ax.text(0.5, 0.5, textwrap.fill(message, 40), ha="center", va="center", transform=ax.transAxes, color="#666666")
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -101,24 +102,29 @@ def best_so_far_by_idea(runs: list[RunDetails]) -> bytes:
         better = _better(run)
         executed = sorted((d for d in run.ideas if d.settled and d.row.status != "patch_failed"), key=_order)
         best = run.summary.baseline.metric if run.summary.baseline else None
-        xs, ys, px, py = [], [], [], []
+        xs, ys, px, py = ([0], [best], [], []) if best is not None else ([], [], [], [])
+        fx = []  # executed but no valid metric: marked on the best-so-far line
         for i, d in enumerate(executed, start=1):
             if d.valid:
                 px.append(i)
                 py.append(d.result.metric)
                 best = d.result.metric if best is None else better([best, d.result.metric])
+            else:
+                fx.append(i)
             if best is not None:
                 xs.append(i)
                 ys.append(best)
         if xs:
             ax.step(xs, ys, where="post", color=color, label=_label(run, runs))
             ax.scatter(px, py, s=14, color=color, alpha=0.45, label="each idea" if n == 0 else None)
+            fy = [ys[xs.index(x)] for x in fx if x in xs]
+            ax.scatter(fx[: len(fy)], fy, s=22, marker="x", color="#d62728", label="failed" if n == 0 else None)
             drawn = True
         _baseline_band(ax, run, color if len(runs) > 1 else "#555555", label=n == 0)
     if not drawn:
         _empty(ax, "no executed idea with a valid result yet")
     else:
-        ax.set_xlabel("executed ideas, in the order results arrived")
+        ax.set_xlabel("executed ideas, in the order results arrived (0 = baseline)")
         ax.xaxis.get_major_locator().set_params(integer=True)
         _metric_axis(ax, runs[0])
         ax.legend(fontsize=8)
@@ -164,7 +170,7 @@ def execution_funnel(runs: list[RunDetails]) -> bytes:
         for run in runs
         for pair, funnel in sorted(run.summary.funnels.items())
     ]
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.9 * max(1, len(groups))))
+    fig, ax = plt.subplots(figsize=(8.5, 1.4 + 1.0 * max(1, len(groups))))
     if not groups:
         _empty(ax, "no idea has finished yet")
     else:
@@ -181,7 +187,7 @@ def execution_funnel(runs: list[RunDetails]) -> bytes:
         ax.invert_yaxis()
         ax.set_xlabel("ideas")
         ax.set_xlim(0, max(f.proposed for _, f in groups) * 1.25 + 0.5)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Execution funnel per model (ideator -> implementer)")
     return _png(fig)
 
@@ -232,8 +238,9 @@ def categories(runs: list[RunDetails]) -> bytes:
                 left = [a + b for a, b in zip(left, counts, strict=False)]
             ax.invert_yaxis()
             ax.set_xlabel("ideas")
+            ax.set_xlim(0, max(left) * 1.15)
             ax.xaxis.get_major_locator().set_params(integer=True)
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="lower right")
         ax.set_title(
             (run.summary.run_id + "\n" if len(runs) > 1 else "") + f"labelled by {run.categories_by}", fontsize=9
         )
@@ -271,62 +278,71 @@ def failure_taxonomy(runs: list[RunDetails]) -> bytes:
 
 def length_vs_success(runs: list[RunDetails]) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.8))
-    settled = [(run, d) for run in runs for d in run.ideas if d.settled]
+    settled = [d for run in runs for d in run.ideas if d.settled]
     jitter = random.Random(0)
-    for ax, attr, what in ((axes[0], "idea_words", "idea length"), (axes[1], "thinking_words", "thinking length")):
-        values = [(getattr(d, attr), d.valid) for _, d in settled]
+    # Thinking as words where the model returned its text, else as the tokens it billed.
+    thinking = ("thinking_words", "thinking length (words)", "words")
+    if not any(d.thinking_words for d in settled) and any(d.thinking_tokens for d in settled):
+        thinking = ("thinking_tokens", "thinking length (tokens)", "tokens")
+    panels = ((axes[0], "idea_words", "idea length (words)", "words"), (axes[1], *thinking))
+    for ax, attr, what, unit in panels:
+        values = [(getattr(d, attr), d.valid) for d in settled]
         if not values or not any(v for v, _ in values):
-            _empty(ax, f"no {what} recorded" + (" (the ideator gave no thinking)" if attr == "thinking_words" else ""))
-            ax.set_title(f"{what} (words)", fontsize=10)
+            note = " (the ideator returned no thinking)" if attr.startswith("thinking") else ""
+            _empty(ax, f"no {what.split(' (')[0]} recorded{note}")
+            ax.set_title(what, fontsize=10)
             continue
         groups = {
             "executed\n(valid metric)": [v for v, ok in values if ok],
             "failed": [v for v, ok in values if not ok],
         }
-        for x, (_label, vs) in enumerate(groups.items()):
+        for x, vs in enumerate(groups.values()):
             if vs:
                 ax.boxplot([vs], positions=[x], widths=0.5, showfliers=False)
-                ax.scatter(
-                    [x + jitter.uniform(-0.15, 0.15) for _ in vs],
-                    vs,
-                    s=14,
-                    alpha=0.6,
-                    color=OUTCOME_COLORS["beats baseline" if x == 0 else "failed"],
-                )
+                color = OUTCOME_COLORS["beats baseline" if x == 0 else "failed"]
+                ax.scatter([x + jitter.uniform(-0.15, 0.15) for _ in vs], vs, s=14, alpha=0.6, color=color)
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels([f"{label}\nn={len(vs)}" for label, vs in groups.items()], fontsize=8)
-        ax.set_ylabel("words")
+        ax.set_ylabel(unit)
         ax.set_xlim(-0.6, 1.6)
         ax.set_title(f"{what} vs execution success", fontsize=10)
     return _png(fig)
 
 
 def costs(runs: list[RunDetails]) -> bytes:
-    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 1.6 + 0.6 * len(runs)))
     names = [run.summary.run_id if len(runs) > 1 else "this run" for run in runs]
     dollars = [run.summary.llm_spent_usd for run in runs]
     replayed = [run.summary.llm_replayed_usd for run in runs]
-    axes[0].barh(names, dollars, color="#1f77b4", label="paid")
-    axes[0].barh(names, replayed, left=dollars, color="#c6dbef", label="recorded, replayed free")
-    for y, (paid, free) in enumerate(zip(dollars, replayed, strict=False)):
-        axes[0].text(
-            paid + free, y, f" ${paid:.2f}" + (f" (+${free:.2f} replayed)" if free else ""), va="center", fontsize=8
+    unpriced = sum(run.summary.unpriced_calls for run in runs)
+    if not any(dollars) and not any(replayed):
+        reason = (
+            f"{unpriced} calls to models with no price (GROUNDWORK_PRICES adds prices)"
+            if unpriced
+            else "no paid model calls (the offline catalog, or no calls yet)"
         )
-    axes[0].set_xlim(0, max([a + b for a, b in zip(dollars, replayed, strict=False)] + [0.01]) * 1.6)
-    axes[0].set_xlabel("US dollars")
+        _empty(axes[0], "$0.00: " + reason)
+    else:
+        axes[0].barh(names, dollars, height=0.5, color="#1f77b4", label="paid")
+        axes[0].barh(names, replayed, height=0.5, left=dollars, color="#c6dbef", label="recorded, replayed free")
+        for y, (paid, free) in enumerate(zip(dollars, replayed, strict=True)):
+            text = f" ${paid:.2f}" + (f" (+${free:.2f} replayed)" if free else "")
+            axes[0].text(paid + free, y, text, va="center", fontsize=8)
+        axes[0].set_xlim(0, max(a + b for a, b in zip(dollars, replayed, strict=True)) * 1.6)
+        axes[0].set_xlabel("US dollars")
     axes[0].set_title("Language-model cost", fontsize=10)
     gpu = [run.gpu_hours for run in runs]
     cpu = [run.cpu_hours for run in runs]
-    axes[1].barh(names, gpu, color="#2ca02c", label="GPU-hours")
-    axes[1].barh(names, cpu, left=gpu, color="#bcbd22", label="CPU-hours (jobs without GPUs)")
-    for y, (g, c) in enumerate(zip(gpu, cpu, strict=False)):
+    axes[1].barh(names, gpu, height=0.5, color="#2ca02c")
+    axes[1].barh(names, cpu, height=0.5, left=gpu, color="#bcbd22")
+    for y, (g, c) in enumerate(zip(gpu, cpu, strict=True)):
         axes[1].text(g + c, y, f" {g:.3g} GPU-h, {c:.3g} CPU-h", va="center", fontsize=8)
-    axes[1].set_xlim(0, max([a + b for a, b in zip(gpu, cpu, strict=False)] + [0.001]) * 1.8)
+    axes[1].set_xlim(0, max([a + b for a, b in zip(gpu, cpu, strict=True)] + [0.001]) * 1.8)
     axes[1].set_xlabel("hours (job wall time x devices requested)")
-    axes[1].set_title("Compute", fontsize=10)
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].set_title("Compute: GPU-hours (green), CPU-hours (olive)", fontsize=10)
     for ax in axes:
         ax.tick_params(axis="y", labelsize=8)
+        ax.invert_yaxis()  # the first run on top, as in the tables
     return _png(fig)
 
 

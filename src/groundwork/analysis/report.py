@@ -130,7 +130,9 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
     step("categories")
     figures["categories"] = _figure(
         plots.categories(runs),
-        "What kind of change each idea makes, coloured by outcome.",
+        "What kind of change each idea makes, coloured by outcome; labelled by "
+        + "; ".join(dict.fromkeys(r.categories_by for r in runs))
+        + ".",
         "idea categories",
     )
     step("failures")
@@ -140,8 +142,8 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
     step("lengths")
     figures["lengths"] = _figure(
         plots.length_vs_success(runs),
-        "Words in the idea's description and in the ideator's thinking, for ideas that produced a valid metric "
-        "and for those that failed.",
+        "Words in the idea's description, and the thinking of the ideation call that proposed it (words, or "
+        "tokens where the model hid the text), for ideas that produced a valid metric and for those that failed.",
         "idea and thinking length against execution success",
     )
     step("costs")
@@ -178,6 +180,8 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
             "title": d.idea.title,
             "status": d.row.status,
             "detail": d.row.detail,
+            "diff_html": Markup(diff_html(d.diff)),
+            "diff_lines": len(d.diff.splitlines()),
         }
         for run in runs
         for d in run.ideas
