@@ -194,8 +194,16 @@ class ScriptedLLM:
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
+        # A generous budget, so that the tiny profile's token cap ends every training run rather
+        # than a busy machine's speed: the recorded outcomes are then the same on any machine.
         config = RunConfig(
-            environment="nanogpt", profile="tiny", epochs=2, ideas_per_epoch=4, slots=2, ideator_llm="catalog"
+            environment="nanogpt",
+            profile="tiny",
+            epochs=2,
+            ideas_per_epoch=4,
+            slots=2,
+            ideator_llm="catalog",
+            time_budget_s=600,
         )
         store = create_run(config, Path(tmp), name="fixture")
         env = run_environment(store)

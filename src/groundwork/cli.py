@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -504,6 +505,78 @@ def env_prepare(
     env = load_environment(name)
     data = env.prepare(env.profile(profile))
     console.print(f"data ready in {data}")
+
+
+@env_app.command("init")
+def env_init(
+    path: Path = typer.Argument(..., help="The repository to scaffold an environment.toml for."),
+    train: Optional[str] = typer.Option(None, "--train", help="Training script, relative to PATH."),
+    evaluate: Optional[str] = typer.Option(None, "--evaluate", help="Evaluation script that writes the metric."),
+    prepare: Optional[str] = typer.Option(None, "--prepare", help="Data preparation script ('' for none)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Metric key in the evaluation's result.json."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="minimize or maximize."),
+    editable: Optional[list[str]] = typer.Option(None, "--editable", help="File ideas may edit (repeatable)."),
+    locked: Optional[list[str]] = typer.Option(None, "--locked", help="Locked, hidden file (repeatable)."),
+    budget: float = typer.Option(300.0, "--budget", min=1, help="Training budget of the default profile, seconds."),
+    ask: Optional[bool] = typer.Option(None, "--ask/--no-ask", help="Ask for each value (default: on a terminal)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing environment.toml."),
+) -> None:
+    """Scaffold an environment.toml for an existing repository: infer, confirm, validate."""
+    from groundwork.environments.scaffold import infer, infer_metric, metric_defaults, write
+
+    repo = path.expanduser().resolve()
+    if not repo.is_dir():
+        raise ValueError(f"{path} is not a folder: pass the repository to turn into an environment")
+    guess = infer(repo)
+    for note in guess.notes:
+        console.print(f"[dim]found[/] {note}")
+    interactive = sys.stdin.isatty() if ask is None else ask
+
+    def choose(label: str, given, default):
+        if given is not None:
+            return given
+        return typer.prompt(label, default=default) if interactive else default
+
+    train_script = choose("training script", train, guess.train_script)
+    eval_script = choose("evaluation script (writes result.json)", evaluate, guess.eval_script)
+    prepare_script = choose("data preparation script ('' for none)", prepare, guess.prepare_script or "") or None
+    for label, flag, script in (
+        ("training", "--train", train_script),
+        ("evaluation", "--evaluate", eval_script),
+        ("preparation", "--prepare", prepare_script),
+    ):
+        if script and not (repo / script).is_file():
+            raise ValueError(f"{label} script {script!r} does not exist in {repo}: name the right one with {flag}")
+    found = infer_metric((repo / eval_script).read_text(errors="replace"))  # in the script finally chosen
+    metric_name = choose("metric", metric, found[0] if found else guess.metric)
+    metric_direction = choose("direction (minimize/maximize)", direction, metric_defaults(metric_name)[0])
+    if metric_direction not in ("minimize", "maximize"):
+        raise ValueError(f"direction must be minimize or maximize, got {metric_direction!r}")
+    default_locked = [p for p in (eval_script, prepare_script) if p]
+    editable_files = editable or [train_script]
+    locked_files = locked or default_locked
+    if interactive and not editable:
+        editable_files = choose("editable files (comma separated)", None, ",".join(editable_files)).split(",")
+    if interactive and not locked:
+        locked_files = choose("locked files (comma separated)", None, ",".join(locked_files)).split(",")
+    scaffold = replace(
+        guess,
+        train_script=train_script,
+        eval_script=eval_script,
+        prepare_script=prepare_script,
+        metric=metric_name,
+        direction=metric_direction,
+        plausible_range=metric_defaults(metric_name)[1],
+        editable=[f.strip() for f in editable_files if f.strip()],
+        locked=[f.strip() for f in locked_files if f.strip()],
+        time_budget_s=budget,
+    )
+    manifest_path, manifest = write(repo, scaffold, force=force)
+    console.print(
+        f"wrote {manifest_path}: {manifest.metric.name} ({manifest.metric.direction}), "
+        f"editable {', '.join(manifest.files.editable)}, locked {', '.join(manifest.files.locked) or '-'}"
+    )
+    console.print(f"review the goal and the plausible range, then: groundwork env show {path}")
 
 
 @llm_app.command("export")

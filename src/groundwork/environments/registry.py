@@ -106,11 +106,7 @@ class Environment:
                 f"prepare the data again (groundwork env prepare {self.name})"
             )
         view = data_dir.with_name(f"{data_dir.name}.training")
-        if (
-            view.is_dir()
-            and sorted(os.listdir(view)) == files
-            and all(_same_file(data_dir / n, view / n) for n in files)
-        ):
+        if _view_current(data_dir, view, files):
             return view
         tmp = view.with_name(f".{view.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -121,7 +117,12 @@ class Environment:
             except OSError:  # another file system, or no hard links: a copy is as good
                 shutil.copy2(data_dir / name, tmp / name)
         shutil.rmtree(view, ignore_errors=True)
-        os.replace(tmp, view)
+        try:
+            os.replace(tmp, view)
+        except OSError:  # another process put a view there in the meantime
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not _view_current(data_dir, view, files):
+                raise
         return view
 
     def data_env(self, data_dir: Path) -> dict[str, str]:
@@ -167,6 +168,13 @@ class Environment:
             )
         self.training_data_dir(data_dir)
         return data_dir
+
+
+def _view_current(data_dir: Path, view: Path, files: list[str]) -> bool:
+    """Does the training view hold exactly `files`, each the prepared folder's current one?"""
+    if not view.is_dir() or sorted(os.listdir(view)) != files:
+        return False
+    return all(_same_file(data_dir / n, view / n) for n in files)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -1,0 +1,202 @@
+"""Scaffold an `environment.toml` for an existing repository (`groundwork env init PATH`).
+
+`infer` reads the repository's files and guesses the training and evaluation scripts, data
+preparation, the metric (its name, direction and plausible range) and which files are
+editable or locked. The CLI asks the user to confirm or change each guess, then `write`
+renders the manifest and validates it with the manifest model before it is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from groundwork.environments.manifest import MANIFEST_NAME, Manifest, ManifestError, parse_manifest
+
+TRAIN_CANDIDATES = (
+    "train.py",
+    "train_gpt.py",
+    "train_gpt2.py",
+    "main.py",
+    "run.py",
+    "scripts/train.py",
+    "src/train.py",
+)
+EVAL_CANDIDATES = ("evaluate.py", "eval.py", "evaluation.py", "scripts/evaluate.py", "scripts/eval.py", "test_model.py")
+PREPARE_CANDIDATES = ("prepare.py", "prepare_data.py", "data.py", "download.py", "scripts/prepare.py")
+# Metric names as they appear in an evaluation script, most specific first, with the
+# direction that is better and a plausible range.
+KNOWN_METRICS = (
+    ("val_bpb", "minimize", (0.0, 10.0)),
+    ("val_loss", "minimize", (0.0, 100.0)),
+    ("perplexity", "minimize", (1.0, 1e6)),
+    ("accuracy", "maximize", (0.0, 1.0)),
+    ("exact_match", "maximize", (0.0, 1.0)),
+    ("f1", "maximize", (0.0, 1.0)),
+    ("bleu", "maximize", (0.0, 100.0)),
+    ("reward", "maximize", (-1e6, 1e6)),
+    ("error", "minimize", (0.0, 1.0)),
+    ("loss", "minimize", (0.0, 100.0)),
+    ("score", "maximize", (-1e6, 1e6)),
+)
+
+
+@dataclass
+class Scaffold:
+    """Everything `env init` decides, before it becomes a manifest."""
+
+    name: str
+    train_script: str
+    eval_script: str
+    prepare_script: str | None
+    metric: str
+    direction: str
+    plausible_range: tuple[float, float]
+    editable: list[str]
+    locked: list[str]
+    time_budget_s: float = 300.0
+    goal: str = ""
+    notes: list[str] = field(default_factory=list)  # what was guessed, and how
+
+    def with_goal(self) -> Scaffold:
+        if self.goal:
+            return self
+        better = "lowest" if self.direction == "minimize" else "highest"
+        goal = (
+            f"Improve {', '.join(self.editable)} so that the {better} possible {self.metric} is reached "
+            f"within a fixed training budget (GROUNDWORK_TIME_BUDGET_S seconds).\n\n"
+            f"Rules the evaluation enforces:\n"
+            f"- Only {', '.join(self.editable)} may be changed; {', '.join(self.locked)} are locked, restored and "
+            f"hash-checked around every run.\n"
+            f"- Training must stop by itself within the budget; runs that overrun are killed and score nothing.\n"
+            f"- The locked {self.eval_script} measures {self.metric} after training; keep what it reads working."
+        )
+        return replace(self, goal=goal)
+
+
+def slug(text: str) -> str:
+    name = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")
+    return name if name and name[0].isalnum() else f"env-{name}".strip("-") or "env"
+
+
+def _first(repo: Path, candidates: tuple[str, ...], pattern: str) -> str | None:
+    for rel in candidates:
+        if (repo / rel).is_file():
+            return rel
+    found = sorted(p.relative_to(repo).as_posix() for p in repo.glob(pattern) if p.is_file())
+    return found[0] if found else None
+
+
+def infer_metric(eval_text: str) -> tuple[str, str, tuple[float, float]] | None:
+    """The first known metric name that the evaluation script writes as a quoted key."""
+    for name, direction, plausible in KNOWN_METRICS:
+        if re.search(rf"""["']{re.escape(name)}["']""", eval_text):
+            return name, direction, plausible
+    return None
+
+
+def metric_defaults(name: str) -> tuple[str, tuple[float, float]]:
+    """(direction, plausible range) of a metric name: a known one's, else minimize and a wide range."""
+    for known, direction, plausible in KNOWN_METRICS:
+        if known == name:
+            return direction, plausible
+    return "minimize", (-1e9, 1e9)
+
+
+def infer(repo: Path) -> Scaffold:
+    """Guess a scaffold from the repository's files; `notes` says what was found where."""
+    repo = repo.resolve()
+    notes = []
+    train = _first(repo, TRAIN_CANDIDATES, "*train*.py")
+    evaluate = _first(repo, EVAL_CANDIDATES, "*eval*.py")
+    prepare = _first(repo, PREPARE_CANDIDATES, "*prepare*.py")
+    notes.append(f"training script: {train or 'not found'}")
+    notes.append(f"evaluation script: {evaluate or 'not found'}")
+    notes.append(f"data preparation: {prepare or 'none'}")
+    metric = infer_metric((repo / evaluate).read_text(errors="replace")) if evaluate else None
+    if metric:
+        notes.append(f"metric: {metric[0]!r} appears in {evaluate}")
+    name, direction, plausible = metric or ("loss", "minimize", (0.0, 100.0))
+    locked = [p for p in (evaluate, prepare) if p]
+    return Scaffold(
+        name=slug(repo.name),
+        train_script=train or "train.py",
+        eval_script=evaluate or "evaluate.py",
+        prepare_script=prepare,
+        metric=name,
+        direction=direction,
+        plausible_range=plausible,
+        editable=[train or "train.py"],
+        locked=locked,
+        notes=notes,
+    )
+
+
+def _toml_string(text: str) -> str:
+    if "\n" in text and "'''" not in text:
+        return "'''\n" + text.strip("\n") + "\n'''"
+    return json.dumps(text)  # a JSON string is a valid TOML basic string
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def render(s: Scaffold) -> str:
+    """The manifest text: every key the manifest reference documents, with comments."""
+    s = s.with_goal()
+    prepare = (
+        f'prepare = ["{{python}}", "{s.prepare_script}", "--out", "{{data_dir}}"]'
+        if s.prepare_script
+        else (
+            '# prepare = ["{python}", "prepare.py", "--out", "{data_dir}"]  # data preparation, run once per data_key'
+        )
+    )
+    low, high = s.plausible_range
+    return f"""# {s.name}: scaffolded by `groundwork env init`; see docs/environments.md for every key.
+name = {json.dumps(s.name)}
+description = {json.dumps(f"{s.metric} of {s.train_script} within a fixed budget")}
+codebase = "."  # the repository itself is the baseline codebase
+default_profile = "default"
+goal = {_toml_string(s.goal)}
+
+[metric]
+name = {json.dumps(s.metric)}  # the key the evaluation writes into result_file
+direction = {json.dumps(s.direction)}
+plausible_range = [{low!r}, {high!r}]  # values outside are discarded as suspicious
+result_file = "result.json"  # the evaluation writes it at $GROUNDWORK_RESULT_PATH
+
+[files]
+editable = {_toml_list(s.editable)}
+hidden = {_toml_list(s.locked)}  # never shown to the ideator
+locked = {_toml_list(s.locked)}  # restored and hash-checked around every run
+
+[run]
+train = ["{{python}}", {json.dumps(s.train_script)}]
+evaluate = ["{{python}}", {json.dumps(s.eval_script)}]
+{prepare}
+grace_s = 20
+eval_timeout_s = 300
+
+[profiles.default]
+description = "one run of the training script under a {s.time_budget_s:g} s budget"
+time_budget_s = {s.time_budget_s!r}
+"""
+
+
+def write(repo: Path, scaffold: Scaffold, force: bool = False) -> tuple[Path, Manifest]:
+    """Write PATH/environment.toml and validate it; an invalid manifest is not kept."""
+    path = repo / MANIFEST_NAME
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} already exists: pass --force to replace it")
+    tmp = repo / f".{MANIFEST_NAME}.tmp"
+    tmp.write_text(render(scaffold), encoding="utf-8")
+    try:
+        manifest = parse_manifest(tmp)
+    except ManifestError as exc:
+        tmp.unlink()
+        raise ManifestError(path, exc.problems) from None
+    tmp.replace(path)
+    return path, manifest

@@ -1,0 +1,141 @@
+"""`groundwork env init`: a manifest scaffolded for an existing repository, inferred or
+asked, validated by the manifest model, and usable as an environment."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from conftest import GROUNDWORK, cli_env
+from groundwork.cli import app
+from groundwork.environments import load_environment
+from groundwork.environments.scaffold import infer, render
+
+TRAIN = """import os, time
+steps = 3  # a knob
+time.sleep(min(0.1, float(os.environ.get("GROUNDWORK_TIME_BUDGET_S", "1"))))
+open(os.path.join(os.environ.get("GROUNDWORK_OUT_DIR", "."), "steps.txt"), "w").write(str(steps))
+"""
+EVALUATE = """import json, os
+json.dump({"accuracy": 0.5, "n": 10}, open(os.environ.get("GROUNDWORK_RESULT_PATH", "result.json"), "w"))
+"""
+PREPARE = """import argparse, pathlib
+p = argparse.ArgumentParser(); p.add_argument("--out"); a = p.parse_args()
+pathlib.Path(a.out).mkdir(parents=True, exist_ok=True); (pathlib.Path(a.out) / "data.txt").write_text("1 2 3")
+"""
+
+
+def _repo(tmp_path, **files):
+    repo = tmp_path / "My Project"
+    repo.mkdir()
+    for name, text in files.items():
+        path = repo / name.replace("__", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return repo
+
+
+def test_inference_reads_the_repository(tmp_path):
+    repo = _repo(tmp_path, **{"train.py": TRAIN, "eval.py": EVALUATE, "prepare_data.py": PREPARE, "README.md": "x"})
+    guess = infer(repo)
+    assert guess.name == "my-project"
+    assert (guess.train_script, guess.eval_script, guess.prepare_script) == ("train.py", "eval.py", "prepare_data.py")
+    assert (guess.metric, guess.direction, guess.plausible_range) == ("accuracy", "maximize", (0.0, 1.0))
+    assert guess.editable == ["train.py"] and guess.locked == ["eval.py", "prepare_data.py"]
+    assert "accuracy" in render(guess) and "Only train.py may be changed" in render(guess)
+
+
+def test_init_without_questions_writes_a_valid_usable_manifest(tmp_path):
+    repo = _repo(tmp_path, **{"train.py": TRAIN, "evaluate.py": EVALUATE, "prepare.py": PREPARE})
+    proc = subprocess.run(
+        [*GROUNDWORK, "env", "init", str(repo), "--no-ask", "--budget", "30"],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "accuracy (maximize)" in proc.stdout
+    env = load_environment(repo)
+    m = env.manifest
+    assert m.files.editable == ["train.py"] and m.files.locked == ["evaluate.py", "prepare.py"]
+    assert m.files.hidden == m.files.locked and env.profile().time_budget_s == 30
+    assert m.run.prepare == ["{python}", "prepare.py", "--out", "{data_dir}"]
+    assert (env.prepare(env.profile(), quiet=True) / "data.txt").read_text() == "1 2 3"  # its commands run
+    show = subprocess.run([*GROUNDWORK, "env", "show", str(repo)], capture_output=True, text=True, env=cli_env())
+    assert show.returncode == 0 and "accuracy" in show.stdout
+
+    again = subprocess.run([*GROUNDWORK, "env", "init", str(repo), "--no-ask"], capture_output=True, text=True)
+    assert again.returncode == 2 and "already exists" in again.stdout and "--force" in again.stdout
+
+
+def test_init_asks_and_takes_the_answers(tmp_path):
+    repo = _repo(tmp_path, **{"scripts__train.py": TRAIN, "scripts__score.py": EVALUATE, "model.py": "x = 1\n"})
+    answers = "\n".join(["", "scripts/score.py", "", "", "maximize", "scripts/train.py,model.py", ""]) + "\n"
+    result = CliRunner().invoke(app, ["env", "init", str(repo), "--ask"], input=answers)
+    assert result.exit_code == 0, result.output
+    m = load_environment(repo).manifest
+    assert m.run.train == ["{python}", "scripts/train.py"] and m.run.evaluate == ["{python}", "scripts/score.py"]
+    assert m.metric.name == "accuracy" and m.metric.direction == "maximize"
+    assert m.files.editable == ["scripts/train.py", "model.py"] and m.files.locked == ["scripts/score.py"]
+    assert m.run.prepare == []
+
+
+def test_init_refuses_what_it_cannot_use(tmp_path):
+    repo = _repo(tmp_path, **{"train.py": TRAIN})  # no evaluation script anywhere
+    result = CliRunner().invoke(app, ["env", "init", str(repo), "--no-ask"])
+    assert result.exit_code != 0
+    assert "evaluation script 'evaluate.py' does not exist" in str(result.exception)
+    result = CliRunner().invoke(app, ["env", "init", str(repo), "--no-ask", "--evaluate", "train.py"])
+    assert result.exit_code != 0 and "editable and hidden/locked at once" in str(result.exception)
+    assert not (repo / "environment.toml").exists()
+
+
+def test_the_documented_example_environment_runs(tmp_path):
+    """docs/environments.md's worked example, extracted file by file, is a valid environment
+    whose baseline trains and is scored by its locked evaluation, and whose catalog loads."""
+    import re
+
+    from groundwork.execution.runner import JobRunner
+    from groundwork.ideation.catalog import load_catalog
+    from groundwork.implementation.codebase import file_sha256
+    from groundwork.protocols import JobSpec
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "environments.md").read_text()
+    blocks = re.findall(r"<!-- file: (\S+) -->\n```\w*\n(.*?)```", doc, flags=re.DOTALL)
+    assert {name for name, _ in blocks} >= {"wave/environment.toml", "wave/baseline/train.py"}
+    for name, text in blocks:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    env = load_environment(tmp_path / "wave")
+    assert [idea.id for idea in load_catalog(env.catalog_path)] == ["wider", "relu"]
+    profile = env.profile()
+    data = env.prepare(profile, quiet=True)
+    m = env.manifest
+    (tmp_path / "job").mkdir()
+    spec = JobSpec(
+        job_id="job-wave",
+        attempt=1,
+        job_dir=str(tmp_path / "job"),
+        baseline_dir=str(env.codebase_dir),
+        diff_path="",
+        codebase_hash="",
+        locked_hashes={rel: file_sha256(env.codebase_dir / rel) for rel in m.files.locked},
+        train_command=m.run.train,
+        eval_command=m.run.evaluate,
+        time_budget_s=profile.time_budget_s,
+        grace_s=profile.grace_s,
+        eval_timeout_s=profile.eval_timeout_s,
+        env={**profile.env, **env.data_env(data), "GROUNDWORK_SEED": "0"},
+        metric_name=m.metric.name,
+        result_file=m.metric.result_file,
+        plausible_range=m.metric.plausible_range,
+        slot=0,
+        threads=1,
+        gpu_ids=[],
+    )
+    outcome = JobRunner(spec).run()
+    assert outcome.failure is None, outcome.detail
+    assert 0.005 < outcome.metric < 0.5 and outcome.metrics["points"] == 500 and outcome.curve
