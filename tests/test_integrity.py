@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from groundwork.environments import load_environment
+from groundwork.execution import sandbox
 from groundwork.execution.runner import JobRunner
 from groundwork.implementation.codebase import file_sha256
 from groundwork.implementation.patching import unified_diff
@@ -145,9 +146,13 @@ def test_a_run_cannot_change_its_evaluation_settings_or_result(tmp_path, nanogpt
     assert "shadow module" not in _log(tmp_path)
 
 
-def test_a_run_that_changes_the_validation_data_is_caught(tmp_path, nanogpt_data):
+@pytest.mark.parametrize("sandbox_mode", ["off", "required"])
+def test_a_run_that_changes_the_validation_data_is_caught(tmp_path, nanogpt_data, sandbox_mode):
     """The folder training gets has no val.bin, but the whole folder is easy to guess; a
-    training run that rewrites val.bin there makes the evaluation refuse to score."""
+    training run that rewrites val.bin there is stopped by the sandbox (read-only outside its
+    work folder) or, without one, makes the evaluation refuse to score."""
+    if sandbox_mode == "required" and not sandbox.probe().available:
+        pytest.skip(f"no sandbox here: {sandbox.probe().detail}")
     data = tmp_path / "data" / nanogpt_data.name  # a private copy: this test spoils it
     shutil.copytree(nanogpt_data, data)
     cheat = _edit(
@@ -156,9 +161,13 @@ def test_a_run_that_changes_the_validation_data_is_caught(tmp_path, nanogpt_data
         "    full = DATA_DIR[: -len('.training')]\n"
         "    open(os.path.join(full, 'val.bin'), 'wb').write(b' ' * 100000)\n",
     )
-    outcome = JobRunner(_job(tmp_path, data, {"train.py": cheat})).run()
+    outcome = JobRunner(_job(tmp_path, data, {"train.py": cheat}, sandbox=sandbox_mode)).run()
     assert outcome.failure == FailureCategory.CRASHED and outcome.metric is None
-    assert "validation data is not as prepared" in outcome.detail
+    if sandbox_mode == "off":
+        assert "validation data is not as prepared" in outcome.detail
+    else:
+        assert "Read-only file system" in outcome.detail
+        assert (data / "val.bin").read_bytes() == (nanogpt_data / "val.bin").read_bytes()
 
 
 def test_an_implausible_metric_is_flagged(tmp_path, nanogpt_data):
