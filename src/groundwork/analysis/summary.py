@@ -281,12 +281,13 @@ def project(store: RunStore, config: dict, jobs: list, searched: list) -> Projec
     spent = sum(c["cost_usd"] or 0.0 for c in store.llm_calls() if not c["replayed"])
     dollars_left = spent / len(searched) * ideas_left if spent and searched else (0.0 if spent else None)
     caps = {k: float(config[k]) for k in ("max_dollars", "max_gpu_hours", "max_hours") if config.get(k) is not None}
+    events = store.events()
     return Projection(
         jobs_left=jobs_left,
         ideas_left=ideas_left,
-        gpu_hours_used=device_hours(jobs, gpus),
+        gpu_hours_used=device_hours(events, gpus),
         gpu_hours_left=jobs_left * per_job * devices_per_job(gpus) / 3600.0,
-        hours_used=active_hours(store.events()),
+        hours_used=active_hours(events),
         hours_left=math.ceil(jobs_left / slots) * per_job / 3600.0,
         dollars_left=dollars_left,
         seconds_per_job=per_job,
