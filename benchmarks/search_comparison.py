@@ -39,6 +39,7 @@ from groundwork.environments import load_environment  # noqa: E402
 from groundwork.loop import ResearchLoop  # noqa: E402
 from groundwork.records import PromptKind  # noqa: E402
 from groundwork.runs import create_run  # noqa: E402
+from groundwork.search.budget import active_hours  # noqa: E402
 from groundwork.search.stats import Estimate  # noqa: E402
 from groundwork.store import RunStore  # noqa: E402
 
@@ -66,13 +67,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def measure_noise(args: argparse.Namespace, name: str, seeds: int, console: Console) -> dict:
-    floor = load_noise_floor(name, args.profile)
-    if floor is not None and floor["seeds"] >= seeds:
-        return floor
+    """The baseline over `seeds` seeds, stored as the environment's noise floor (the runs
+    that follow use it); a finished measurement in --runs-dir is reused."""
     config = RunConfig(environment=args.env, profile=args.profile, epochs=0, baseline_seeds=seeds, slots=args.slots)
     store = _run_or_resume(config, args.runs_dir, "noise-floor", console)
     save_noise_floor(summarize(store))
-    return load_noise_floor(name, args.profile) or {}
+    floor = load_noise_floor(name, args.profile) or {}
+    return {**floor, "seconds": round(active_hours(store.events()) * 3600, 1)}
 
 
 def _run_or_resume(config: RunConfig, runs_dir: Path, name: str, console: Console) -> RunStore:
@@ -138,7 +139,6 @@ def main() -> int:
                 confirm_seeds=args.confirm_seeds,
                 confirm_top=1,
             )
-            t0 = time.time()
             try:
                 store = _run_or_resume(config, args.runs_dir, name, console)
             except Exception as exc:  # e.g. a replay with no answer for a request: recorded, not hidden
@@ -158,7 +158,7 @@ def main() -> int:
                     "valid": summary.funnel.valid,
                     "best": None if best is None else {"id": best.id, "title": best.title, "values": best.values},
                     "verdict": None if best is None else summary.verdict(best),
-                    "seconds": round(time.time() - t0, 1),
+                    "seconds": round(active_hours(store.events()) * 3600, 1),  # from the store: resumes add up
                     **curve(store, summary.direction),
                 }
             )
@@ -180,7 +180,9 @@ def main() -> int:
         },
         "noise_floor": {k: noise.get(k) for k in ("mean", "std", "seeds", "values")},
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "wall_seconds": round(time.time() - started, 1),
+        "wall_seconds": round(sum(r.get("seconds", 0.0) for r in runs) + noise.get("seconds", 0.0), 1),
+        "wall_seconds_this_invocation": round(time.time() - started, 1),
+        "baselines_across_runs": spread([r["baseline"] for r in runs if r.get("baseline") is not None]),
         "table": table,
         "runs": runs,
     }
@@ -189,6 +191,20 @@ def main() -> int:
     plot(out, args.out.with_suffix(".png"))
     print(json.dumps({"table": table, "wall_seconds": out["wall_seconds"]}, indent=2))
     return 0
+
+
+def spread(values: list[float]) -> dict:
+    """The baseline as each run measured it: on a shared CPU, load drifts between runs, and
+    a time-budgeted job trains fewer steps when the machine is busy."""
+    if len(values) < 2:
+        return {"values": values}
+    return {
+        "mean": round(statistics.fmean(values), 5),
+        "std": round(statistics.stdev(values), 5),
+        "min": min(values),
+        "max": max(values),
+        "values": values,
+    }
 
 
 def aggregate(runs: list[dict]) -> list[dict]:
