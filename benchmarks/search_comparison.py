@@ -250,8 +250,15 @@ def plot(out: dict, path: Path) -> None:
         for r in (r for r in out["runs"] if r["ideator"] == ideator and "error" not in r):
             xs = [i + 1 for i, g in enumerate(r["gain"]) if g is not None]
             ys = [g for g in r["gain"] if g is not None]
-            label = r["strategy"] if r["seed"] == min(x["seed"] for x in out["runs"]) else None
-            ax.plot(xs, ys, marker="o", ms=3, color=colors.get(r["strategy"], "gray"), alpha=0.8, label=label)
+            label = f"{r['strategy']}, one seed" if r["seed"] == min(x["seed"] for x in out["runs"]) else None
+            ax.plot(xs, ys, marker="o", ms=3, lw=1, color=colors.get(r["strategy"], "gray"), alpha=0.45, label=label)
+        for strategy in sorted({r["strategy"] for r in out["runs"] if r["ideator"] == ideator and "error" not in r}):
+            mine = [r for r in out["runs"] if r["ideator"] == ideator and r["strategy"] == strategy]
+            curves = [r["gain"] for r in mine if "error" not in r]
+            length = min(len(c) for c in curves)
+            xs = [k + 1 for k in range(length) if all(c[k] is not None for c in curves)]
+            ys = [statistics.fmean(c[x - 1] for c in curves) for x in xs]
+            ax.plot(xs, ys, lw=3, color=colors.get(strategy, "gray"), label=f"{strategy}, mean over seeds")
         if noise:
             ax.axhspan(-2 * noise, 2 * noise, color="gray", alpha=0.15, label="±2 sd noise")
         ax.axhline(0, color="black", lw=0.8)
