@@ -49,6 +49,16 @@ SETTINGS = {  # ideas per run = epochs x ideas per epoch, the same for both stra
     "full": {"seeds": [0, 1, 2, 3, 4], "catalog": (4, 4), "replay": (2, 4), "noise_seeds": 5},
 }
 REPLAY = "replay:nanogpt-tiny"  # the recording holds two epochs of four ideas
+NOTES = [
+    "Gains are against each run's own baseline. Training is time-budgeted, so on a shared CPU a busy machine "
+    "trains fewer steps: compare baselines_across_runs with noise_floor (measured once, at one load).",
+    "Executed ideas count every idea with a result, failures (timed_out, crashed) included; the table compares "
+    "strategies after the fewest executed ideas of any run with that ideator.",
+    "The replayed recording holds the answers of one evolution run (epoch 1: simple; epoch 2: exploit and "
+    "explore). A request it lacks is answered with an unused answer of the same epoch: replayed best-of-N's "
+    "epoch-2 prompt gets the recorded exploit ideas. The replay rows exercise both strategies on model-written "
+    "ideas and diffs offline; they are not a fair control. The catalog rows are.",
+]
 
 
 def parse_args() -> argparse.Namespace:
@@ -183,6 +193,7 @@ def main() -> int:
         "wall_seconds": round(sum(r.get("seconds", 0.0) for r in runs) + noise.get("seconds", 0.0), 1),
         "wall_seconds_this_invocation": round(time.time() - started, 1),
         "baselines_across_runs": spread([r["baseline"] for r in runs if r.get("baseline") is not None]),
+        "notes": NOTES,
         "table": table,
         "runs": runs,
     }
