@@ -39,6 +39,7 @@ from groundwork.environments import load_environment  # noqa: E402
 from groundwork.loop import ResearchLoop  # noqa: E402
 from groundwork.records import PromptKind  # noqa: E402
 from groundwork.runs import create_run  # noqa: E402
+from groundwork.search.budget import active_hours  # noqa: E402
 from groundwork.search.stats import Estimate  # noqa: E402
 from groundwork.store import RunStore  # noqa: E402
 
@@ -48,6 +49,16 @@ SETTINGS = {  # ideas per run = epochs x ideas per epoch, the same for both stra
     "full": {"seeds": [0, 1, 2, 3, 4], "catalog": (4, 4), "replay": (2, 4), "noise_seeds": 5},
 }
 REPLAY = "replay:nanogpt-tiny"  # the recording holds two epochs of four ideas
+NOTES = [
+    "Gains are against each run's own baseline. Training is time-budgeted, so on a shared CPU a busy machine "
+    "trains fewer steps: compare baselines_across_runs with noise_floor (measured once, at one load).",
+    "Executed ideas count every idea with a result, failures (timed_out, crashed) included; the table compares "
+    "strategies after the fewest executed ideas of any run with that ideator.",
+    "The replayed recording holds the answers of one evolution run (epoch 1: simple; epoch 2: exploit and "
+    "explore). A request it lacks is answered with an unused answer of the same epoch: replayed best-of-N's "
+    "epoch-2 prompt gets the recorded exploit ideas. The replay rows exercise both strategies on model-written "
+    "ideas and diffs offline; they are not a fair control. The catalog rows are.",
+]
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,13 +77,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def measure_noise(args: argparse.Namespace, name: str, seeds: int, console: Console) -> dict:
-    floor = load_noise_floor(name, args.profile)
-    if floor is not None and floor["seeds"] >= seeds:
-        return floor
+    """The baseline over `seeds` seeds, stored as the environment's noise floor (the runs
+    that follow use it); a finished measurement in --runs-dir is reused."""
     config = RunConfig(environment=args.env, profile=args.profile, epochs=0, baseline_seeds=seeds, slots=args.slots)
     store = _run_or_resume(config, args.runs_dir, "noise-floor", console)
     save_noise_floor(summarize(store))
-    return load_noise_floor(name, args.profile) or {}
+    floor = load_noise_floor(name, args.profile) or {}
+    return {**floor, "seconds": round(active_hours(store.events()) * 3600, 1)}
 
 
 def _run_or_resume(config: RunConfig, runs_dir: Path, name: str, console: Console) -> RunStore:
@@ -138,7 +149,6 @@ def main() -> int:
                 confirm_seeds=args.confirm_seeds,
                 confirm_top=1,
             )
-            t0 = time.time()
             try:
                 store = _run_or_resume(config, args.runs_dir, name, console)
             except Exception as exc:  # e.g. a replay with no answer for a request: recorded, not hidden
@@ -158,7 +168,7 @@ def main() -> int:
                     "valid": summary.funnel.valid,
                     "best": None if best is None else {"id": best.id, "title": best.title, "values": best.values},
                     "verdict": None if best is None else summary.verdict(best),
-                    "seconds": round(time.time() - t0, 1),
+                    "seconds": round(active_hours(store.events()) * 3600, 1),  # from the store: resumes add up
                     **curve(store, summary.direction),
                 }
             )
@@ -180,7 +190,10 @@ def main() -> int:
         },
         "noise_floor": {k: noise.get(k) for k in ("mean", "std", "seeds", "values")},
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "wall_seconds": round(time.time() - started, 1),
+        "wall_seconds": round(sum(r.get("seconds", 0.0) for r in runs) + noise.get("seconds", 0.0), 1),
+        "wall_seconds_this_invocation": round(time.time() - started, 1),
+        "baselines_across_runs": spread([r["baseline"] for r in runs if r.get("baseline") is not None]),
+        "notes": NOTES,
         "table": table,
         "runs": runs,
     }
@@ -189,6 +202,20 @@ def main() -> int:
     plot(out, args.out.with_suffix(".png"))
     print(json.dumps({"table": table, "wall_seconds": out["wall_seconds"]}, indent=2))
     return 0
+
+
+def spread(values: list[float]) -> dict:
+    """The baseline as each run measured it: on a shared CPU, load drifts between runs, and
+    a time-budgeted job trains fewer steps when the machine is busy."""
+    if len(values) < 2:
+        return {"values": values}
+    return {
+        "mean": round(statistics.fmean(values), 5),
+        "std": round(statistics.stdev(values), 5),
+        "min": min(values),
+        "max": max(values),
+        "values": values,
+    }
 
 
 def aggregate(runs: list[dict]) -> list[dict]:
@@ -234,8 +261,15 @@ def plot(out: dict, path: Path) -> None:
         for r in (r for r in out["runs"] if r["ideator"] == ideator and "error" not in r):
             xs = [i + 1 for i, g in enumerate(r["gain"]) if g is not None]
             ys = [g for g in r["gain"] if g is not None]
-            label = r["strategy"] if r["seed"] == min(x["seed"] for x in out["runs"]) else None
-            ax.plot(xs, ys, marker="o", ms=3, color=colors.get(r["strategy"], "gray"), alpha=0.8, label=label)
+            label = f"{r['strategy']}, one seed" if r["seed"] == min(x["seed"] for x in out["runs"]) else None
+            ax.plot(xs, ys, marker="o", ms=3, lw=1, color=colors.get(r["strategy"], "gray"), alpha=0.45, label=label)
+        for strategy in sorted({r["strategy"] for r in out["runs"] if r["ideator"] == ideator and "error" not in r}):
+            mine = [r for r in out["runs"] if r["ideator"] == ideator and r["strategy"] == strategy]
+            curves = [r["gain"] for r in mine if "error" not in r]
+            length = min(len(c) for c in curves)
+            xs = [k + 1 for k in range(length) if all(c[k] is not None for c in curves)]
+            ys = [statistics.fmean(c[x - 1] for c in curves) for x in xs]
+            ax.plot(xs, ys, lw=3, color=colors.get(strategy, "gray"), label=f"{strategy}, mean over seeds")
         if noise:
             ax.axhspan(-2 * noise, 2 * noise, color="gray", alpha=0.15, label="±2 sd noise")
         ax.axhline(0, color="black", lw=0.8)

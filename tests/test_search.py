@@ -11,7 +11,7 @@ import pytest
 from groundwork.config import RunConfig
 from groundwork.environments.manifest import Metric
 from groundwork.protocols import Scored, SearchHistory
-from groundwork.records import Idea, Job, PromptKind, Result
+from groundwork.records import Idea, PromptKind, Result
 from groundwork.search.budget import Usage, active_hours, cap_reached, device_hours
 from groundwork.search.evolution import (
     BestOfNStrategy,
@@ -129,16 +129,19 @@ def test_with_confirmations_on_an_idea_is_exploited_only_after_its_re_runs():
 
 
 def test_device_hours_and_active_hours():
-    jobs = [
-        Job(id="a", idea_id="a", patch_id="p", backend="local", started_at=100.0, ended_at=460.0),
-        Job(id="b", idea_id="b", patch_id="p", backend="local", started_at=100.0),  # still running
-        Job(id="c", idea_id="c", patch_id="p", backend="local"),  # queued
-    ]
-    assert math.isclose(device_hours(jobs, gpus=0, at=820.0), (360 + 720) / 3600)
-    assert math.isclose(device_hours(jobs, gpus=4, at=820.0), 4 * (360 + 720) / 3600)
+    def event(i: int, ts: float, entity: str, to: str, entity_id: str = "r") -> dict:
+        return {"id": i, "ts": ts, "entity": entity, "entity_id": entity_id, "to_state": to}
 
-    def event(i: int, ts: float, entity: str, to: str) -> dict:
-        return {"id": i, "ts": ts, "entity": entity, "to_state": to}
+    jobs = [
+        event(1, 100.0, "job", "running", "a"),
+        event(2, 460.0, "job", "done", "a"),  # 360 s
+        event(3, 100.0, "job", "running", "b"),
+        event(4, 200.0, "job", "queued", "b"),  # stopped at a cap: its 100 s count
+        event(5, 300.0, "job", "running", "b"),  # still running: 520 s up to now
+        event(6, 300.0, "job", "queued", "c"),
+    ]
+    assert math.isclose(device_hours(jobs, gpus=0, at=820.0), (360 + 100 + 520) / 3600)
+    assert math.isclose(device_hours(jobs, gpus=4, at=820.0), 4 * (360 + 100 + 520) / 3600)
 
     events = [
         event(1, 0.0, "run", "running"),

@@ -218,7 +218,7 @@ class ResearchLoop:
         for it, with parents drawn from the results so far, until the run's ideas
         (epochs x ideas per epoch) are proposed; then wait for the last jobs."""
         target = self.config.epochs * self.config.ideas_per_epoch
-        exhausted = False  # the ideator had nothing new to offer
+        empty_batches = 0  # in a row; the ideator has nothing new to offer after a few
         seen = -1
         while True:
             busy = scheduler.tick()
@@ -228,11 +228,13 @@ class ResearchLoop:
             self._check_caps(scheduler)
             idle = scheduler.free_slots - len(self.store.jobs({JobState.QUEUED}))
             searched = sum(1 for i in self.store.ideas() if i.prompt_kind not in NOT_SEARCHED)
+            exhausted = empty_batches >= 3
             if idle > 0 and not exhausted and searched < target:
                 batch = 1
                 while self.store.epoch_proposed(batch):
                     batch += 1
-                exhausted = self._propose(batch, count=min(idle, target - searched)) == 0
+                made = self._propose(batch, count=min(idle, target - searched))
+                empty_batches = 0 if made else empty_batches + 1
                 self._implement_pending()
                 continue
             if not busy and (exhausted or searched >= target):

@@ -226,7 +226,7 @@ def summarize(store: RunStore) -> RunSummary:
         baseline_metrics=[r.metric for r in baselines if r.metric is not None],
         stored_noise_std=(load_noise_floor(meta["environment"], meta["profile"]) or {}).get("std"),
         search=str(config.get("search", "evolution")),
-        projection=None if info["status"] == "finished" else project(store, config, all_jobs, searched),
+        projection=None if info["status"] == "finished" else project(store, config, all_jobs, searched, calls),
     )
 
 
@@ -258,15 +258,14 @@ class Projection:
     gpu_hours_left: float
     hours_used: float  # the controller's wall-clock time so far
     hours_left: float
-    dollars_left: float | None  # None: no model calls (catalog ideas)
+    dollars_left: float | None  # None: no model calls so far (catalog ideas)
     seconds_per_job: float
     caps: dict[str, float]  # the caps in force: max_dollars, max_gpu_hours, max_hours
 
 
-def project(store: RunStore, config: dict, jobs: list, searched: list) -> Projection:
+def project(store: RunStore, config: dict, jobs: list, searched: list, calls: list[dict]) -> Projection:
     """Project from the mean job time and the mean LLM spend per idea so far."""
-    manifest_env = run_environment(store)
-    profile = manifest_env.profile(config.get("profile"))
+    profile = run_environment(store).profile(config.get("profile"))
     gpus = profile.resources.gpus
     ideas_planned = int(config.get("epochs", 0)) * int(config.get("ideas_per_epoch", 1))
     ideas_left = max(0, ideas_planned - len(searched))
@@ -278,15 +277,16 @@ def project(store: RunStore, config: dict, jobs: list, searched: list) -> Projec
     times = [j.ended_at - j.started_at for j in jobs if j.started_at is not None and j.ended_at is not None]
     per_job = statistics.fmean(times) if times else profile.time_budget_s + profile.grace_s
     slots = max(1, int(config.get("slots", 1)))
-    spent = sum(c["cost_usd"] or 0.0 for c in store.llm_calls() if not c["replayed"])
-    dollars_left = spent / len(searched) * ideas_left if spent and searched else (0.0 if spent else None)
+    spent = sum(c["cost_usd"] or 0.0 for c in calls if not c["replayed"])
+    dollars_left = (spent / len(searched) * ideas_left if searched else 0.0) if calls else None
     caps = {k: float(config[k]) for k in ("max_dollars", "max_gpu_hours", "max_hours") if config.get(k) is not None}
+    events = store.events()
     return Projection(
         jobs_left=jobs_left,
         ideas_left=ideas_left,
-        gpu_hours_used=device_hours(jobs, gpus),
+        gpu_hours_used=device_hours(events, gpus),
         gpu_hours_left=jobs_left * per_job * devices_per_job(gpus) / 3600.0,
-        hours_used=active_hours(store.events()),
+        hours_used=active_hours(events),
         hours_left=math.ceil(jobs_left / slots) * per_job / 3600.0,
         dollars_left=dollars_left,
         seconds_per_job=per_job,

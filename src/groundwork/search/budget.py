@@ -10,7 +10,7 @@ from typing import Any
 
 from groundwork.config import RunConfig
 from groundwork.llm.recording import BudgetExceeded
-from groundwork.records import Job
+from groundwork.store import RunStore
 
 
 class CapReached(BudgetExceeded):
@@ -26,10 +26,20 @@ def devices_per_job(gpus: int) -> int:
     return max(1, gpus)
 
 
-def device_hours(jobs: list[Job], gpus: int, at: float | None = None) -> float:
-    """Hours of devices held by jobs so far (running jobs up to now)."""
+def device_hours(events: list[dict[str, Any]], gpus: int, at: float | None = None) -> float:
+    """Hours of devices held by jobs, from the store's job events: every attempt from
+    `running` to its next state (a stopped or lost attempt counts too; a running one up to now)."""
     at = at or time.time()
-    seconds = sum((j.ended_at or at) - j.started_at for j in jobs if j.started_at is not None)
+    seconds, running = 0.0, {}
+    for event in sorted(events, key=lambda e: e["id"]):
+        if event["entity"] != "job":
+            continue
+        started = running.pop(event["entity_id"], None)
+        if started is not None:
+            seconds += max(0.0, event["ts"] - started)
+        if event["to_state"] == "running":
+            running[event["entity_id"]] = event["ts"]
+    seconds += sum(max(0.0, at - started) for started in running.values())
     return seconds * devices_per_job(gpus) / 3600.0
 
 
@@ -59,8 +69,9 @@ class Usage:
     hours: float
 
 
-def usage(store, gpus: int) -> Usage:  # noqa: ANN001 (a RunStore; imported lazily by callers)
-    return Usage(device_hours(store.jobs(), gpus), active_hours(store.events()))
+def usage(store: RunStore, gpus: int) -> Usage:
+    events = store.events()
+    return Usage(device_hours(events, gpus), active_hours(events))
 
 
 def cap_reached(config: RunConfig, used: Usage) -> CapReached | None:
