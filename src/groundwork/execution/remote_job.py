@@ -61,10 +61,16 @@ def ensure_baseline(store: RemoteArtifacts, baseline_dir: Path) -> None:
 
 
 def _heartbeat(job: RemoteJob, stop: threading.Event) -> None:
-    beat = 0
+    beat, started = 0, time.time()
     while not stop.is_set():
         beat += 1
-        payload = {"beat": beat, "pid": os.getpid(), "host": os.uname().nodename, "time": time.time()}
+        payload = {
+            "beat": beat,
+            "pid": os.getpid(),
+            "host": os.uname().nodename,
+            "started": started,
+            "time": time.time(),
+        }
         try:
             job.store.put_bytes(f"{job.job_rel}/{HEARTBEAT_FILE}", json.dumps(payload).encode())
         except Exception as exc:  # a store hiccup must not kill the job; the lease notices if it lasts

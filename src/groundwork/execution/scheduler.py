@@ -70,9 +70,13 @@ class Scheduler:
         """One round: start queued jobs on free slots, record what ended. True while any
         job is still queued or running."""
         self._wakeup.clear()  # a job ending from here on wakes the next wait at once
-        for report in self.backend.poll():
-            self._record(report)
+        reports = self.backend.poll()
+        for report in reports:  # free the slots first: refilling them is what waits
+            self._busy_slots.pop(report.job_id, None)
+            self._busy_need.pop(report.job_id, None)
         self._dispatch()
+        for report in reports:  # an ended job's outcome is on disk until recorded: a crash here loses nothing
+            self._record(report)
         self.on_tick()
         return bool(self._busy_slots) or bool(self.store.jobs({JobState.QUEUED}))
 
@@ -118,18 +122,31 @@ class Scheduler:
         placement = pack([(job.id, demand(job.resources, capacity)) for job in queued], free, capacity)
         for job_id, why in placement.impossible.items():
             self._refuse(by_id[job_id], why)
-        for job_id, slot in zip(placement.start, free_slots, strict=False):
-            job = self.store.transition_job(
-                job_id,
-                JobState.LEASED,
-                f"slot {slot}",
-                slot=slot,
-                job_dir=f"jobs/{job_id}/attempt-{by_id[job_id].attempt}",
-            )
-            self._busy_slots[job.id] = slot
-            self._busy_need[job.id] = demand(job.resources, capacity)
-            worker = self.backend.start(self.make_spec(job))
-            self.store.transition_job(job.id, JobState.RUNNING, worker, worker=worker, started_at=now())
+        chosen = list(zip(placement.start, free_slots, strict=False))
+        if not chosen:
+            return
+        # One transaction marks the batch leased, one marks it running: a disk sync each, not per job.
+        leased = self.store.transition_jobs(
+            [
+                (
+                    job_id,
+                    JobState.LEASED,
+                    f"slot {slot}",
+                    {"slot": slot, "job_dir": f"jobs/{job_id}/attempt-{by_id[job_id].attempt}"},
+                )
+                for job_id, slot in chosen
+            ]
+        )
+        running = []
+        try:
+            for job in leased:
+                self._busy_slots[job.id] = job.slot
+                self._busy_need[job.id] = demand(job.resources, capacity)
+                worker = self.backend.start(self.make_spec(job))
+                running.append((job.id, JobState.RUNNING, worker, {"worker": worker, "started_at": now()}))
+        finally:  # jobs not marked running stay leased: `recover` settles them after a crash
+            if running:
+                self.store.transition_jobs(running)
 
     def _refuse(self, job: Job, why: str) -> None:
         """A job that can never fit this backend ends now, with the reason, instead of waiting forever."""

@@ -22,8 +22,9 @@ from fsspec.implementations.local import LocalFileSystem
 OnPut = Callable[[str, str, str, int], None]  # (relative path, url, sha256, size)
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a file so that readers see the old content or the new, never a torn one."""
+def write_atomic(path: Path, data: str | bytes, sync: bool = True) -> None:
+    """Write a file so that readers see the old content or the new, never a torn one
+    (`sync`: and on disk before this returns)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -31,7 +32,8 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
