@@ -185,6 +185,10 @@ def run(backend_name: str, jobs: int, slots: int, job_s: float) -> dict:
             "makespan_over_ideal_nominal": round(makespan / ideal_nominal, 4),
             "mean_job_duration_s": round(statistics.fmean(durations), 3),
             "dispatch_latency": _percentiles(latencies),
+            # the first `slots` jobs start together (cold: on Ray, new worker processes);
+            # the rest each refill a slot another job freed (steady state)
+            "dispatch_latency_first_batch": _percentiles(latencies[:slots]),
+            "dispatch_latency_steady": _percentiles(latencies[slots:]),
         }
 
 

@@ -176,7 +176,7 @@ def test_the_same_run_gives_the_same_records_on_local_and_on_ray(cluster, tmp_pa
     local, on_ray = _records(runs / "local"), _records(runs / "ray")
     assert local == on_ray and len(local) == 4
     assert all(failure is None for _, _, failure in on_ray.values())
-    assert all(j.worker.startswith("ray actor") for j in RunStore(runs / "ray").jobs())
+    assert all(j.worker.startswith("ray worker") for j in RunStore(runs / "ray").jobs())
 
 
 def test_a_controller_killed_mid_run_reattaches_to_its_ray_jobs(cluster, tmp_path, toy_env):

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from groundwork.execution.processes import die_with_parent
@@ -78,9 +79,15 @@ def _heartbeat(job: RemoteJob, stop: threading.Event) -> None:
         stop.wait(job.heartbeat_s)
 
 
-def run_remote_job(job: RemoteJob, gpu_ids: list[int] | None = None, scratch_root: str | None = None) -> str | None:
+def run_remote_job(
+    job: RemoteJob,
+    gpu_ids: list[int] | None = None,
+    scratch_root: str | None = None,
+    clean_up: Callable[[Path], None] = lambda path: shutil.rmtree(path, ignore_errors=True),
+) -> str | None:
     """Run one job here; return its outcome as JSON (also uploaded), or None if the
-    runner ended without one. `gpu_ids`: the GPUs this worker was given."""
+    runner ended without one. `gpu_ids`: the GPUs this worker was given; `clean_up`
+    removes the scratch folder (a long-lived worker does it off the critical path)."""
     root = scratch_root or os.environ.get("GROUNDWORK_SCRATCH") or tempfile.gettempdir()
     Path(root).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"groundwork-{job.spec.job_id}-a{job.spec.attempt}-", dir=root))
@@ -114,12 +121,12 @@ def run_remote_job(job: RemoteJob, gpu_ids: list[int] | None = None, scratch_roo
                 preexec_fn=die_with_parent,
                 check=False,
             )
-        for name in UPLOADED:  # the outcome last: its presence means the rest is there
+        for name in UPLOADED:  # the outcome last, synced: its presence means the rest is there
             if (job_dir / name).is_file():
-                job.store.put_file(f"{job.job_rel}/{name}", job_dir / name)
+                job.store.put_file(f"{job.job_rel}/{name}", job_dir / name, sync=name == OUTCOME_FILE)
         outcome = job_dir / OUTCOME_FILE
         return outcome.read_text() if outcome.is_file() else None
     finally:
         stop.set()
         beater.join(timeout=10)
-        shutil.rmtree(scratch, ignore_errors=True)
+        clean_up(scratch)

@@ -78,10 +78,10 @@ class RemoteArtifacts:
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self._path(rel))
 
-    def put_bytes(self, rel: str, data: bytes) -> str:
+    def put_bytes(self, rel: str, data: bytes, sync: bool = True) -> str:
         path = self._path(rel)
         if isinstance(self.fs, LocalFileSystem):
-            write_atomic(Path(path), data)  # readers on a shared disk never see half a file
+            write_atomic(Path(path), data, sync)  # readers on a shared disk never see half a file
         else:
             self.fs.makedirs(self.fs._parent(path), exist_ok=True)
             self.fs.pipe_file(path, data)
@@ -90,8 +90,8 @@ class RemoteArtifacts:
     def get_bytes(self, rel: str) -> bytes:
         return self.fs.cat_file(self._path(rel))
 
-    def put_file(self, rel: str, local: Path) -> str:
-        return self.put_bytes(rel, Path(local).read_bytes())
+    def put_file(self, rel: str, local: Path, sync: bool = True) -> str:
+        return self.put_bytes(rel, Path(local).read_bytes(), sync)
 
     def get_file(self, rel: str, local: Path) -> None:
         write_atomic(Path(local), self.get_bytes(rel))
