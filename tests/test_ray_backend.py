@@ -58,9 +58,8 @@ def test_gpu_packing_lets_an_8_gpu_job_through_a_stream_of_1_gpu_jobs(cluster, t
     jobs = {"s1": one, "s2": one, "s3": one, "big": eight, "t1": one, "t2": one, "t3": one, "huge": {"gpus": 16}}
     store = queue_jobs(tmp_path / "run", jobs)
     sleep = {"s1": 2.0, "s2": 2.0, "s3": 2.0, "big": 1.0}
-    scheduler = Scheduler(
-        store, _backend(store.run_dir), spec_factory(store.run_dir, toy_env, lambda job: sleep.get(job.id, 0.3))
-    )
+    backend = _backend(store.run_dir, capacity_grace_s=2.0)  # a cluster may grow: "huge" waits, then is refused
+    scheduler = Scheduler(store, backend, spec_factory(store.run_dir, toy_env, lambda job: sleep.get(job.id, 0.3)))
     try:
         _drain(scheduler)
     finally:
@@ -68,7 +67,7 @@ def test_gpu_packing_lets_an_8_gpu_job_through_a_stream_of_1_gpu_jobs(cluster, t
     results = store.results()
     assert all(results[j].valid for j in jobs if j != "huge"), {j: results[j].detail for j in results}
     assert results["huge"].failure == FailureCategory.CRASHED
-    assert "needs 16 gpus but the backend has 8 gpus" in results["huge"].detail
+    assert "needs 16 gpus but the backend has 8 gpus in all (waited 2s for more)" in results["huge"].detail
     started = {j.id: j.started_at for j in store.jobs()}
     assert started["big"] < min(started["t1"], started["t2"], started["t3"])  # not starved by later small jobs
     logs = {j: (store.run_dir / f"jobs/{j}/attempt-1/job.log").read_text() for j in ("big", "s1")}

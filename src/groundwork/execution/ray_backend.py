@@ -138,6 +138,7 @@ class RayBackend:
         lease_s: float = 60.0,
         heartbeat_s: float = 5.0,
         linger_s: float = 120.0,
+        capacity_grace_s: float = 300.0,
         init_options: dict | None = None,
     ):
         if slots < 1:
@@ -148,6 +149,7 @@ class RayBackend:
         self.run_id = run_id
         self.heartbeat_s = heartbeat_s
         self.linger_s = linger_s
+        self.capacity_grace_s = capacity_grace_s  # a job larger than the cluster waits this long for nodes
         self.leases = Leases(artifacts.remote, lease_s=lease_s, check_every_s=max(heartbeat_s / 2, 0.5))
         self._jobs: dict[str, _Tracked] = {}
         self._idle: dict[Shape, list[tuple[object, str, float]]] = {}  # shape -> (worker, name, idle since)

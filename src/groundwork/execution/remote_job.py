@@ -62,20 +62,19 @@ def ensure_baseline(store: RemoteArtifacts, baseline_dir: Path) -> None:
 
 
 def _heartbeat(job: RemoteJob, stop: threading.Event) -> None:
+    """Beat every `heartbeat_s` while the job runs; the last beat says when it finished."""
     beat, started = 0, time.time()
-    while not stop.is_set():
+    while True:
         beat += 1
-        payload = {
-            "beat": beat,
-            "pid": os.getpid(),
-            "host": os.uname().nodename,
-            "started": started,
-            "time": time.time(),
-        }
-        try:
-            job.store.put_bytes(f"{job.job_rel}/{HEARTBEAT_FILE}", json.dumps(payload).encode())
+        finished = stop.is_set()
+        payload = {"beat": beat, "pid": os.getpid(), "host": os.uname().nodename, "started": started}
+        payload.update({"finished": time.time()} if finished else {"time": time.time()})
+        try:  # not synced to disk: a liveness signal, not a record
+            job.store.put_bytes(f"{job.job_rel}/{HEARTBEAT_FILE}", json.dumps(payload).encode(), sync=False)
         except Exception as exc:  # a store hiccup must not kill the job; the lease notices if it lasts
             print(f"groundwork: heartbeat not written: {exc}", file=sys.stderr)
+        if finished:
+            return
         stop.wait(job.heartbeat_s)
 
 

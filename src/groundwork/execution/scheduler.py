@@ -10,6 +10,7 @@ within milliseconds. Jobs are packed by the resources they ask for (see `packing
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from groundwork.execution.packing import demand, pack, subtract
@@ -53,6 +54,7 @@ class Scheduler:
         self.on_tick = on_tick or (lambda: None)
         self._busy_slots: dict[str, int] = {}  # job id -> slot
         self._busy_need: dict[str, dict[str, float]] = {}  # job id -> resources it holds
+        self._unplaceable_since: dict[str, float] = {}  # job id -> when it first did not fit the backend
         # Set by the backend when a job ends; a backend without one is polled.
         self._wakeup: threading.Event = getattr(backend, "wakeup", None) or threading.Event()
 
@@ -120,8 +122,14 @@ class Scheduler:
             free = subtract(free, need)
         by_id = {job.id: job for job in queued}
         placement = pack([(job.id, demand(job.resources, capacity)) for job in queued], free, capacity)
+        # A cluster can grow (nodes joining, autoscaling): there a job that does not fit
+        # waits `capacity_grace_s` before it is refused; on a fixed backend it is refused now.
+        grace = float(getattr(self.backend, "capacity_grace_s", 0.0))
         for job_id, why in placement.impossible.items():
-            self._refuse(by_id[job_id], why)
+            first = self._unplaceable_since.setdefault(job_id, time.monotonic())
+            if time.monotonic() - first >= grace:
+                self._unplaceable_since.pop(job_id, None)
+                self._refuse(by_id[job_id], f"{why} (waited {grace:g}s for more)" if grace else why)
         chosen = list(zip(placement.start, free_slots, strict=False))
         if not chosen:
             return
