@@ -31,15 +31,23 @@ def cluster(tmp_path_factory):
     shared = tmp_path_factory.mktemp("ray-shared")
     # Workers inherit `ray start`'s environment: the toy ledgers live in a folder the sandbox lets them write.
     os.environ["GROUNDWORK_SANDBOX_WRITABLE"] = str(shared)
+    auth_mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # the cluster's drivers (this process, the CLI runs) match it
     try:
         c = LocalRayCluster(head_cpus=2, head_gpus=0, worker_cpus=4, worker_gpus=8)
     finally:
         del os.environ["GROUNDWORK_SANDBOX_WRITABLE"]
     c.shared = shared
-    c.connect(NAMESPACE)
-    yield c
-    ray.shutdown()
-    c.stop()
+    try:
+        c.connect(NAMESPACE)
+        yield c
+    finally:
+        ray.shutdown()
+        c.stop()
+        if auth_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth_mode
 
 
 def _backend(run_dir: Path, slots: int = 8, **kw) -> RayBackend:
@@ -195,8 +203,8 @@ def test_a_controller_killed_mid_run_reattaches_to_its_ray_jobs(cluster, tmp_pat
         while time.time() < deadline:
             if run_dir.joinpath("store.sqlite").exists():
                 running = [j for j in RunStore(run_dir).jobs({JobState.RUNNING}) if j.idea_id != "baseline"]
-                if running:
-                    break
+                if running and all((run_dir / j.job_dir / "heartbeat.json").is_file() for j in running):
+                    break  # ideas' jobs are training on Ray workers (not merely submitted)
             time.sleep(0.3)
         else:
             raise AssertionError("no idea job started")
@@ -213,6 +221,7 @@ def test_a_controller_killed_mid_run_reattaches_to_its_ray_jobs(cluster, tmp_pat
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     store = RunStore(run_dir)
     assert set(store.results()) == {i.id for i in store.ideas()} and len(store.ideas()) == 3
-    assert all(j.state == JobState.DONE and j.attempt == 1 for j in store.jobs())  # reattached, not re-run
+    events = [(e["entity_id"], e["to_state"], e["detail"]) for e in store.events("job")]
+    assert all(j.state == JobState.DONE and j.attempt == 1 for j in store.jobs()), "\n".join(map(str, events))
     trained = Counter(ledger.read_text().split())
     assert set(trained) == {j.id for j in store.jobs()} and max(trained.values()) == 1
