@@ -42,7 +42,8 @@ class LocalRayCluster:
         self.temp = Path(tempfile.mkdtemp(prefix="gwray", dir="/tmp"))  # short: Ray's socket paths
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        # A loopback-only test cluster: no token authentication (its nodes and drivers share this env).
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
         self._start(
             "--head",

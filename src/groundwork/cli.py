@@ -78,6 +78,25 @@ def _drive(store: RunStore) -> None:
     console.print(f"run folder: {store.run_dir}")
 
 
+def _check_sandbox(config: RunConfig) -> None:
+    """Say before starting whether model-written code will be sandboxed on this machine
+    (cluster workers check for themselves and flag each result)."""
+    from groundwork.execution import sandbox
+
+    if config.sandbox == "off" or config.backend != "local":
+        return
+    status = sandbox.probe()
+    if status.available:
+        return
+    if config.sandbox == "required":
+        console.print(f"[red]--sandbox required, but the sandbox cannot run here:[/] {status.detail}")
+        raise typer.Exit(2)
+    console.print(
+        f"[yellow]warning:[/] model-written code will run WITHOUT a sandbox (network and files open): "
+        f"{status.detail}. Time, memory and output limits still apply."
+    )
+
+
 @app.command()
 def run(
     env: str = typer.Option(
@@ -199,6 +218,7 @@ def run(
         sandbox=sandbox,
         memory_limit_mb=memory_limit_mb,
     )
+    _check_sandbox(config)
     store = create_run(config, runs_dir, name)
     console.print(
         f"run [bold]{store.run_info()['id']}[/] in {store.run_dir} "

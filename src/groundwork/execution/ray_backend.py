@@ -1,11 +1,14 @@
-"""Ray backend: each job runs on a Ray cluster in its own actor, which asks the cluster
-for the GPUs and CPUs the environment's manifest declares.
+"""Ray backend: jobs run on a Ray cluster in worker actors that ask the cluster for the
+GPUs and CPUs the environment's manifest declares.
 
-The actor is detached and named after the run, the job and the attempt, so it outlives a
-controller that dies: a restarted controller finds it by name and reattaches. Inputs and
-outputs travel through the artifact store (see `remote_job`), never through the driver.
-A job whose actor dies is reported lost at once; one whose heartbeat stops (a hung or
-unreachable node) is reported lost when its lease runs out.
+A worker actor runs one job at a time and is reused for the next job of the same shape
+(same GPUs and CPUs), so a freed slot is refilled with a method call, not a new process.
+Workers are detached and named after the run, so they outlive a controller that dies: a
+restarted controller finds them by name and reattaches to the jobs they run. A worker
+left idle for `linger_s` exits and frees its GPUs. Inputs and outputs travel through the
+artifact store (see `remote_job`), never through the driver. A job whose worker dies is
+reported lost at once; one whose heartbeat stops (a hung or unreachable node) is
+reported lost when its lease runs out.
 
     groundwork run --backend ray                           # a local Ray cluster, started here
     groundwork run --backend ray --address auto            # the cluster `ray start` runs on this machine
@@ -15,9 +18,11 @@ unreachable node) is reported lost when its lease runs out.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +35,8 @@ from groundwork.store.artifacts import ArtifactStore
 NAMESPACE = "groundwork"
 CAPACITY_REFRESH_S = 5.0
 
+Shape = tuple[float, float]  # (GPUs, CPUs) a worker holds
+
 
 def _ray():
     try:
@@ -39,45 +46,82 @@ def _ray():
     return ray
 
 
-class JobActor:
-    """Runs one job in a thread; `wait` answers when it ended. If nobody collects the
-    result within `linger_s` (the controller is gone), the actor exits and frees its GPUs:
-    the outcome is in the artifact store for a later controller."""
+def job_key(spec: JobSpec) -> str:
+    return f"{spec.job_id}:attempt-{spec.attempt}"
 
-    def __init__(self, job: RemoteJob, linger_s: float = 120.0):
-        ray = _ray()
-        self.done = threading.Event()
-        self.collected = threading.Event()
-        self.outcome: str | None = None
-        self.error = ""
-        gpu_ids = [int(g) for g in ray.get_gpu_ids()]
-        threading.Thread(target=self._run, args=(job, gpu_ids, linger_s), daemon=True).start()
 
-    def _run(self, job: RemoteJob, gpu_ids: list[int], linger_s: float) -> None:
+def _remove_later(path: Path) -> None:
+    threading.Thread(target=shutil.rmtree, args=(path,), kwargs={"ignore_errors": True}, daemon=True).start()
+
+
+class JobWorker:
+    """Runs jobs one at a time, each in a thread; `wait` answers when one ended. Exits by
+    itself after `linger_s` without a job (its controller may be gone)."""
+
+    def __init__(self, shape: Shape, linger_s: float = 120.0):
+        self.shape = shape
+        self.gpu_ids = [int(g) for g in _ray().get_gpu_ids()]
+        self.jobs: dict[str, dict] = {}
+        self.current: str | None = None
+        self.idle_since = time.monotonic()
+        self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
+        threading.Thread(target=self._reap_when_idle, args=(linger_s,), daemon=True).start()
+
+    def _reap_when_idle(self, linger_s: float) -> None:
+        while True:
+            time.sleep(min(1.0, linger_s / 4))
+            with self.lock:
+                if self.current is None and time.monotonic() - self.idle_since > linger_s:
+                    os._exit(0)
+
+    def run(self, key: str, job: RemoteJob) -> str:
+        with self.lock:
+            if self.current is not None:
+                raise RuntimeError(f"worker busy with {self.current}")
+            self.current = key
+            for old in list(self.jobs)[: max(0, len(self.jobs) - 20)]:  # keep the recent ones for a new controller
+                self.jobs.pop(old)
+            self.jobs[key] = {"done": threading.Event(), "outcome": None, "error": ""}
+            self.arrived.notify_all()
+        threading.Thread(target=self._run, args=(key, job), daemon=True).start()
+        return self.where()
+
+    def _run(self, key: str, job: RemoteJob) -> None:
+        record = self.jobs[key]
         try:
-            self.outcome = run_remote_job(job, gpu_ids)
+            record["outcome"] = run_remote_job(job, self.gpu_ids, clean_up=_remove_later)
         except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-        self.done.set()
-        if not self.collected.wait(linger_s):
-            os._exit(0)
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        with self.lock:
+            self.current = None
+            self.idle_since = time.monotonic()
+        record["done"].set()
+
+    def wait(self, key: str, arrival_s: float = 120.0) -> tuple[str | None, str]:
+        # Calls to a threaded actor may run out of order: `wait` can come before its `run`.
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: key in self.jobs, timeout=arrival_s):
+                return None, f"this worker never ran {key}"
+            record = self.jobs[key]
+        record["done"].wait()
+        return record["outcome"], record["error"]
+
+    def status(self) -> dict:
+        with self.lock:
+            return {"current": self.current, "jobs": list(self.jobs), "shape": self.shape}
 
     def where(self) -> str:
-        return f"ray actor pid {os.getpid()} on {socket.gethostname()}"
-
-    def wait(self) -> tuple[str | None, str]:
-        self.done.wait()
-        return self.outcome, self.error
-
-    def collect(self) -> None:
-        self.collected.set()
+        return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
 @dataclass
 class _Tracked:
     spec: JobSpec
     job_rel: str
-    actor: object | None  # None: ended before a controller restart, outcome in the store
+    worker: object | None  # an actor handle; None: ended while no controller watched
+    name: str
+    shape: Shape
     ref: object | None
 
 
@@ -94,6 +138,7 @@ class RayBackend:
         lease_s: float = 60.0,
         heartbeat_s: float = 5.0,
         linger_s: float = 120.0,
+        capacity_grace_s: float = 300.0,
         init_options: dict | None = None,
     ):
         if slots < 1:
@@ -104,8 +149,11 @@ class RayBackend:
         self.run_id = run_id
         self.heartbeat_s = heartbeat_s
         self.linger_s = linger_s
+        self.capacity_grace_s = capacity_grace_s  # a job larger than the cluster waits this long for nodes
         self.leases = Leases(artifacts.remote, lease_s=lease_s, check_every_s=max(heartbeat_s / 2, 0.5))
         self._jobs: dict[str, _Tracked] = {}
+        self._idle: dict[Shape, list[tuple[object, str, float]]] = {}  # shape -> (worker, name, idle since)
+        self._discovered: dict[str, tuple[object, str]] | None = None  # job key -> (worker, name), after a restart
         self._capacity: dict[str, float] = {}
         self._capacity_at = 0.0
         self._connected_here = not ray.is_initialized()
@@ -119,9 +167,27 @@ class RayBackend:
                     "`ray start --head` (then --address auto), give its client address as ray://HOST:10001, "
                     "or leave --address out to start a local cluster"
                 ) from None
-        self._actor_class = ray.remote(JobActor)
+        self._worker_class = ray.remote(JobWorker)
         self._baseline_ready = False
-        self.wakeup = threading.Event()
+        self.wakeup = threading.Event()  # set when a job's wait answers: the scheduler refills at once
+        self._closing = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        """Block on the running jobs' answers and wake the scheduler when one comes."""
+        ray = _ray()
+        while not self._closing.is_set():
+            refs = [t.ref for t in list(self._jobs.values()) if t.ref is not None]
+            if not refs:
+                self._closing.wait(0.05)
+                continue
+            try:
+                ready, _ = ray.wait(refs, num_returns=1, timeout=0.5)
+            except Exception:  # disconnected while shutting down
+                return
+            if ready:
+                self.wakeup.set()
+                self._closing.wait(0.01)  # the scheduler collects it; do not spin on the same answer
 
     # ---- capacity ---------------------------------------------------------------------
 
@@ -133,34 +199,62 @@ class RayBackend:
             self._capacity_at = time.monotonic()
         return {"slots": float(self.slots), **self._capacity}
 
-    # ---- Backend ----------------------------------------------------------------------
+    # ---- workers ----------------------------------------------------------------------
 
-    def actor_name(self, spec: JobSpec) -> str:
-        return f"{self.run_id}:{spec.job_id}:attempt-{spec.attempt}"
+    @staticmethod
+    def shape(spec: JobSpec) -> Shape:
+        return (float(spec.gpus or len(spec.gpu_ids)), float(max(1, spec.threads)))
+
+    def _worker_for(self, shape: Shape) -> tuple[object, str]:
+        """An idle worker of this shape, or a new one. Idle workers of other shapes are
+        let go first: they hold resources a new worker may need."""
+        fresh = [w for w in self._idle.get(shape, []) if time.monotonic() - w[2] < self.linger_s / 2]
+        stale = [w for w in self._idle.get(shape, []) if w not in fresh]
+        for worker, _, _ in stale:
+            self._kill(worker)
+        if fresh:
+            worker, name, _ = fresh.pop()
+            self._idle[shape] = fresh
+            return worker, name
+        self._idle.pop(shape, None)
+        for other in list(self._idle):
+            for worker, _, _ in self._idle.pop(other):
+                self._kill(worker)
+        name = f"{self.run_id}:worker-{uuid.uuid4().hex[:8]}"
+        worker = self._worker_class.options(
+            name=name,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            max_restarts=0,
+            max_concurrency=8,
+            num_gpus=shape[0],
+            num_cpus=shape[1],
+        ).remote(shape, self.linger_s)
+        return worker, name
+
+    @staticmethod
+    def _kill(worker) -> None:
+        try:
+            _ray().kill(worker, no_restart=True)
+        except Exception:
+            pass
+
+    # ---- Backend ----------------------------------------------------------------------
 
     def start(self, spec: JobSpec) -> str:
         if not self._baseline_ready:
             ensure_baseline(self.artifacts.remote, Path(spec.baseline_dir))
             self._baseline_ready = True
         job = describe(self.artifacts.root, spec, self.artifacts.remote, self.heartbeat_s)
-        resources = self._resources(spec)
-        actor = self._actor_class.options(
-            name=self.actor_name(spec),
-            namespace=NAMESPACE,
-            lifetime="detached",
-            max_restarts=0,
-            max_concurrency=4,
-            **resources,
-        ).remote(job, self.linger_s)
-        self._track(spec, job.job_rel, actor)
-        return f"ray actor {self.actor_name(spec)} ({resources['num_gpus']:g} GPU, {resources['num_cpus']:g} CPU)"
+        shape = self.shape(spec)
+        worker, name = self._worker_for(shape)
+        worker.run.remote(job_key(spec), job)  # not awaited: its answer is the job's `wait`
+        self._track(spec, job.job_rel, worker, name, shape)
+        return f"ray worker {name} ({shape[0]:g} GPU, {shape[1]:g} CPU)"
 
-    def _resources(self, spec: JobSpec) -> dict[str, float]:
-        return {"num_gpus": float(spec.gpus or len(spec.gpu_ids)), "num_cpus": float(spec.threads)}
-
-    def _track(self, spec: JobSpec, job_rel: str, actor) -> None:
-        ref = actor.wait.remote() if actor is not None else None
-        self._jobs[spec.job_id] = _Tracked(spec, job_rel, actor, ref)
+    def _track(self, spec: JobSpec, job_rel: str, worker, name: str, shape: Shape) -> None:
+        ref = worker.wait.remote(job_key(spec)) if worker is not None else None
+        self._jobs[spec.job_id] = _Tracked(spec, job_rel, worker, name, shape, ref)
         self.leases.grant(spec.job_id, job_rel)
 
     def poll(self) -> list[JobOutcome | LostJob]:
@@ -171,17 +265,22 @@ class RayBackend:
         if waiting:
             ready, _ = ray.wait(list(waiting), num_returns=len(waiting), timeout=0)
         ended = {waiting[ref]: ref for ref in ready}
-        ended.update({job_id: None for job_id, t in self._jobs.items() if t.ref is None})
+        ended.update({job_id: None for job_id, t in self._jobs.items() if t.worker is None})
         for job_id, ref in ended.items():
             tracked = self._jobs.pop(job_id)
             self.leases.release(job_id)
-            error = ""
+            error, worker_alive = "", ref is not None
             if ref is not None:
                 try:
                     _, error = ray.get(ref)
-                except Exception as exc:  # the actor died: killed, out of memory, node lost
-                    error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                self._release(tracked)
+                except Exception as exc:  # the worker died: killed, out of memory, node lost
+                    worker_alive = False
+                    text = str(exc).strip()
+                    error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+            if worker_alive and not error:
+                self._idle.setdefault(tracked.shape, []).append((tracked.worker, tracked.name, time.monotonic()))
+            elif tracked.worker is not None:
+                self._kill(tracked.worker)
             outcome = self._stored_outcome(tracked)
             if outcome is not None:
                 reports.append(outcome)
@@ -190,7 +289,7 @@ class RayBackend:
         for job_id, reason in self.leases.expired():
             tracked = self._jobs.pop(job_id, None)
             if tracked is not None:
-                self._release(tracked, kill=True)
+                self._kill(tracked.worker)
                 reports.append(LostJob(job_id, tracked.spec.attempt, reason))
         return reports
 
@@ -203,43 +302,58 @@ class RayBackend:
                 self.artifacts.fetch(f"{tracked.job_rel}/{name}")
         return JobOutcome.model_validate_json(self.artifacts.fetch(rel).read_text())
 
-    def _release(self, tracked: _Tracked, kill: bool = False) -> None:
+    def _discover(self) -> dict[str, tuple[object, str]]:
+        """After a restart: this run's live workers, by the job each runs or holds; idle
+        ones join the pool."""
+        if self._discovered is not None:
+            return self._discovered
         ray = _ray()
-        if tracked.actor is None:
-            return
-        if not kill:
+        self._discovered = {}
+        prefix = f"{self.run_id}:worker-"
+        names = [
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)
+        ]
+        for name in names:
             try:
-                tracked.actor.collect.remote()
-            except Exception:
-                pass
-        try:
-            ray.kill(tracked.actor, no_restart=True)
-        except Exception:
-            pass
+                worker = ray.get_actor(name, namespace=NAMESPACE)
+                status = ray.get(worker.status.remote(), timeout=30)
+            except Exception:  # gone between listing and asking
+                continue
+            for key in status["jobs"]:
+                self._discovered[key] = (worker, name)
+            if status["current"] is None:
+                shape = tuple(status["shape"])
+                self._idle.setdefault(shape, []).append((worker, name, time.monotonic()))
+        return self._discovered
 
     def reattach(self, spec: JobSpec) -> bool:
-        ray = _ray()
         job_rel = describe(self.artifacts.root, spec, self.artifacts.remote, self.heartbeat_s).job_rel
-        try:
-            actor = ray.get_actor(self.actor_name(spec), namespace=NAMESPACE)
-        except ValueError:
-            actor = None
-        if actor is not None:
-            self._track(spec, job_rel, actor)
+        found = self._discover().get(job_key(spec))
+        if found is not None:
+            worker, name = found
+            self._idle = {s: [w for w in ws if w[1] != name] for s, ws in self._idle.items()}
+            self._track(spec, job_rel, worker, name, self.shape(spec))
             return True
         if self.artifacts.remote.exists(f"{job_rel}/{OUTCOME_FILE}"):
-            self._track(spec, job_rel, None)  # ended while no controller watched: reported at the next poll
+            self._track(spec, job_rel, None, "", self.shape(spec))  # ended unwatched: reported at the next poll
             return True
         return False
 
     def cancel(self, job_id: str) -> None:
         tracked = self._jobs.pop(job_id, None)
         self.leases.release(job_id)
-        if tracked is not None:
-            self._release(tracked, kill=True)
+        if tracked is not None and tracked.worker is not None:
+            self._kill(tracked.worker)
 
     def shutdown(self) -> None:
+        self._closing.set()
         for job_id in list(self._jobs):
             self.cancel(job_id)
+        for workers in self._idle.values():
+            for worker, _, _ in workers:
+                self._kill(worker)
+        self._idle.clear()
         if self._connected_here:
             _ray().shutdown()

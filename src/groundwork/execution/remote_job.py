@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from groundwork.execution.processes import die_with_parent
@@ -61,20 +62,31 @@ def ensure_baseline(store: RemoteArtifacts, baseline_dir: Path) -> None:
 
 
 def _heartbeat(job: RemoteJob, stop: threading.Event) -> None:
-    beat = 0
-    while not stop.is_set():
+    """Beat every `heartbeat_s` while the job runs; the last beat says when it finished."""
+    beat, started = 0, time.time()
+    while True:
         beat += 1
-        payload = {"beat": beat, "pid": os.getpid(), "host": os.uname().nodename, "time": time.time()}
-        try:
-            job.store.put_bytes(f"{job.job_rel}/{HEARTBEAT_FILE}", json.dumps(payload).encode())
+        finished = stop.is_set()
+        payload = {"beat": beat, "pid": os.getpid(), "host": os.uname().nodename, "started": started}
+        payload.update({"finished": time.time()} if finished else {"time": time.time()})
+        try:  # not synced to disk: a liveness signal, not a record
+            job.store.put_bytes(f"{job.job_rel}/{HEARTBEAT_FILE}", json.dumps(payload).encode(), sync=False)
         except Exception as exc:  # a store hiccup must not kill the job; the lease notices if it lasts
             print(f"groundwork: heartbeat not written: {exc}", file=sys.stderr)
+        if finished:
+            return
         stop.wait(job.heartbeat_s)
 
 
-def run_remote_job(job: RemoteJob, gpu_ids: list[int] | None = None, scratch_root: str | None = None) -> str | None:
+def run_remote_job(
+    job: RemoteJob,
+    gpu_ids: list[int] | None = None,
+    scratch_root: str | None = None,
+    clean_up: Callable[[Path], None] = lambda path: shutil.rmtree(path, ignore_errors=True),
+) -> str | None:
     """Run one job here; return its outcome as JSON (also uploaded), or None if the
-    runner ended without one. `gpu_ids`: the GPUs this worker was given."""
+    runner ended without one. `gpu_ids`: the GPUs this worker was given; `clean_up`
+    removes the scratch folder (a long-lived worker does it off the critical path)."""
     root = scratch_root or os.environ.get("GROUNDWORK_SCRATCH") or tempfile.gettempdir()
     Path(root).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"groundwork-{job.spec.job_id}-a{job.spec.attempt}-", dir=root))
@@ -108,12 +120,12 @@ def run_remote_job(job: RemoteJob, gpu_ids: list[int] | None = None, scratch_roo
                 preexec_fn=die_with_parent,
                 check=False,
             )
-        for name in UPLOADED:  # the outcome last: its presence means the rest is there
+        for name in UPLOADED:  # the outcome last, synced: its presence means the rest is there
             if (job_dir / name).is_file():
-                job.store.put_file(f"{job.job_rel}/{name}", job_dir / name)
+                job.store.put_file(f"{job.job_rel}/{name}", job_dir / name, sync=name == OUTCOME_FILE)
         outcome = job_dir / OUTCOME_FILE
         return outcome.read_text() if outcome.is_file() else None
     finally:
         stop.set()
         beater.join(timeout=10)
-        shutil.rmtree(scratch, ignore_errors=True)
+        clean_up(scratch)

@@ -42,7 +42,8 @@ MAX_CURVE_POINTS = 2000
 
 def save_spec(spec: JobSpec) -> Path:
     path = Path(spec.job_dir) / SPEC_FILE
-    write_atomic(path, json.dumps(asdict(spec), indent=2))
+    # No disk sync: the runner reads it at once, and a spec lost to a power cut only loses the attempt.
+    write_atomic(path, json.dumps(asdict(spec), indent=2), sync=False)
     return path
 
 

@@ -10,6 +10,7 @@ within milliseconds. Jobs are packed by the resources they ask for (see `packing
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from groundwork.execution.packing import demand, pack, subtract
@@ -53,6 +54,7 @@ class Scheduler:
         self.on_tick = on_tick or (lambda: None)
         self._busy_slots: dict[str, int] = {}  # job id -> slot
         self._busy_need: dict[str, dict[str, float]] = {}  # job id -> resources it holds
+        self._unplaceable_since: dict[str, float] = {}  # job id -> when it first did not fit the backend
         # Set by the backend when a job ends; a backend without one is polled.
         self._wakeup: threading.Event = getattr(backend, "wakeup", None) or threading.Event()
 
@@ -70,9 +72,13 @@ class Scheduler:
         """One round: start queued jobs on free slots, record what ended. True while any
         job is still queued or running."""
         self._wakeup.clear()  # a job ending from here on wakes the next wait at once
-        for report in self.backend.poll():
-            self._record(report)
+        reports = self.backend.poll()
+        for report in reports:  # free the slots first: refilling them is what waits
+            self._busy_slots.pop(report.job_id, None)
+            self._busy_need.pop(report.job_id, None)
         self._dispatch()
+        for report in reports:  # an ended job's outcome is on disk until recorded: a crash here loses nothing
+            self._record(report)
         self.on_tick()
         return bool(self._busy_slots) or bool(self.store.jobs({JobState.QUEUED}))
 
@@ -116,20 +122,39 @@ class Scheduler:
             free = subtract(free, need)
         by_id = {job.id: job for job in queued}
         placement = pack([(job.id, demand(job.resources, capacity)) for job in queued], free, capacity)
+        # A cluster can grow (nodes joining, autoscaling): there a job that does not fit
+        # waits `capacity_grace_s` before it is refused; on a fixed backend it is refused now.
+        grace = float(getattr(self.backend, "capacity_grace_s", 0.0))
         for job_id, why in placement.impossible.items():
-            self._refuse(by_id[job_id], why)
-        for job_id, slot in zip(placement.start, free_slots, strict=False):
-            job = self.store.transition_job(
-                job_id,
-                JobState.LEASED,
-                f"slot {slot}",
-                slot=slot,
-                job_dir=f"jobs/{job_id}/attempt-{by_id[job_id].attempt}",
-            )
-            self._busy_slots[job.id] = slot
-            self._busy_need[job.id] = demand(job.resources, capacity)
-            worker = self.backend.start(self.make_spec(job))
-            self.store.transition_job(job.id, JobState.RUNNING, worker, worker=worker, started_at=now())
+            first = self._unplaceable_since.setdefault(job_id, time.monotonic())
+            if time.monotonic() - first >= grace:
+                self._unplaceable_since.pop(job_id, None)
+                self._refuse(by_id[job_id], f"{why} (waited {grace:g}s for more)" if grace else why)
+        chosen = list(zip(placement.start, free_slots, strict=False))
+        if not chosen:
+            return
+        # One transaction marks the batch leased, one marks it running: a disk sync each, not per job.
+        leased = self.store.transition_jobs(
+            [
+                (
+                    job_id,
+                    JobState.LEASED,
+                    f"slot {slot}",
+                    {"slot": slot, "job_dir": f"jobs/{job_id}/attempt-{by_id[job_id].attempt}"},
+                )
+                for job_id, slot in chosen
+            ]
+        )
+        running = []
+        try:
+            for job in leased:
+                self._busy_slots[job.id] = job.slot
+                self._busy_need[job.id] = demand(job.resources, capacity)
+                worker = self.backend.start(self.make_spec(job))
+                running.append((job.id, JobState.RUNNING, worker, {"worker": worker, "started_at": now()}))
+        finally:  # jobs not marked running stay leased: `recover` settles them after a crash
+            if running:
+                self.store.transition_jobs(running)
 
     def _refuse(self, job: Job, why: str) -> None:
         """A job that can never fit this backend ends now, with the reason, instead of waiting forever."""

@@ -13,6 +13,7 @@ processes on this machine, which is how the tests exercise it where Slurm is abs
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,11 @@ class SlurmBackend:
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
         submitit = _submitit()
+        if cluster == "slurm" and shutil.which("srun") is None:
+            raise RuntimeError(
+                "the Slurm backend found no Slurm here (no `srun` on PATH): start the run on a Slurm login "
+                "node, or use --backend local or --backend ray"
+            )
         self.slots = slots
         self.artifacts = artifacts
         self.cluster = cluster

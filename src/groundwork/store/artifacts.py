@@ -22,8 +22,9 @@ from fsspec.implementations.local import LocalFileSystem
 OnPut = Callable[[str, str, str, int], None]  # (relative path, url, sha256, size)
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a file so that readers see the old content or the new, never a torn one."""
+def write_atomic(path: Path, data: str | bytes, sync: bool = True) -> None:
+    """Write a file so that readers see the old content or the new, never a torn one
+    (`sync`: and on disk before this returns)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -31,7 +32,8 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -76,10 +78,10 @@ class RemoteArtifacts:
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self._path(rel))
 
-    def put_bytes(self, rel: str, data: bytes) -> str:
+    def put_bytes(self, rel: str, data: bytes, sync: bool = True) -> str:
         path = self._path(rel)
         if isinstance(self.fs, LocalFileSystem):
-            write_atomic(Path(path), data)  # readers on a shared disk never see half a file
+            write_atomic(Path(path), data, sync)  # readers on a shared disk never see half a file
         else:
             self.fs.makedirs(self.fs._parent(path), exist_ok=True)
             self.fs.pipe_file(path, data)
@@ -88,8 +90,8 @@ class RemoteArtifacts:
     def get_bytes(self, rel: str) -> bytes:
         return self.fs.cat_file(self._path(rel))
 
-    def put_file(self, rel: str, local: Path) -> str:
-        return self.put_bytes(rel, Path(local).read_bytes())
+    def put_file(self, rel: str, local: Path, sync: bool = True) -> str:
+        return self.put_bytes(rel, Path(local).read_bytes(), sync)
 
     def get_file(self, rel: str, local: Path) -> None:
         write_atomic(Path(local), self.get_bytes(rel))

@@ -253,9 +253,13 @@ class RunStore:
     # ---- jobs ---------------------------------------------------------------------
 
     def jobs(self, states: set[JobState] | None = None) -> list[Job]:
-        rows = self._conn.execute("SELECT state, data FROM jobs ORDER BY rowid").fetchall()
-        jobs = [Job.model_validate_json(r["data"]) for r in rows]
-        return [j for j in jobs if states is None or j.state in states]
+        if states is None:
+            rows = self._conn.execute("SELECT data FROM jobs ORDER BY rowid").fetchall()
+        else:  # filtered in SQL: the scheduler asks for queued jobs on every round
+            marks = ", ".join("?" * len(states))
+            sql = f"SELECT data FROM jobs WHERE state IN ({marks}) ORDER BY rowid"
+            rows = self._conn.execute(sql, [s.value for s in states]).fetchall()
+        return [Job.model_validate_json(r["data"]) for r in rows]
 
     def job(self, job_id: str) -> Job:
         row = self._conn.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -279,6 +283,11 @@ class RunStore:
     def transition_job(self, job_id: str, target: JobState, detail: str = "", **fields: Any) -> Job:
         with self.transaction() as c:
             return self._update_job(c, job_id, target, detail, **fields)
+
+    def transition_jobs(self, changes: list[tuple[str, JobState, str, dict[str, Any]]]) -> list[Job]:
+        """Several (job id, target, detail, fields) transitions in one transaction (one disk sync)."""
+        with self.transaction() as c:
+            return [self._update_job(c, job_id, target, detail, **fields) for job_id, target, detail, fields in changes]
 
     def requeue_job(self, job_id: str, reason: str) -> Job:
         """Send a job whose worker was lost back to the queue as a fresh attempt."""
