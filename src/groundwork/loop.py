@@ -239,7 +239,7 @@ class ResearchLoop:
                 continue
             if not busy and (exhausted or searched >= target):
                 return
-            time.sleep(scheduler.poll_interval_s)
+            scheduler.wait()
 
     def _wait(self, scheduler: Scheduler, settled: Callable[[], bool] | None = None) -> None:
         """Tick the scheduler until no job is left (or `settled()`), queueing confirmation
@@ -253,7 +253,7 @@ class ResearchLoop:
             self._check_caps(scheduler)
             if not busy or (settled is not None and settled()):
                 return
-            time.sleep(scheduler.poll_interval_s)
+            scheduler.wait()
 
     def _epoch_settled(self, epoch: int) -> Callable[[], bool] | None:
         """With a quorum below 1: settled once that share of the epoch's ideas have results

@@ -88,7 +88,11 @@ class Scheduler:
         while self.tick():
             if stop_when is not None and stop_when():
                 return
-            self._wakeup.wait(self.poll_interval_s)
+            self.wait()
+
+    def wait(self) -> None:
+        """Sleep until a job ends (backends that signal it) or one poll interval passes."""
+        self._wakeup.wait(self.poll_interval_s)
 
     @property
     def free_slots(self) -> int:
