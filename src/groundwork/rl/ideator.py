@@ -70,7 +70,8 @@ class RLIdeator:
 
     # ---- SearchStrategy -------------------------------------------------------------
 
-    def plan_epoch(self, epoch: int, history: SearchHistory) -> list[IdeationRequest]:
+    def plan_epoch(self, epoch: int, history: SearchHistory, count: int | None = None) -> list[IdeationRequest]:
+        # `count` (a steady-state batch size) does not apply: an RL step is always whole groups.
         self.learn_until(epoch - 1, history)
         return [
             IdeationRequest(kind=PromptKind.SIMPLE, count=self.config.group_size, epoch=epoch, seed=group)
