@@ -83,7 +83,7 @@ def test_gpu_packing_lets_an_8_gpu_job_through_a_stream_of_1_gpu_jobs(cluster, t
     assert len(big_gpus.removeprefix("GPUS=").split(",")) == 8
     assert len([line for line in logs["s1"].splitlines() if line.startswith("GPUS=")][0].split(",")) == 1
     # the run store says where each job's artifacts live
-    assert "jobs/big/attempt-1/outcome.json" in store.artifacts()
+    assert "jobs/big/attempt-1/outcome.json" in store.artifacts() and "codebase/baseline/" in store.artifacts()
 
 
 def _heartbeat_pid(run_dir: Path, job_rel: str, timeout: float = 90) -> int:

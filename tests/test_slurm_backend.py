@@ -75,6 +75,7 @@ def test_jobs_run_through_submitit_and_their_logs_come_back(tmp_path, toy_env):
     assert all(j.worker.startswith("local job") for j in store.jobs())
     assert "===== groundwork: train" in (store.run_dir / "jobs/a/attempt-1/job.log").read_text()
     assert "jobs/a/attempt-1/outcome.json" in store.artifacts()
+    assert store.artifacts()["codebase/baseline/"]["url"] == str(store.run_dir.resolve() / "codebase" / "baseline")
 
 
 def _heartbeat_pid(run_dir: Path, job_rel: str, timeout: float = 60) -> int:

@@ -65,14 +65,22 @@ class PhaseEnd:
     log_truncated: bool = False
 
 
+def _libc():
+    try:
+        return ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()  # loaded here, not in a forked child (no dynamic loading between fork and exec)
+PR_SET_PDEATHSIG = 1
+
+
 def die_with_parent() -> None:
     """In a child before exec (Linux): SIGKILL it when its parent dies, so a killed
     worker leaves no process behind."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _new_session_dying_with_parent() -> None:

@@ -243,7 +243,7 @@ class RayBackend:
 
     def start(self, spec: JobSpec) -> str:
         if not self._baseline_ready:
-            ensure_baseline(self.artifacts.remote, Path(spec.baseline_dir))
+            ensure_baseline(self.artifacts, Path(spec.baseline_dir))
             self._baseline_ready = True
         job = describe(self.artifacts.root, spec, self.artifacts.remote, self.heartbeat_s)
         shape = self.shape(spec)

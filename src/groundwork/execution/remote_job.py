@@ -24,7 +24,7 @@ from pathlib import Path
 from groundwork.execution.processes import die_with_parent
 from groundwork.execution.runner import LOG_FILE, OUTCOME_FILE, SPEC_FILE, save_spec
 from groundwork.protocols import JobSpec
-from groundwork.store.artifacts import RemoteArtifacts
+from groundwork.store.artifacts import ArtifactStore, RemoteArtifacts
 
 BASELINE_REL = "codebase/baseline"
 HEARTBEAT_FILE = "heartbeat.json"
@@ -53,12 +53,12 @@ def describe(run_dir: Path, spec: JobSpec, store: RemoteArtifacts, heartbeat_s: 
     return RemoteJob(spec, store, job_rel(spec, run_dir), diff_rel, heartbeat_s)
 
 
-def ensure_baseline(store: RemoteArtifacts, baseline_dir: Path) -> None:
+def ensure_baseline(artifacts: ArtifactStore, baseline_dir: Path) -> None:
     """Upload the pristine codebase once per run (a marker says the upload finished)."""
     marker = f"{BASELINE_REL}/.groundwork-complete"
-    if not store.exists(marker):
-        store.put_tree(BASELINE_REL, baseline_dir)
-        store.put_bytes(marker, b"ok")
+    if not artifacts.remote.exists(marker):
+        artifacts.put_tree(BASELINE_REL, baseline_dir)
+        artifacts.remote.put_bytes(marker, b"ok")
 
 
 def _heartbeat(job: RemoteJob, stop: threading.Event) -> None:

@@ -103,7 +103,7 @@ class SlurmBackend:
 
     def start(self, spec: JobSpec) -> str:
         if not self._baseline_ready:
-            ensure_baseline(self.artifacts.remote, Path(spec.baseline_dir))
+            ensure_baseline(self.artifacts, Path(spec.baseline_dir))
             self._baseline_ready = True
         remote = describe(self.artifacts.root, spec, self.artifacts.remote, self.heartbeat_s)
         self.executor.update_parameters(**self.parameters(spec))
