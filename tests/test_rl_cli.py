@@ -91,3 +91,14 @@ def test_rl_cli_runs_real_jobs_survives_a_kill_and_exports(tmp_path):
         assert applied and all("b/train.py" in r["diff"] for r in applied)
         assert all(r["prompt"] and r["reward"] is not None for r in data)
         assert {r["failure"] == "" for r in data} <= {True, False}
+
+    # the run's report shows the per-step rewards and diversity
+    html_path = tmp_path / "report.html"
+    report = subprocess.run(
+        [*GROUNDWORK, "report", str(run_dir), "--categories-by", "keywords", "--out", str(html_path)],
+        env=cli_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    page = html_path.read_text()
+    assert 'id="rl"' in page and "RL reward and diversity per step" in page
+    assert "<th>distinct 2</th>" in page and f"{run_dir.name}: {STEPS} steps" in page  # the per-step table

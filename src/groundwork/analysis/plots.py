@@ -19,6 +19,7 @@ try:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("reports need matplotlib: pip install 'groundwork[report]' (or pip install matplotlib)") from exc
 
@@ -362,4 +363,48 @@ def integrity(runs: list[RunDetails]) -> bytes:
         ax.set_xlabel("results flagged")
         ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_title("Reward-hacking flags")
+    return _png(fig)
+
+
+def rl_steps(runs: list[RunDetails], tables: list[list[dict]]) -> bytes:
+    """RL runs: reward and execution rate per step (left), and the diversity of each step's
+    ideas (right), where a collapse onto a few ideas shows as falling distinct n-grams and
+    rising similarity."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    rate_axis = left.twinx()
+    for k, (run, rows) in enumerate(zip(runs, tables, strict=True)):
+        if not rows:
+            continue
+        color = COLORS[k % len(COLORS)]
+        name = f"{run.summary.run_id}: " if len(runs) > 1 else ""
+        steps = [r["step"] for r in rows]
+        left.plot(steps, [r["mean_reward"] for r in rows], "-o", color=color, markersize=3, label=f"{name}mean reward")
+        left.plot(steps, [r["max_reward"] for r in rows], ":", color=color, label=f"{name}max reward")
+        rates = [r["execution_rate"] for r in rows]
+        rate_axis.plot(steps, rates, "--", color=color, alpha=0.4, label=f"{name}execution rate")
+        for column, style in (
+            ("distinct_1", "-"),
+            ("distinct_2", "--"),
+            ("pairwise_similarity", ":"),
+            ("embedding_spread", "-."),
+        ):
+            values = [(r["step"], r[column]) for r in rows if r.get(column) is not None]
+            if values:
+                right.plot(*zip(*values, strict=True), style, color=color, label=f"{name}{column.replace('_', ' ')}")
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set_xlabel("RL step")
+    left.set_ylabel("reward")
+    rate_axis.set_ylabel("execution rate")
+    rate_axis.set_ylim(0, 1.05)
+    left.set_title("Reward and execution rate", fontsize=10)
+    right.set_xlabel("RL step")
+    right.set_title("Diversity of each step's ideas", fontsize=10)
+    handles, labels = left.get_legend_handles_labels()
+    more, more_labels = rate_axis.get_legend_handles_labels()
+    left.legend(handles + more, labels + more_labels, fontsize=7)
+    if right.lines:
+        right.legend(fontsize=7)
+    else:
+        _empty(right, "no diversity figures recorded")
     return _png(fig)

@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from groundwork import __version__
 from groundwork.analysis.details import IdeaDetail, RunDetails
+from groundwork.analysis.rl_steps import STEP_COLUMNS, rl_step_table
 from groundwork.store.artifacts import write_atomic
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -89,6 +90,10 @@ def _idea_card(run: RunDetails, d: IdeaDetail) -> dict:
     }
 
 
+def _rl_row(row: dict) -> dict[str, str]:
+    return {k: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in row.items()}
+
+
 def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | None = None) -> str:
     from groundwork.analysis import plots  # matplotlib is an optional extra: imported only here
 
@@ -159,6 +164,23 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
         "train-vs-eval gaps, gains too large for the baseline's noise.",
         "reward-hacking flags",
     )
+    rl_tables = [rl_step_table(run.run_dir) for run in runs]
+    rl = None
+    if any(rl_tables):  # RL runs only: the ideator's learning and the diversity of its ideas
+        step("RL steps")
+        rl = {
+            "figure": _figure(
+                plots.rl_steps(runs, rl_tables),
+                "Per RL step: mean and max reward of the step's ideas and their execution rate (left); distinct "
+                "1- and 2-grams, mean pairwise word-set similarity and embedding spread of its ideas (right).",
+                "RL reward and diversity per step",
+            ),
+            "tables": [
+                {"run_id": run.summary.run_id, "rows": [_rl_row(r) for r in rows]}
+                for run, rows in zip(runs, rl_tables, strict=True)
+                if rows
+            ],
+        }
     top = []
     for run in runs:
         step(f"curves of {run.summary.run_id}")
@@ -228,6 +250,8 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
         failures=failures,
         flagged=flagged,
         all_ideas=all_ideas,
+        rl=rl,
+        rl_columns=STEP_COLUMNS,
     )
 
 
