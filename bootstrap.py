@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Set up Groundwork in a local virtual environment, then run the demo or the tests.
 
-    python3 bootstrap.py demo    # set up, then run the offline demo (`groundwork run`)
-    python3 bootstrap.py test    # set up, then run the test suite
-    python3 bootstrap.py setup   # set up only
+    python3 bootstrap.py demo    # set up the core, then run the offline demo (`groundwork run`)
+    python3 bootstrap.py test    # set up with every extra the tests use, then run the test suite
+    python3 bootstrap.py setup   # set up with every extra, and stop there
 
 Needs only Python 3.10+ with pip and venv. PyTorch: if the Python running this script
 can already import torch (say, your CUDA build), the virtual environment sees that one
@@ -44,7 +44,7 @@ def run(*command: str) -> None:
     subprocess.run(command, check=True)
 
 
-def setup() -> Path:
+def setup(extras: str = "dev") -> Path:
     if sys.version_info < (3, 10):  # noqa: UP036 - this script must run on old Pythons to say so
         sys.exit(f"Groundwork needs Python 3.10 or newer; this is {sys.version.split()[0]}")
     python = venv_python()
@@ -58,11 +58,15 @@ def setup() -> Path:
             command += ["--index-url", os.environ["GROUNDWORK_TORCH_INDEX_URL"]]
         say(f"installing PyTorch ({TORCH_SPEC})")
         run(*command)
+    # The demo needs only the core; the tests need every extra (Ray, trackers, browser
+    # driver, RL...). An install with more extras serves a step that needs fewer.
     fingerprint = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if not MARKER.exists() or MARKER.read_text() != fingerprint:
-        say("installing groundwork and its dependencies")
-        run(str(python), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]")
-        MARKER.write_text(fingerprint)
+    installed = MARKER.read_text().split() if MARKER.exists() else []
+    if not installed or installed[0] != fingerprint or (extras and extras not in installed[1:]):
+        target = f"{ROOT}[{extras}]" if extras else str(ROOT)
+        say(f"installing groundwork and its dependencies{f' (extras: {extras})' if extras else ''}")
+        run(str(python), "-m", "pip", "install", "--quiet", "-e", target)
+        MARKER.write_text(" ".join([fingerprint, *([extras] if extras else [])]))
     say(f"ready: {VENV / 'bin' / 'groundwork'}")
     return python
 
@@ -72,7 +76,7 @@ def main(argv: list[str]) -> int:
     if action not in {"setup", "demo", "test"}:
         print(__doc__)
         return 2
-    python = setup()
+    python = setup("" if action == "demo" else "dev")
     if action == "demo":
         say("running the demo: nanogpt tiny, catalog ideator (no LLM), baseline + 2 epochs of 4 ideas, 2 in parallel")
         return subprocess.call([str(python), "-m", "groundwork.cli", "run", *extra])
