@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from groundwork.execution.leases import Leases
-from groundwork.execution.remote_job import OUTCOME_FILE, RemoteJob, describe, ensure_baseline, run_remote_job
+from groundwork.execution.remote_job import (
+    OUTCOME_FILE,
+    RemoteJob,
+    describe,
+    ensure_baseline,
+    fetch_outcome,
+    run_remote_job,
+)
 from groundwork.protocols import JobSpec, LostJob
 from groundwork.records import JobOutcome
 from groundwork.store.artifacts import ArtifactStore
@@ -281,7 +288,7 @@ class RayBackend:
                 self._idle.setdefault(tracked.shape, []).append((tracked.worker, tracked.name, time.monotonic()))
             elif tracked.worker is not None:
                 self._kill(tracked.worker)
-            outcome = self._stored_outcome(tracked)
+            outcome = fetch_outcome(self.artifacts, tracked.job_rel)
             if outcome is not None:
                 reports.append(outcome)
             else:
@@ -292,15 +299,6 @@ class RayBackend:
                 self._kill(tracked.worker)
                 reports.append(LostJob(job_id, tracked.spec.attempt, reason))
         return reports
-
-    def _stored_outcome(self, tracked: _Tracked) -> JobOutcome | None:
-        rel = f"{tracked.job_rel}/{OUTCOME_FILE}"
-        if not self.artifacts.remote.exists(rel):
-            return None
-        for name in ("job.log", "runner.err", "spec.json"):
-            if self.artifacts.remote.exists(f"{tracked.job_rel}/{name}"):
-                self.artifacts.fetch(f"{tracked.job_rel}/{name}")
-        return JobOutcome.model_validate_json(self.artifacts.fetch(rel).read_text())
 
     def _discover(self) -> dict[str, tuple[object, str]]:
         """After a restart: this run's live workers, by the job each runs or holds; idle

@@ -24,6 +24,7 @@ from pathlib import Path
 from groundwork.execution.processes import die_with_parent
 from groundwork.execution.runner import LOG_FILE, OUTCOME_FILE, SPEC_FILE, save_spec
 from groundwork.protocols import JobSpec
+from groundwork.records import JobOutcome
 from groundwork.store.artifacts import ArtifactStore, RemoteArtifacts
 
 BASELINE_REL = "codebase/baseline"
@@ -51,6 +52,18 @@ def describe(run_dir: Path, spec: JobSpec, store: RemoteArtifacts, heartbeat_s: 
     run_dir = Path(run_dir).resolve()
     diff_rel = Path(spec.diff_path).resolve().relative_to(run_dir).as_posix() if spec.diff_path else ""
     return RemoteJob(spec, store, job_rel(spec, run_dir), diff_rel, heartbeat_s)
+
+
+def fetch_outcome(artifacts: ArtifactStore, job_rel: str) -> JobOutcome | None:
+    """The controller's side of a finished remote job: its uploaded files, copied into the
+    run folder, and its outcome; None while the worker has not uploaded it (it goes last)."""
+    rel = f"{job_rel}/{OUTCOME_FILE}"
+    if not artifacts.remote.exists(rel):
+        return None
+    for name in UPLOADED:
+        if name != OUTCOME_FILE and artifacts.remote.exists(f"{job_rel}/{name}"):
+            artifacts.fetch(f"{job_rel}/{name}")
+    return JobOutcome.model_validate_json(artifacts.fetch(rel).read_text())
 
 
 def ensure_baseline(artifacts: ArtifactStore, baseline_dir: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from groundwork.execution.leases import Leases
-from groundwork.execution.remote_job import OUTCOME_FILE, describe, ensure_baseline, run_remote_job
+from groundwork.execution.remote_job import OUTCOME_FILE, describe, ensure_baseline, fetch_outcome, run_remote_job
 from groundwork.protocols import JobSpec, LostJob
 from groundwork.records import JobOutcome
 from groundwork.store.artifacts import ArtifactStore
@@ -119,7 +119,7 @@ class SlurmBackend:
             ended = tracked.job is None or tracked.job.done()
             if not ended:
                 continue
-            outcome = self._stored_outcome(tracked)
+            outcome = fetch_outcome(self.artifacts, tracked.job_rel)
             if outcome is None and tracked.job is None:
                 continue  # adopted without a handle: its outcome or its lease decides
             del self._jobs[job_id]
@@ -144,15 +144,6 @@ class SlurmBackend:
         except Exception as exc:  # the job's own result could not be read (killed, node lost)
             error = exc
         return f"state {tracked.job.state}" + (f": {str(error).strip().splitlines()[-1]}" if error else "")
-
-    def _stored_outcome(self, tracked: _Tracked) -> JobOutcome | None:
-        rel = f"{tracked.job_rel}/{OUTCOME_FILE}"
-        if not self.artifacts.remote.exists(rel):
-            return None
-        for name in ("job.log", "runner.err", "spec.json"):
-            if self.artifacts.remote.exists(f"{tracked.job_rel}/{name}"):
-                self.artifacts.fetch(f"{tracked.job_rel}/{name}")
-        return JobOutcome.model_validate_json(self.artifacts.fetch(rel).read_text())
 
     def reattach(self, spec: JobSpec) -> bool:
         job_rel = describe(self.artifacts.root, spec, self.artifacts.remote, self.heartbeat_s).job_rel
