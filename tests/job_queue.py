@@ -3,6 +3,8 @@ and the JobSpec factory a scheduler needs to run them on the toy environment."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 from groundwork.implementation.codebase import file_sha256
@@ -69,3 +71,17 @@ def spec_factory(run_dir: Path, env_dir: Path, sleep_s=0.3, **overrides):
         return JobSpec(**values)
 
     return make
+
+
+def heartbeat_pid(run_dir: Path, job_rel: str, timeout: float) -> int:
+    """The pid of a remote job's runner, from its first heartbeat (the job is running)."""
+    path = run_dir / job_rel / "heartbeat.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())["pid"]
+            except (json.JSONDecodeError, KeyError):
+                pass
+        time.sleep(0.2)
+    raise AssertionError(f"no heartbeat from {job_rel}")

@@ -4,7 +4,6 @@ cluster for the whole module; each test drives real job runners through it."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,7 +21,7 @@ from groundwork.execution.ray_backend import NAMESPACE, RayBackend  # noqa: E402
 from groundwork.execution.scheduler import Scheduler  # noqa: E402
 from groundwork.records import FailureCategory, JobState  # noqa: E402
 from groundwork.store import ArtifactStore, RunStore  # noqa: E402
-from job_queue import queue_jobs, spec_factory  # noqa: E402
+from job_queue import heartbeat_pid, queue_jobs, spec_factory  # noqa: E402
 from ray_cluster import LocalRayCluster  # noqa: E402
 
 
@@ -86,19 +85,6 @@ def test_gpu_packing_lets_an_8_gpu_job_through_a_stream_of_1_gpu_jobs(cluster, t
     assert "jobs/big/attempt-1/outcome.json" in store.artifacts() and "codebase/baseline/" in store.artifacts()
 
 
-def _heartbeat_pid(run_dir: Path, job_rel: str, timeout: float = 90) -> int:
-    path = run_dir / job_rel / "heartbeat.json"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())["pid"]
-            except (json.JSONDecodeError, KeyError):
-                pass
-        time.sleep(0.2)
-    raise AssertionError(f"no heartbeat from {job_rel}")
-
-
 def _scratch_processes(marker: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter():
@@ -116,7 +102,7 @@ def test_a_worker_killed_mid_job_is_requeued_once_and_counted_once(cluster, tmp_
     scheduler = Scheduler(store, _backend(store.run_dir), make_spec)
     try:
         scheduler.tick()
-        pid = _heartbeat_pid(store.run_dir, "jobs/victim/attempt-1")
+        pid = heartbeat_pid(store.run_dir, "jobs/victim/attempt-1", timeout=90)
         os.kill(pid, signal.SIGKILL)  # the worker process dies mid-training
         killed_at = time.time()
         _drain(scheduler)
@@ -140,7 +126,7 @@ def test_a_hung_worker_loses_its_lease_and_the_job_is_requeued(cluster, tmp_path
     scheduler = Scheduler(store, backend, make_spec)
     try:
         scheduler.tick()
-        pid = _heartbeat_pid(store.run_dir, "jobs/hung/attempt-1")
+        pid = heartbeat_pid(store.run_dir, "jobs/hung/attempt-1", timeout=90)
         os.kill(pid, signal.SIGSTOP)  # alive to the operating system, silent to everyone else
         _drain(scheduler)
     finally:

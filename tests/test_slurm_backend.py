@@ -5,7 +5,6 @@ cluster would get is checked for the resources the job asks for."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -19,7 +18,7 @@ from groundwork.execution.scheduler import Scheduler  # noqa: E402
 from groundwork.execution.slurm_backend import SlurmBackend  # noqa: E402
 from groundwork.records import JobState  # noqa: E402
 from groundwork.store import ArtifactStore, RunStore  # noqa: E402
-from job_queue import queue_jobs, spec_factory  # noqa: E402
+from job_queue import heartbeat_pid, queue_jobs, spec_factory  # noqa: E402
 
 
 def _backend(run_dir: Path, **kw) -> SlurmBackend:
@@ -78,19 +77,6 @@ def test_jobs_run_through_submitit_and_their_logs_come_back(tmp_path, toy_env):
     assert store.artifacts()["codebase/baseline/"]["url"] == str(store.run_dir.resolve() / "codebase" / "baseline")
 
 
-def _heartbeat_pid(run_dir: Path, job_rel: str, timeout: float = 60) -> int:
-    path = run_dir / job_rel / "heartbeat.json"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())["pid"]
-            except (json.JSONDecodeError, KeyError):
-                pass
-        time.sleep(0.2)
-    raise AssertionError(f"no heartbeat from {job_rel}")
-
-
 def test_a_killed_slurm_job_is_requeued_and_counted_once(tmp_path, toy_env):
     store = queue_jobs(tmp_path / "run", {"victim": {"cpus": 1}})
     make_spec = spec_factory(store.run_dir, toy_env, lambda job: 60.0 if job.attempt == 1 else 0.3)
@@ -98,7 +84,7 @@ def test_a_killed_slurm_job_is_requeued_and_counted_once(tmp_path, toy_env):
     deadline = time.time() + 180
     try:
         scheduler.tick()
-        os.kill(_heartbeat_pid(store.run_dir, "jobs/victim/attempt-1"), signal.SIGKILL)
+        os.kill(heartbeat_pid(store.run_dir, "jobs/victim/attempt-1", timeout=60), signal.SIGKILL)
         scheduler.drain(stop_when=lambda: time.time() > deadline)
     finally:
         scheduler.backend.shutdown()
@@ -113,7 +99,7 @@ def test_a_restarted_controller_adopts_a_job_still_running(tmp_path, toy_env):
     make_spec = spec_factory(store.run_dir, toy_env, 3.0)
     first = Scheduler(store, _backend(store.run_dir), make_spec)
     first.tick()
-    _heartbeat_pid(store.run_dir, "jobs/long/attempt-1")
+    heartbeat_pid(store.run_dir, "jobs/long/attempt-1", timeout=60)
     # A new controller (new backend, new scheduler) takes over while the job runs.
     second = Scheduler(RunStore(store.run_dir), _backend(store.run_dir), make_spec)
     second.recover()
