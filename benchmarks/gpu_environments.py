@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 from groundwork.environments import load_environment
+from groundwork.execution.job_spec import environment_job_spec
 from groundwork.execution.runner import JobRunner
-from groundwork.implementation.codebase import file_sha256
-from groundwork.protocols import JobSpec
 
 # Dense bf16 tensor-core peaks in FLOP/s, matched against torch.cuda.get_device_name().
 BF16_PEAK_FLOPS = [
@@ -88,32 +87,22 @@ def run_profile(name: str, profile_name: str, work_root: Path, gpus: int, peak: 
     env = load_environment(name)
     if profile_name not in env.manifest.profiles:
         return {"environment": name, "profile": profile_name, "skipped": f"{name} has no {profile_name!r} profile"}
-    profile = env.profile(profile_name)
+    env = env.for_profile(profile_name)
+    profile = env.profile()
     print(f"== {name} ({profile_name}): preparing data in {env.data_dir(profile)}", flush=True)
     data = env.prepare(profile)
     job_dir = work_root / name
     job_dir.mkdir(parents=True)
     m = env.manifest
-    spec = JobSpec(
+    spec = environment_job_spec(
+        env,
+        profile,
+        data,
+        job_dir,
         job_id=f"bench-{name}",
-        attempt=1,
-        job_dir=str(job_dir),
-        baseline_dir=str(env.codebase_dir),
-        diff_path="",
-        codebase_hash="",
-        locked_hashes={rel: file_sha256(env.codebase_dir / rel) for rel in m.files.locked},
-        train_command=m.run.train,
-        eval_command=m.run.evaluate,
-        time_budget_s=profile.time_budget_s,
-        grace_s=profile.grace_s,
-        eval_timeout_s=profile.eval_timeout_s,
-        env={**profile.env, **env.data_env(data), "GROUNDWORK_SEED": "0"},
-        metric_name=m.metric.name,
-        result_file=m.metric.result_file,
-        plausible_range=m.metric.plausible_range,
-        slot=0,
+        seed=0,
         threads=1 if gpus == 0 else 4,
-        gpu_ids=list(range(min(gpus, profile.resources.gpus))),
+        gpu_ids=range(min(gpus, profile.resources.gpus)),
     )
     print(f"== {name} ({profile_name}): training {profile.time_budget_s:g}s, then the locked evaluation", flush=True)
     started = time.time()

@@ -98,10 +98,9 @@ def test_the_documented_example_environment_runs(tmp_path):
     whose baseline trains and is scored by its locked evaluation, and whose catalog loads."""
     import re
 
+    from groundwork.execution.job_spec import environment_job_spec
     from groundwork.execution.runner import JobRunner
     from groundwork.ideation.catalog import load_catalog
-    from groundwork.implementation.codebase import file_sha256
-    from groundwork.protocols import JobSpec
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "environments.md").read_text()
     blocks = re.findall(r"<!-- file: (\S+) -->\n```\w*\n(.*?)```", doc, flags=re.DOTALL)
@@ -113,29 +112,8 @@ def test_the_documented_example_environment_runs(tmp_path):
     assert [idea.id for idea in load_catalog(env.catalog_path)] == ["wider", "relu"]
     profile = env.profile()
     data = env.prepare(profile, quiet=True)
-    m = env.manifest
     (tmp_path / "job").mkdir()
-    spec = JobSpec(
-        job_id="job-wave",
-        attempt=1,
-        job_dir=str(tmp_path / "job"),
-        baseline_dir=str(env.codebase_dir),
-        diff_path="",
-        codebase_hash="",
-        locked_hashes={rel: file_sha256(env.codebase_dir / rel) for rel in m.files.locked},
-        train_command=m.run.train,
-        eval_command=m.run.evaluate,
-        time_budget_s=profile.time_budget_s,
-        grace_s=profile.grace_s,
-        eval_timeout_s=profile.eval_timeout_s,
-        env={**profile.env, **env.data_env(data), "GROUNDWORK_SEED": "0"},
-        metric_name=m.metric.name,
-        result_file=m.metric.result_file,
-        plausible_range=m.metric.plausible_range,
-        slot=0,
-        threads=1,
-        gpu_ids=[],
-    )
+    spec = environment_job_spec(env, profile, data, tmp_path / "job", job_id="job-wave", seed=0)
     outcome = JobRunner(spec).run()
     assert outcome.failure is None, outcome.detail
     assert 0.005 < outcome.metric < 0.5 and outcome.metrics["points"] == 500 and outcome.curve

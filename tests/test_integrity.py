@@ -6,6 +6,7 @@ the nanogpt smoke profile."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -14,8 +15,8 @@ import pytest
 
 from groundwork.environments import load_environment
 from groundwork.execution import sandbox
+from groundwork.execution.job_spec import environment_job_spec
 from groundwork.execution.runner import JobRunner
-from groundwork.implementation.codebase import file_sha256
 from groundwork.implementation.patching import unified_diff
 from groundwork.protocols import JobSpec
 from groundwork.records import FailureCategory
@@ -45,30 +46,11 @@ def _job(tmp_path: Path, data_dir: Path, new_files: dict[str, str] | None = None
         old = {name: (env.codebase_dir / name).read_text() for name in new_files if (env.codebase_dir / name).is_file()}
         diff_path = str(tmp_path / "patch.diff")
         Path(diff_path).write_text(unified_diff(old, new_files))
-    locked = env.manifest.files.locked
-    values = dict(
-        job_id="job-hack",
-        attempt=1,
-        job_dir=str(job_dir),
-        baseline_dir=str(env.codebase_dir),
-        diff_path=diff_path,
-        codebase_hash="",
-        locked_hashes={rel: file_sha256(env.codebase_dir / rel) for rel in locked},
-        train_command=env.manifest.run.train,
-        eval_command=env.manifest.run.evaluate,
-        time_budget_s=2.0,
-        grace_s=30.0,
-        eval_timeout_s=90.0,
-        env={**profile.env, **env.data_env(data_dir), "GROUNDWORK_SEED": "1"},
-        metric_name=env.manifest.metric.name,
-        result_file=env.manifest.metric.result_file,
-        plausible_range=env.manifest.metric.plausible_range,
-        slot=0,
-        threads=1,
-        gpu_ids=[],
+    spec = environment_job_spec(
+        env, profile, data_dir, job_dir, job_id="job-hack", seed=1, diff_path=diff_path, time_budget_s=2.0
     )
-    values.update(overrides)
-    return JobSpec(**values)
+    # Short deadlines around a 2 s training budget: every planted hack is caught quickly.
+    return dataclasses.replace(spec, **{"grace_s": 30.0, "eval_timeout_s": 90.0, **overrides})
 
 
 def _log(tmp_path: Path) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,44 @@ def test_unknown_environment_names_the_choices(tmp_path):
 def test_unknown_profile_names_the_choices(toy_env):
     with pytest.raises(ValueError, match="no profile 'large'; choose one of: quick"):
         load_environment(toy_env).profile("large")
+
+
+def _add_wide_profile(env_dir: Path) -> None:
+    """A profile with its own codebase (the toy's with width 8) and its own goal."""
+    shutil.copytree(env_dir / "baseline", env_dir / "wide")
+    train = env_dir / "wide" / "train.py"
+    train.write_text(train.read_text().replace("width = 4 ", "width = 8 "))
+    with (env_dir / "environment.toml").open("a") as fh:
+        fh.write('\n[profiles.wide]\ntime_budget_s = 3\ncodebase = "wide"\ngoal = "The wide goal."\n')
+
+
+def test_a_profile_brings_its_own_codebase_and_goal(toy_env):
+    _add_wide_profile(toy_env)
+    env = load_environment(toy_env)
+    assert env.manifest.goal.startswith("Minimise") and env.codebase_dir.name == "baseline"
+    wide = load_environment(toy_env, profile="wide")
+    assert wide.manifest.goal == "The wide goal." and wide.codebase_dir == toy_env / "wide"
+    assert wide.profile().name == "wide" and wide.manifest.files == env.manifest.files  # files: the defaults
+    assert "width = 8" in (wide.codebase_dir / "train.py").read_text()
+    # A profile's missing codebase is named by the profile's key.
+    _break(toy_env, r'^codebase = "wide"', 'codebase = "wider"')
+    assert re.search(r"profiles\.wide\.codebase = 'wider': folder .* does not exist", _error(toy_env))
+
+
+def test_a_run_of_a_profile_runs_that_profiles_codebase(toy_env, tmp_path):
+    from conftest import GROUNDWORK, cli_env
+    from groundwork.runs import run_environment
+    from groundwork.store import RunStore
+
+    _add_wide_profile(toy_env)
+    runs = tmp_path / "runs"
+    args = [*GROUNDWORK, "env", "baseline", str(toy_env), "--profile", "wide", "--seeds", "2", "--runs-dir", str(runs)]
+    proc = subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [run_dir] = list(runs.iterdir())
+    snapshot = run_environment(RunStore(run_dir))
+    assert snapshot.manifest.goal == "The wide goal." and snapshot.codebase_dir.name == "wide"
+    [job] = RunStore(run_dir).jobs()[:1]
+    spec = json.loads((run_dir / job.job_dir / "spec.json").read_text())
+    assert spec["baseline_dir"].endswith("environment/wide")
+    assert "noise floor of toy (wide): loss = 1.4000 +- 0.0000 over 2 seeds" in proc.stdout  # width 8, not 4

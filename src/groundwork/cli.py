@@ -428,12 +428,15 @@ def env_list() -> None:
 
 
 @env_app.command("show")
-def env_show(name: str = typer.Argument(..., help="Environment name or folder.")) -> None:
+def env_show(
+    name: str = typer.Argument(..., help="Environment name or folder."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Show the goal and files this profile runs."),
+) -> None:
     """Show an environment's goal, files, commands and profiles."""
-    env = load_environment(name)
+    env = load_environment(name, profile=profile)
     m = env.manifest
     console.print(f"[bold]{m.name}[/]: {m.description}\n")
-    console.print("[bold]goal shown to the ideator[/]\n" + m.goal.strip() + "\n")
+    console.print(f"[bold]goal shown to the ideator[/] (profile {m.default_profile})\n" + m.goal.strip() + "\n")
     console.print(
         f"metric: {m.metric.name} ({m.metric.direction}, {m.metric.unit}); "
         f"plausible range {list(m.metric.plausible_range)}"
@@ -444,7 +447,7 @@ def env_show(name: str = typer.Argument(..., help="Environment name or folder.")
     )
     console.print(f"train: {' '.join(m.run.train)}   evaluate: {' '.join(m.run.evaluate)}")
     table = Table(header_style="bold", title="profiles", title_justify="left")
-    for column in ("profile", "budget", "resources", "settings", "description"):
+    for column in ("profile", "budget", "resources", "codebase", "settings", "description"):
         table.add_column(column, overflow="fold")
     for pname in m.profiles:
         p = env.profile(pname)
@@ -452,11 +455,12 @@ def env_show(name: str = typer.Argument(..., help="Environment name or folder.")
             pname + ("*" if pname == m.default_profile else ""),
             f"{p.time_budget_s:g}s + {p.grace_s:g}s grace",
             f"{p.resources.gpus} GPU, {p.resources.cpus} CPU",
+            m.profiles[pname].codebase or env.manifest.for_profile(pname).codebase,
             " ".join(f"{k}={v}" for k, v in p.env.items()),
             p.description,
         )
     console.print(table)
-    console.print(f"codebase: {env.codebase_dir}")
+    console.print(f"* the profile shown (--profile); codebase: {env.codebase_dir}")
 
 
 @env_app.command("check")
@@ -466,9 +470,9 @@ def env_check(
 ) -> None:
     """Check that an environment can run here: manifest, catalog, tools, data."""
     problems = []
-    env = load_environment(name)
+    env = load_environment(name, profile=profile)
     console.print(f"[green]ok[/] manifest {env.root / 'environment.toml'}")
-    resolved = env.profile(profile)
+    resolved = env.profile()
     if env.catalog_path.is_file():
         console.print(f"[green]ok[/] catalog: {len(load_catalog(env.catalog_path))} ideas")
     else:
@@ -522,8 +526,8 @@ def env_prepare(
     profile: Optional[str] = typer.Option(None, "--profile", "-p"),
 ) -> None:
     """Prepare an environment's data (idempotent)."""
-    env = load_environment(name)
-    data = env.prepare(env.profile(profile))
+    env = load_environment(name, profile=profile)
+    data = env.prepare(env.profile())
     console.print(f"data ready in {data}")
 
 

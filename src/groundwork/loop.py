@@ -24,6 +24,7 @@ from groundwork.config import RunConfig
 from groundwork.environments import Environment
 from groundwork.environments.registry import ResolvedProfile
 from groundwork.execution.backends import make_backend
+from groundwork.execution.job_spec import environment_job_spec
 from groundwork.execution.resources import SlotPlan, plan_slots
 from groundwork.execution.scheduler import Scheduler
 from groundwork.ideation.catalog import CatalogIdeator
@@ -482,35 +483,24 @@ class ResearchLoop:
 
     def _spec(self, job: Job) -> JobSpec:
         patch = next(p for p in self.store.patches() if p.id == job.patch_id)  # a confirmation's is its parent's
-        manifest = self.env.manifest
         run_dir = self.store.run_dir.resolve()
         plan = self.parts.slot_plan
         assert job.slot is not None and self.data_dir is not None
-        return JobSpec(
+        return environment_job_spec(
+            self.env,
+            self.profile,
+            self.data_dir,
+            run_dir / job.job_dir,
             job_id=job.id,
             attempt=job.attempt,
-            job_dir=str(run_dir / job.job_dir),
-            baseline_dir=str(self.env.codebase_dir.resolve()),
+            seed=self.config.seed if job.seed is None else job.seed,
             diff_path=str(run_dir / patch.diff_path) if self.artifacts.get_text(patch.diff_path) else "",
             codebase_hash=patch.codebase_hash,
             locked_hashes=self.info["locked_hashes"],
-            train_command=manifest.run.train,
-            eval_command=manifest.run.evaluate,
-            time_budget_s=self.config.time_budget_s or self.profile.time_budget_s,
-            grace_s=self.profile.grace_s,
-            eval_timeout_s=self.profile.eval_timeout_s,
-            env={
-                **self.profile.env,
-                **self.env.data_env(self.data_dir),  # the whole folder, and training's view of it
-                "GROUNDWORK_SEED": str(self.config.seed if job.seed is None else job.seed),
-            },
-            metric_name=manifest.metric.name,
-            result_file=manifest.metric.result_file,
-            plausible_range=manifest.metric.plausible_range,
+            time_budget_s=self.config.time_budget_s,
             slot=job.slot,
             threads=plan.threads,
             gpu_ids=plan.gpus.get(job.slot, []),
-            gpus=self.profile.resources.gpus,
             sandbox=self.config.sandbox,
             memory_limit_mb=self.config.memory_limit_mb,
             log_limit_mb=self.config.log_limit_mb,

@@ -24,8 +24,8 @@ ENV_SNAPSHOT = "environment"
 
 
 def create_run(config: RunConfig, runs_dir: Path = DEFAULT_RUNS_DIR, name: str | None = None) -> RunStore:
-    env = load_environment(config.environment)
-    profile = env.profile(config.profile)  # fails early on a bad profile name
+    env = load_environment(config.environment, profile=config.profile)  # fails early on a bad profile name
+    profile = env.profile()
     config = config.model_copy(update={"profile": profile.name})
     run_id = name or f"{time.strftime('%Y%m%d-%H%M%S')}-{env.name}-{secrets.token_hex(2)}"
     run_dir = Path(runs_dir) / run_id
@@ -37,7 +37,7 @@ def create_run(config: RunConfig, runs_dir: Path = DEFAULT_RUNS_DIR, name: str |
     staging = Path(runs_dir) / f".{run_id}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(env.root, staging / ENV_SNAPSHOT, ignore=shutil.ignore_patterns("__pycache__"))
-    snapshot = load_environment(staging / ENV_SNAPSHOT)
+    snapshot = load_environment(staging / ENV_SNAPSHOT, profile=profile.name)
     locked = {rel: file_sha256(snapshot.codebase_dir / rel) for rel in snapshot.manifest.files.locked}
     info = {
         "environment": env.name,
@@ -55,7 +55,8 @@ def create_run(config: RunConfig, runs_dir: Path = DEFAULT_RUNS_DIR, name: str |
 
 
 def run_environment(store: RunStore) -> Environment:
-    return load_environment(store.run_dir / ENV_SNAPSHOT)
+    """The run's snapshot of its environment, as the run's profile sees it."""
+    return load_environment(store.run_dir / ENV_SNAPSHOT, profile=store.run_info()["config"].get("profile"))
 
 
 def run_config(store: RunStore) -> RunConfig:

@@ -102,8 +102,16 @@ class Resources(_Strict):
 
 
 class Profile(_Strict):
+    """A scale of the environment. Besides budget, settings and resources, a profile may
+    bring its own codebase, goal, file rules and training files (a GPU-scale task can need
+    a different program than the CPU one); those it leaves out are the environment's."""
+
     description: str = ""
     time_budget_s: float = Field(gt=0)
+    codebase: str | None = None
+    goal: str | None = Field(default=None, min_length=1)
+    files: Files | None = None
+    data: Data | None = None
     env: dict[str, str] = Field(default_factory=dict)
     resources: Resources | None = None
     grace_s: float | None = Field(default=None, ge=0)
@@ -123,6 +131,15 @@ class Manifest(_Strict):
     resources: Resources = Resources()
     data: Data = Data()
     profiles: dict[str, Profile] = Field(min_length=1)
+
+    def for_profile(self, name: str) -> Manifest:
+        """This manifest as the profile `name` sees it: its overrides of codebase, goal, files
+        and data applied, and `name` as the default profile."""
+        p = self.profiles[name]
+        overrides = {"codebase": p.codebase, "goal": p.goal, "files": p.files, "data": p.data}
+        return self.model_copy(
+            update={"default_profile": name, **{k: v for k, v in overrides.items() if v is not None}}
+        )
 
     @model_validator(mode="after")
     def _default_profile_exists(self) -> Manifest:
@@ -167,12 +184,18 @@ def parse_manifest(path: Path) -> Manifest:
 
 
 def _check_files(manifest: Manifest, root: Path) -> list[str]:
-    codebase = root / manifest.codebase
-    if not codebase.is_dir():
-        return [f"codebase = {manifest.codebase!r}: folder {codebase} does not exist"]
-    problems = []
-    for group in ("editable", "hidden", "locked"):
-        for name in getattr(manifest.files, group):
-            if not (codebase / name).is_file():
-                problems.append(f"files.{group}: {name!r} does not exist in {codebase}")
-    return problems
+    """Every profile's codebase exists and holds the files its rules name."""
+    problems: list[str] = []
+    for name, profile in manifest.profiles.items():
+        view = manifest.for_profile(name)
+        # Name the key a user must fix: the profile's own, or the environment-wide one.
+        prefix = f"profiles.{name}." if profile.codebase or profile.files else ""
+        codebase = root / view.codebase
+        if not codebase.is_dir():
+            problems.append(f"{prefix}codebase = {view.codebase!r}: folder {codebase} does not exist")
+            continue
+        for group in ("editable", "hidden", "locked"):
+            for file in getattr(view.files, group):
+                if not (codebase / file).is_file():
+                    problems.append(f"{prefix}files.{group}: {file!r} does not exist in {codebase}")
+    return list(dict.fromkeys(problems))  # profiles sharing the defaults share their problems

@@ -64,15 +64,24 @@ class Environment:
     def catalog_path(self) -> Path:
         return self.root / "catalog.toml"
 
-    def profile(self, name: str | None = None) -> ResolvedProfile:
+    def for_profile(self, name: str | None) -> Environment:
+        """The environment as profile `name` runs it (its own codebase, goal, files, data
+        where it names them), with `name` as the default profile. None: the default one."""
+        name = self._known_profile(name)
+        return Environment(manifest=self.manifest.for_profile(name), root=self.root)
+
+    def _known_profile(self, name: str | None) -> str:
         name = name or self.manifest.default_profile
-        try:
-            p: Profile = self.manifest.profiles[name]
-        except KeyError:
+        if name not in self.manifest.profiles:
             raise ValueError(
                 f"environment {self.name!r} has no profile {name!r}; "
                 f"choose one of: {', '.join(sorted(self.manifest.profiles))}"
-            ) from None
+            )
+        return name
+
+    def profile(self, name: str | None = None) -> ResolvedProfile:
+        name = self._known_profile(name)
+        p: Profile = self.manifest.profiles[name]
         run = self.manifest.run
         # The profile's name reaches both phases, so locked evaluation code can keep its own
         # per-profile settings (sample counts, seeds) where a patch cannot change them.
@@ -186,8 +195,9 @@ def _same_file(a: Path, b: Path) -> bool:
     return same_inode or (sa.st_size == sb.st_size and sa.st_mtime_ns == sb.st_mtime_ns)
 
 
-def load_environment(name_or_path: str | Path) -> Environment:
-    """A built-in environment by name, or a folder (or manifest file) by path."""
+def load_environment(name_or_path: str | Path, profile: str | None = None) -> Environment:
+    """A built-in environment by name, or a folder (or manifest file) by path; with
+    `profile`, as that profile runs it (see `Environment.for_profile`)."""
     candidate = Path(name_or_path).expanduser()
     if candidate.is_file() and candidate.name == MANIFEST_NAME:
         candidate = candidate.parent
@@ -202,4 +212,5 @@ def load_environment(name_or_path: str | Path) -> Environment:
             f"unknown environment {str(name_or_path)!r}: not a built-in "
             f"({', '.join(builtin_names()) or 'none'}) and not a folder containing {MANIFEST_NAME}"
         )
-    return Environment(manifest=parse_manifest(root / MANIFEST_NAME), root=root)
+    env = Environment(manifest=parse_manifest(root / MANIFEST_NAME), root=root)
+    return env if profile is None else env.for_profile(profile)

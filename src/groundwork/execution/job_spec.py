@@ -1,0 +1,70 @@
+"""The JobSpec of one run of an environment's codebase: the one place that turns an
+environment, a profile and a prepared data folder into what a job runner needs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from groundwork.environments import Environment
+from groundwork.environments.registry import ResolvedProfile
+from groundwork.implementation.codebase import file_sha256
+from groundwork.protocols import JobSpec
+
+
+def environment_job_spec(
+    env: Environment,
+    profile: ResolvedProfile,
+    data_dir: Path,
+    job_dir: Path,
+    *,
+    job_id: str,
+    seed: int,
+    attempt: int = 1,
+    diff_path: str = "",
+    codebase_hash: str = "",
+    locked_hashes: dict[str, str] | None = None,
+    time_budget_s: float | None = None,
+    slot: int = 0,
+    threads: int = 1,
+    gpu_ids: Sequence[int] = (),
+    sandbox: str = "auto",
+    memory_limit_mb: float = 0,
+    log_limit_mb: float = 50,
+) -> JobSpec:
+    """A job of `env` as `profile` runs it. Without `diff_path` it runs the unmodified
+    baseline; without `locked_hashes` the locked files are hashed as they are now (a run
+    passes the hashes it recorded when it started, so a changed file is caught)."""
+    manifest = env.manifest
+    codebase = env.codebase_dir.resolve()
+    if locked_hashes is None:
+        locked_hashes = {rel: file_sha256(codebase / rel) for rel in manifest.files.locked}
+    return JobSpec(
+        job_id=job_id,
+        attempt=attempt,
+        job_dir=str(job_dir),
+        baseline_dir=str(codebase),
+        diff_path=diff_path,
+        codebase_hash=codebase_hash,
+        locked_hashes=locked_hashes,
+        train_command=manifest.run.train,
+        eval_command=manifest.run.evaluate,
+        time_budget_s=time_budget_s or profile.time_budget_s,
+        grace_s=profile.grace_s,
+        eval_timeout_s=profile.eval_timeout_s,
+        env={
+            **profile.env,
+            **env.data_env(data_dir),  # the whole folder, and training's view of it
+            "GROUNDWORK_SEED": str(seed),
+        },
+        metric_name=manifest.metric.name,
+        result_file=manifest.metric.result_file,
+        plausible_range=manifest.metric.plausible_range,
+        slot=slot,
+        threads=threads,
+        gpu_ids=list(gpu_ids),
+        gpus=profile.resources.gpus,
+        sandbox=sandbox,
+        memory_limit_mb=memory_limit_mb,
+        log_limit_mb=log_limit_mb,
+    )
