@@ -175,3 +175,27 @@ def test_runner_entry_point_writes_outcome_once(toy_env, tmp_path):
     assert read_outcome(tmp_path / "job") == first
     assert (tmp_path / "ledger").read_text().split() == ["job-test"]
     assert json.loads((tmp_path / "job" / "outcome.json").read_text())["flags"]["worker"].startswith("pid ")
+
+
+def test_a_job_is_alive_from_the_instant_it_starts_so_a_restart_never_runs_it_twice(toy_env, tmp_path):
+    """The local backend hands the job's lock to the runner it starts: a controller killed
+    while that runner is still starting Python finds the job alive on restart and adopts it,
+    and the job trains once."""
+    from groundwork.execution.local import LocalBackend
+    from groundwork.execution.runner import runner_alive
+
+    ledger = tmp_path / "ledger"
+    spec = _spec(toy_env, tmp_path / "job", env={"TOY_SLEEP_S": "0.5", "TOY_LEDGER": str(ledger)})
+    first = LocalBackend(slots=1)
+    first.start(spec)
+    assert runner_alive(tmp_path / "job")  # before the runner process could take any lock itself
+    restarted = LocalBackend(slots=1)  # the first controller is gone; its runner works on
+    assert restarted.reattach(spec)
+    deadline = time.time() + 60
+    reports = []
+    while not reports and time.time() < deadline:
+        reports = restarted.poll()
+        time.sleep(0.05)
+    [outcome] = reports
+    assert outcome.failure is None and outcome.metric is not None
+    assert ledger.read_text().split() == ["job-test"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from groundwork.execution.processes import kill_group, kill_tree
-from groundwork.execution.runner import PHASE_PID_FILE, read_outcome, runner_alive, save_spec
+from groundwork.execution.runner import PHASE_PID_FILE, read_outcome, runner_alive, save_spec, take_lock
 from groundwork.protocols import JobSpec, LostJob
 from groundwork.records import JobOutcome
 
@@ -41,14 +41,26 @@ class LocalBackend:
         job_dir = Path(spec.job_dir)
         job_dir.mkdir(parents=True, exist_ok=True)
         spec_path = save_spec(spec)
-        with open(job_dir / "runner.err", "ab") as err:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "groundwork.execution.runner", str(spec_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                start_new_session=True,
-            )
+        command = [sys.executable, "-m", "groundwork.execution.runner", str(spec_path)]
+        # Take the job's lock here and hand it to the runner: a controller killed while the
+        # runner is still starting Python must find the job alive on restart, not run it again.
+        # (None: a runner already holds it; the new one sees that and exits.)
+        lock = take_lock(job_dir)
+        if lock is not None:
+            command += ["--lock-fd", str(lock.fileno())]
+        try:
+            with open(job_dir / "runner.err", "ab") as err:
+                process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=err,
+                    stderr=err,
+                    start_new_session=True,
+                    pass_fds=(lock.fileno(),) if lock is not None else (),
+                )
+        finally:
+            if lock is not None:
+                lock.close()  # the runner's inherited descriptor keeps the lock
         self._jobs[spec.job_id] = _Tracked(spec, process)
         threading.Thread(target=self._wake_on_exit, args=(process,), daemon=True).start()
         return f"pid {process.pid} on {socket.gethostname()}"

@@ -330,17 +330,28 @@ class JobRunner:
         return points[::step]
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m groundwork.execution.runner JOB_DIR/spec.json", file=sys.stderr)
-        return 2
-    spec = load_spec(Path(argv[0]))
-    job_dir = Path(spec.job_dir)
+def take_lock(job_dir: Path):
+    """The job's runner lock, held from now on; None when another process holds it."""
     lock = open(job_dir / LOCK_FILE, "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        lock.close()
+        return None
+    return lock
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) not in (1, 3) or (len(argv) == 3 and argv[1] != "--lock-fd"):
+        print("usage: python -m groundwork.execution.runner JOB_DIR/spec.json [--lock-fd N]", file=sys.stderr)
+        return 2
+    spec = load_spec(Path(argv[0]))
+    job_dir = Path(spec.job_dir)
+    # A backend that starts this process may take the lock first and hand it over (an
+    # inherited descriptor shares the lock), so the job counts as alive from its first instant.
+    lock = open(int(argv[2]), "a") if len(argv) == 3 else take_lock(job_dir)  # noqa: SIM115 (held until exit)
+    if lock is None:
         print(f"another runner is working on {job_dir}", file=sys.stderr)
         return 3
     if read_outcome(job_dir) is not None:  # this attempt already ended: never run it twice
