@@ -177,6 +177,12 @@ class JobSpec:
     sandbox: str = "auto"  # "auto": bubblewrap where it can run; "required": refuse without it; "off"
     memory_limit_mb: float = 0  # resident memory of the job's processes; 0: no limit
     log_limit_mb: float = 50  # output kept in job.log per phase; the rest is dropped
+    # For a worker that lacks the prepared data (a cluster node without a shared cache): the
+    # environment, its prepare command ({python}, {data_dir} filled in there, run in the
+    # codebase) and the files training may see. Empty: the data must already be there.
+    environment: str = ""
+    prepare_command: list[str] = field(default_factory=list)
+    training_files: list[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -101,38 +101,8 @@ class Environment:
         return cache_root() / "data" / self.name / profile.data_key
 
     def training_data_dir(self, data_dir: Path) -> Path:
-        """The folder training reads: the prepared folder itself, or (when the manifest names
-        `data.training_files`) a sibling folder holding hard links to just the files those
-        names and patterns match, so a training script never finds the evaluation's split."""
-        patterns = self.manifest.data.training_files
-        if patterns is None:
-            return data_dir
-        present = sorted(p.name for p in data_dir.iterdir() if p.is_file()) if data_dir.is_dir() else []
-        files = [name for name in present if any(fnmatch.fnmatchcase(name, pat) for pat in patterns)]
-        if not files:
-            raise RuntimeError(
-                f"data.training_files of {self.name!r} ({', '.join(patterns)}) matches no file in {data_dir}: "
-                f"prepare the data again (groundwork env prepare {self.name})"
-            )
-        view = data_dir.with_name(f"{data_dir.name}.training")
-        if _view_current(data_dir, view, files):
-            return view
-        tmp = view.with_name(f".{view.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for name in files:
-            try:
-                os.link(data_dir / name, tmp / name)
-            except OSError:  # another file system, or no hard links: a copy is as good
-                shutil.copy2(data_dir / name, tmp / name)
-        shutil.rmtree(view, ignore_errors=True)
-        try:
-            os.replace(tmp, view)
-        except OSError:  # another process put a view there in the meantime
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not _view_current(data_dir, view, files):
-                raise
-        return view
+        """The folder training reads (see `training_view`)."""
+        return training_view(data_dir, self.manifest.data.training_files, self.name)
 
     def data_env(self, data_dir: Path) -> dict[str, str]:
         """The data folders a job's phases get (the runner swaps in the training view for training)."""
@@ -150,8 +120,7 @@ class Environment:
         return files
 
     def prepare_command(self, profile: ResolvedProfile, python: str = sys.executable) -> list[str]:
-        data_dir = str(self.data_dir(profile))
-        return [a.replace("{python}", python).replace("{data_dir}", data_dir) for a in self.manifest.run.prepare]
+        return fill_command(self.manifest.run.prepare, python, self.data_dir(profile))
 
     def prepare(self, profile: ResolvedProfile, python: str = sys.executable, quiet: bool = False) -> Path:
         """Run the environment's locked data preparation (idempotent); return the data folder."""
@@ -177,6 +146,49 @@ class Environment:
             )
         self.training_data_dir(data_dir)
         return data_dir
+
+
+def fill_command(template: list[str], python: str, data_dir: Path) -> list[str]:
+    """A manifest command with its `{python}` and `{data_dir}` placeholders filled in."""
+    return [a.replace("{python}", python).replace("{data_dir}", str(data_dir)) for a in template]
+
+
+def training_view(data_dir: Path, patterns: list[str] | None, env_name: str) -> Path:
+    """The folder training reads: the prepared folder itself, or (when the manifest names
+    `data.training_files`) a sibling folder holding hard links to just the files those
+    names and patterns match, so a training script never finds the evaluation's split."""
+    if patterns is None:
+        return data_dir
+    present = sorted(p.name for p in data_dir.iterdir() if p.is_file()) if data_dir.is_dir() else []
+    files = [name for name in present if any(fnmatch.fnmatchcase(name, pat) for pat in patterns)]
+    if not files:
+        raise RuntimeError(
+            f"data.training_files of {env_name!r} ({', '.join(patterns)}) matches no file in {data_dir}: "
+            f"prepare the data again (groundwork env prepare {env_name})"
+        )
+    view = training_view_path(data_dir)
+    if _view_current(data_dir, view, files):
+        return view
+    tmp = view.with_name(f".{view.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in files:
+        try:
+            os.link(data_dir / name, tmp / name)
+        except OSError:  # another file system, or no hard links: a copy is as good
+            shutil.copy2(data_dir / name, tmp / name)
+    shutil.rmtree(view, ignore_errors=True)
+    try:
+        os.replace(tmp, view)
+    except OSError:  # another process put a view there in the meantime
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _view_current(data_dir, view, files):
+            raise
+    return view
+
+
+def training_view_path(data_dir: Path) -> Path:
+    return data_dir.with_name(f"{data_dir.name}.training")
 
 
 def _view_current(data_dir: Path, view: Path, files: list[str]) -> bool:

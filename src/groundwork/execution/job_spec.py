@@ -67,4 +67,7 @@ def environment_job_spec(
         sandbox=sandbox,
         memory_limit_mb=memory_limit_mb,
         log_limit_mb=log_limit_mb,
+        environment=env.name,
+        prepare_command=list(manifest.run.prepare),
+        training_files=manifest.data.training_files,
     )

@@ -23,13 +23,15 @@ from pathlib import Path
 
 from groundwork.execution.processes import die_with_parent
 from groundwork.execution.runner import LOG_FILE, OUTCOME_FILE, SPEC_FILE, save_spec
+from groundwork.execution.worker_data import WorkerDataError, ensure_data
 from groundwork.protocols import JobSpec
-from groundwork.records import JobOutcome
-from groundwork.store.artifacts import ArtifactStore, RemoteArtifacts
+from groundwork.records import FailureCategory, JobOutcome
+from groundwork.store.artifacts import ArtifactStore, RemoteArtifacts, write_atomic
 
 BASELINE_REL = "codebase/baseline"
 HEARTBEAT_FILE = "heartbeat.json"
-UPLOADED = (LOG_FILE, OUTCOME_FILE, SPEC_FILE, "runner.err")
+PREPARE_LOG = "prepare.log"
+UPLOADED = (LOG_FILE, OUTCOME_FILE, SPEC_FILE, "runner.err", PREPARE_LOG)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,15 +126,25 @@ def run_remote_job(
             gpu_ids=list(job.spec.gpu_ids if gpu_ids is None else gpu_ids),
         )
         spec_path = save_spec(spec)
-        with open(job_dir / "runner.err", "ab") as err:
-            subprocess.run(
-                [sys.executable, "-m", "groundwork.execution.runner", str(spec_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                preexec_fn=die_with_parent,
-                check=False,
-            )
+        try:
+            ensure_data(spec, baseline, job_dir / PREPARE_LOG)
+        except WorkerDataError as exc:  # the job cannot run here: say why, as its outcome
+            now = time.time()
+            outcome = JobOutcome(
+                job_id=spec.job_id, attempt=spec.attempt, failure=FailureCategory.CRASHED, detail=str(exc),
+                flags={"worker_data_missing": True}, started_at=now, ended_at=now,
+            )  # fmt: skip
+            write_atomic(job_dir / OUTCOME_FILE, outcome.model_dump_json(indent=2))
+        else:
+            with open(job_dir / "runner.err", "ab") as err:
+                subprocess.run(
+                    [sys.executable, "-m", "groundwork.execution.runner", str(spec_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=err,
+                    stderr=err,
+                    preexec_fn=die_with_parent,
+                    check=False,
+                )
         for name in UPLOADED:  # the outcome last, synced: its presence means the rest is there
             if (job_dir / name).is_file():
                 job.store.put_file(f"{job.job_rel}/{name}", job_dir / name, sync=name == OUTCOME_FILE)
