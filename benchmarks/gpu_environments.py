@@ -113,6 +113,7 @@ def run_profile(name: str, profile_name: str, work_root: Path, gpus: int, peak: 
         "wall_s": round(time.time() - started, 2),
         "train_wall_s": outcome.flags.get("train_seconds"),
         "failure": outcome.failure.value if outcome.failure else None,
+        "sandbox": outcome.flags.get("sandbox"),  # "bwrap" where the job ran sandboxed (GPUs included)
         "detail": outcome.detail[-2000:] if outcome.failure else "",
         "metric": {m.metric.name: outcome.metric},
         "metrics": outcome.metrics,
