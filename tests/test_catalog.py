@@ -113,3 +113,32 @@ def test_best_of_n_never_shows_results():
     history = SearchHistory(metric=METRIC, baseline=Result(idea_id="baseline", metric=3.0), scored=[])
     requests = BestOfNStrategy(epochs=3, ideas_per_epoch=5).plan_epoch(2, history)
     assert [(r.kind, r.count, r.parents, r.tried) for r in requests] == [(PromptKind.SIMPLE, 5, [], [])]
+
+
+def test_exploit_never_scales_a_knob_back_to_its_baseline_value():
+    """A winner that set n_layer = 4 (the baseline has 2) is refined, never into n_layer = 2:
+    that patch would change nothing."""
+    editable = {"train.py": (NANOGPT.codebase_dir / "train.py").read_text()}
+    assert "\nn_layer = 2  #" in editable["train.py"]
+    winner = Idea(
+        id="e1-01", epoch=1, index=1, title="Deeper", text="Four blocks.", prompt_kind=PromptKind.SIMPLE, origin=LABEL,
+        payload={"catalog_ids": ["deeper"], "edits": [{"file": "train.py", "knob": "n_layer", "value": "4"}]},
+    )  # fmt: skip
+    history = SearchHistory(
+        metric=METRIC,
+        baseline=Result(idea_id="baseline", metric=3.0),
+        scored=[Scored(winner, Result(idea_id="e1-01", metric=2.9))],
+        proposed=[winner],
+    )
+    request = IdeationRequest(PromptKind.EXPLOIT, 3, epoch=2, parents=list(history.beating_baseline()))
+
+    def mutated_values(baseline_files) -> set[str]:
+        values = set()
+        for seed in range(20):
+            ideator = CatalogIdeator.from_file(NANOGPT.catalog_path, seed=seed, baseline_files=baseline_files)
+            values |= {d.payload["edits"][0]["value"] for d in ideator.propose(request, history) if d.parents}
+        return values
+
+    informed = mutated_values(editable)
+    assert informed and "2" not in informed  # 4 x 0.5 = 2 is the baseline's value
+    assert "2" in mutated_values(None)  # the control: without the baseline's files it is proposed

@@ -138,13 +138,24 @@ def _metric(scored: Scored) -> str:
 class CatalogIdeator:
     label = LABEL
 
-    def __init__(self, catalog: list[CatalogIdea], seed: int = 0):
+    def __init__(self, catalog: list[CatalogIdea], seed: int = 0, baseline_files: dict[str, str] | None = None):
         self.catalog = catalog
         self.seed = seed
+        # The editable files as the baseline has them: a mutation or combination that would
+        # leave them unchanged (a knob scaled back to its baseline value) is not proposed.
+        self.baseline_files = baseline_files
 
     @classmethod
-    def from_file(cls, path: Path, seed: int = 0) -> CatalogIdeator:
-        return cls(load_catalog(path), seed)
+    def from_file(cls, path: Path, seed: int = 0, baseline_files: dict[str, str] | None = None) -> CatalogIdeator:
+        return cls(load_catalog(path), seed, baseline_files)
+
+    def _changes_nothing(self, edits: list[Edit]) -> bool:
+        if self.baseline_files is None:
+            return False
+        try:
+            return apply_edits(self.baseline_files, edits) == self.baseline_files
+        except EditError:
+            return False  # the implementer reports an edit that does not fit
 
     def propose(self, request: IdeationRequest, history: SearchHistory) -> list[IdeaDraft]:
         rng = random.Random(f"{self.seed}:{request.epoch}:{request.kind}:{request.seed}")
@@ -190,8 +201,9 @@ class CatalogIdeator:
             draft = draft or self._mutate(parent, rng, base)
             if draft is None:
                 continue
-            key = _key([Edit.model_validate(e) for e in draft.payload["edits"]])
-            if key not in seen:
+            edits = [Edit.model_validate(e) for e in draft.payload["edits"]]
+            key = _key(edits)
+            if key not in seen and not self._changes_nothing(edits):
                 seen.add(key)
                 drafts.append(draft)
         return drafts
