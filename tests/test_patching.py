@@ -167,6 +167,8 @@ DIFF = "--- a/train.py\n+++ b/train.py\n@@ -1,2 +1,2 @@\n-lr = 1\n+lr = 5\n step
         (DIFF.rstrip("\n"), DIFF),  # final newline added
         (DIFF.replace("\n", "\r\n"), DIFF),
         (DIFF.replace("\n", "\r"), DIFF),
+        # A fence indented inside a list item: its body loses the list's indentation.
+        ("1. Lower it:\n\n   ```diff\n" + "".join("   " + line for line in DIFF.splitlines(True)) + "   ```\n", DIFF),
         ("diff --git a/x b/x\nnew file mode 100644\n--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+x\n\n---\nNotes", None),
     ],
 )

@@ -17,8 +17,10 @@ class PatchError(ValueError):
 
 # --- pulling the diff out of an answer -------------------------------------------------
 
+# A fence may be indented (a diff inside a list item): its body loses that indentation.
 _FENCE = re.compile(
-    r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[^\s`~]*)[^\n]*\n(?P<body>.*?)^(?P=fence)[`~]*[ \t]*$",
+    r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[^\s`~]*)[^\n]*\n(?P<body>.*?)"
+    r"^[ \t]*(?P=fence)[`~]*[ \t]*$",
     re.MULTILINE | re.DOTALL,
 )
 _DIFF_LANGS = {"diff", "patch", "udiff"}
@@ -91,14 +93,21 @@ def _unfenced(text: str) -> str:
     return "".join(line + "\n" for line in kept)
 
 
+def _dedent(body: str, indent: str) -> str:
+    """A fenced block's lines without the fence's own indentation (a diff's context lines
+    keep their leading space; a line emptied by an editor stays empty)."""
+    if not indent:
+        return body
+    return "".join(line[len(indent) :] if line.startswith(indent) else line for line in body.splitlines(True))
+
+
 def extract_diff(text: str) -> str:
     """The unified diff in a model's answer: its fenced diff blocks in order, or else the
     unfenced diff text; LF line endings and a final newline."""
     text = normalise_newlines(text)
+    bodies = [(_dedent(m["body"], m["indent"]), m["lang"].lower()) for m in _FENCE.finditer(text)]
     blocks = [
-        m["body"]
-        for m in _FENCE.finditer(text)
-        if _looks_like_diff(m["body"]) or (m["lang"].lower() in _DIFF_LANGS and "\n@@" in "\n" + m["body"])
+        body for body, lang in bodies if _looks_like_diff(body) or (lang in _DIFF_LANGS and "\n@@" in "\n" + body)
     ]
     diff = "".join(blocks) if blocks else _unfenced(text)
     if not diff.strip():
