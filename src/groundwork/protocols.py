@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from groundwork.environments.manifest import Metric
 from groundwork.records import Idea, JobOutcome, PromptKind, Result
 from groundwork.search.stats import Estimate, noise_margin
+
+if TYPE_CHECKING:  # the job runner imports this module: it starts faster without the manifest's models
+    from groundwork.environments.manifest import Metric
 
 
 @dataclass(frozen=True)
