@@ -192,6 +192,12 @@ class LostJob:
 
 @runtime_checkable
 class Backend(Protocol):
+    """Runs jobs on `slots` slots. Optional members the scheduler uses when present:
+    `wakeup` (an event set when a job ends), `capacity()` and `capacity_grace_s` (resources
+    of a cluster that may grow), and `prepare(count, resources)`: jobs asking for
+    `resources` are about to be queued, get `count` slots ready for them (Ray starts its
+    worker processes ahead)."""
+
     name: str
     slots: int
 

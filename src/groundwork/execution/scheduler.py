@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from groundwork.execution.packing import demand, pack, subtract
 from groundwork.protocols import Backend, JobSpec, LostJob
@@ -93,6 +93,26 @@ class Scheduler:
     def wait(self) -> None:
         """Sleep until a job ends (backends that signal it) or one poll interval passes."""
         self._wakeup.wait(self.poll_interval_s)
+
+    def prepare(self, resources: Mapping[str, object], jobs: int | None = None) -> int:
+        """Jobs asking for `resources` are about to be queued: let the backend get ready to
+        run them (Ray starts worker processes, which takes seconds), for at most `jobs` of
+        them, the free slots, and what the free resources fit. Returns how many."""
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is None:
+            return 0
+        capacity = self._capacity()
+        need = demand(resources, capacity)
+        free = dict(capacity)
+        for held in self._busy_need.values():
+            free = subtract(free, held)
+        count = self.free_slots if jobs is None else min(jobs, self.free_slots)
+        for kind, amount in need.items():
+            if amount > 0:
+                count = min(count, int(free.get(kind, 0.0) / amount + 1e-9))
+        if count > 0:
+            prepare(count, resources)
+        return max(count, 0)
 
     @property
     def free_slots(self) -> int:
