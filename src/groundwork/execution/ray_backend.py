@@ -7,7 +7,8 @@ Workers are detached and named after the run, so they outlive a controller that 
 restarted controller finds them by name and reattaches to the jobs they run. A worker
 left idle for `linger_s` exits and frees its GPUs. `prepare` starts workers before their
 jobs are queued (a worker's start-up is a Python process importing Ray: seconds), at most
-one per free slot; they hold their GPUs and CPUs while they wait, and one that waits
+one per free slot; they hold their GPUs and CPUs while they wait. Idle workers are kept
+(told to stay) until `hold_s` after the last `prepare`; past it, one that waits
 `linger_s / 2` without a job is let go. Inputs and outputs travel through the
 artifact store (see `remote_job`), never through the driver. A job whose worker dies is
 reported lost at once; one whose heartbeat stops (a hung or unreachable node) is
@@ -155,6 +156,7 @@ class RayBackend:
         lease_s: float = 60.0,
         heartbeat_s: float = 5.0,
         linger_s: float = 120.0,
+        hold_s: float = 600.0,
         capacity_grace_s: float = 300.0,
         init_options: dict | None = None,
     ):
@@ -166,6 +168,9 @@ class RayBackend:
         self.run_id = run_id
         self.heartbeat_s = heartbeat_s
         self.linger_s = linger_s
+        self.hold_s = hold_s  # idle workers are kept this long after a `prepare` (ideation may take minutes)
+        self._held_until = 0.0
+        self._touched_at = 0.0  # when the idle workers were last told to stay (see `_keep_idle_workers`)
         self.capacity_grace_s = capacity_grace_s  # a job larger than the cluster waits this long for nodes
         self.leases = Leases(artifacts.remote, lease_s=lease_s, check_every_s=max(heartbeat_s / 2, 0.5))
         self._jobs: dict[str, _Tracked] = {}
@@ -194,6 +199,7 @@ class RayBackend:
         """Block on the running jobs' answers and wake the scheduler when one comes."""
         ray = _ray()
         while not self._closing.is_set():
+            self._keep_idle_workers()
             refs = [t.ref for t in list(self._jobs.values()) if t.ref is not None]
             if not refs:
                 self._closing.wait(0.05)
@@ -205,6 +211,21 @@ class RayBackend:
             if ready:
                 self.wakeup.set()
                 self._closing.wait(0.01)  # the scheduler collects it; do not spin on the same answer
+
+    def _keep_idle_workers(self) -> None:
+        """Until `hold_s` after the last `prepare`, tell every idle worker to stay, often
+        enough that none reaches `linger_s` alone. Runs in the watcher thread: it only reads
+        a copy of the pool, and `_touched_at` is set once all in it were told."""
+        t = time.monotonic()
+        if t >= self._held_until or t - self._touched_at < self.linger_s / 4:
+            return
+        for workers in list(self._idle.values()):
+            for worker, _, _ in list(workers):
+                try:
+                    worker.touch.remote()
+                except Exception:  # gone, or disconnected while shutting down
+                    pass
+        self._touched_at = t
 
     # ---- capacity ---------------------------------------------------------------------
 
@@ -233,6 +254,7 @@ class RayBackend:
         (idle ones are kept, their idle clock restarted; the rest are started now, without
         waiting for them). Idle workers of other shapes are let go: they hold resources."""
         shape = self.shape_of(resources)
+        self._held_until = time.monotonic() + self.hold_s
         for other in [s for s in self._idle if s != shape]:
             for worker, _, _ in self._idle.pop(other):
                 self._kill(worker)
@@ -250,7 +272,9 @@ class RayBackend:
         (a worker exits by itself after `linger_s` without a job: half of it is the margin)."""
         fresh, stale = [], []
         for w in self._idle.pop(shape, []):
-            (fresh if time.monotonic() - w[2] < self.linger_s / 2 else stale).append(w)
+            # In the pool at the last touch (idle since before it): its idle clock restarted then.
+            idle_since = max(w[2], self._touched_at)
+            (fresh if time.monotonic() - idle_since < self.linger_s / 2 else stale).append(w)
         for worker, _, _ in stale:
             self._kill(worker)
         return fresh
