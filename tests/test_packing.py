@@ -57,3 +57,22 @@ def test_local_backend_wakes_the_scheduler_when_a_job_exits(tmp_path, toy_env):
     scheduler.drain()  # with an hour-long poll interval, only wake-ups can finish this
     assert time.monotonic() - started < 120
     assert [j.state for j in store.jobs()] == [JobState.DONE, JobState.DONE]
+
+
+def test_a_batch_of_local_jobs_starts_together_each_leased_before_its_process(tmp_path, toy_env):
+    store = queue_jobs(tmp_path / "run", {name: {} for name in ("a", "b", "c", "d")})
+    backend = LocalBackend(4)
+    make_spec = spec_factory(store.run_dir, toy_env, 0.3)
+    leased_at_start = {}
+
+    def spec_checking_the_lease(job):  # the scheduler makes a job's spec right before starting it
+        leased_at_start[job.id] = store.job(job.id).state
+        return make_spec(job)
+
+    scheduler = Scheduler(store, backend, spec_checking_the_lease, poll_interval_s=0.05)
+    scheduler.tick()  # all four start in this round, from several threads
+    running = store.jobs({JobState.RUNNING})
+    assert len(running) == 4 and len({j.worker for j in running}) == 4
+    assert leased_at_start == {name: JobState.LEASED for name in ("a", "b", "c", "d")}
+    scheduler.drain()
+    assert all(r.valid for r in store.results().values()) and len(store.results()) == 4

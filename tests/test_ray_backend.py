@@ -85,6 +85,50 @@ def test_gpu_packing_lets_an_8_gpu_job_through_a_stream_of_1_gpu_jobs(cluster, t
     assert "jobs/big/attempt-1/outcome.json" in store.artifacts() and "codebase/baseline/" in store.artifacts()
 
 
+def _workers_of(run_id: str) -> set[str]:
+    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(f"{run_id}:")}
+
+
+def test_prepared_workers_start_before_their_jobs_and_run_them(cluster, tmp_path, toy_env):
+    one = {"gpus": 1, "cpus": 1}
+    store = queue_jobs(tmp_path / "run", {"p1": one, "p2": one, "p3": one}, run_id="prepared")
+    scheduler = Scheduler(store, _backend(store.run_dir, slots=2), spec_factory(store.run_dir, toy_env))
+    try:
+        assert scheduler.prepare(one, jobs=5) == 2  # at most the free slots
+        names = _workers_of("prepared")
+        assert len(names) == 2
+        for name in names:  # running, and idle, before any job was dispatched
+            status = ray.get(ray.get_actor(name, namespace=NAMESPACE).status.remote(), timeout=60)
+            assert status["current"] is None and tuple(status["shape"]) == (1.0, 1.0)
+        _drain(scheduler)
+        workers = _workers_of("prepared")
+    finally:
+        scheduler.backend.shutdown()
+    assert all(r.valid for r in store.results().values()) and len(store.results()) == 3
+    assert workers == names  # the jobs ran on the prepared workers; none was started for them
+    assert {j.worker.split()[2] for j in store.jobs()} == names
+
+
+def test_prepared_workers_are_kept_while_the_jobs_are_being_written(cluster, tmp_path, toy_env):
+    one = {"gpus": 1, "cpus": 1}
+    store = queue_jobs(tmp_path / "run", {"k1": one, "k2": one}, run_id="held")
+    backend = _backend(store.run_dir, slots=2, linger_s=4.0, hold_s=60.0)
+    scheduler = Scheduler(store, backend, spec_factory(store.run_dir, toy_env))
+    try:
+        scheduler.prepare(one)
+        names = _workers_of("held")
+        for name in names:  # up and idle
+            ray.get(ray.get_actor(name, namespace=NAMESPACE).status.remote(), timeout=60)
+        time.sleep(10)  # an ideation longer than linger_s: left alone, the workers would have exited
+        assert _workers_of("held") == names
+        _drain(scheduler)
+        workers = _workers_of("held")
+    finally:
+        backend.shutdown()
+    assert all(r.valid for r in store.results().values()) and len(store.results()) == 2
+    assert workers == names and {j.worker.split()[2] for j in store.jobs()} == names
+
+
 def _scratch_processes(marker: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter():

@@ -56,6 +56,15 @@ def test_store_uses_wal_and_survives_reopen(tmp_path):
     assert again.epoch_proposed(1) and not again.epoch_proposed(2)
 
 
+def test_an_unsynced_transaction_is_committed_for_other_readers_and_later_ones_sync_again(tmp_path):
+    store = _store(tmp_path)
+    store.add_epoch(1, [_idea(1)])
+    with store.transaction(sync=False) as c:
+        c.execute("UPDATE run SET status = 'running'")
+    assert RunStore(tmp_path / "run").run_info()["status"] == "running"  # another connection sees it
+    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again for what follows
+
+
 def test_epoch_is_proposed_once(tmp_path):
     store = _store(tmp_path)
     store.add_epoch(1, [_idea(1)])

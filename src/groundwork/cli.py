@@ -22,6 +22,7 @@ from groundwork.ideation.catalog import load_catalog
 from groundwork.llm.base import LLMError
 from groundwork.llm.recording import BudgetExceeded, export_recording
 from groundwork.loop import ResearchLoop
+from groundwork.reconnect import reconnect
 from groundwork.rl.commands import dataset_app, rl_app
 from groundwork.rl.config import is_rl_run
 from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run
@@ -235,6 +236,14 @@ def resume(
     ),
     max_gpu_hours: Optional[float] = typer.Option(None, "--max-gpu-hours", help="Raise (or set) the GPU-hours cap."),
     max_hours: Optional[float] = typer.Option(None, "--max-hours", help="Raise (or set) the wall-time cap (hours)."),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Continue on another Ray cluster (auto, ray://HOST:10001, local)."
+    ),
+    artifacts_url: Optional[str] = typer.Option(
+        None,
+        "--artifacts-url",
+        help="Continue with another artifact store; it must already hold the run's artifacts (copy them first).",
+    ),
     runs_dir: Path = RunsDir,
 ) -> None:
     """Continue a stopped or killed run: nothing lost, nothing run twice."""
@@ -246,6 +255,8 @@ def resume(
     if caps:
         RunConfig.model_validate({**store.run_info()["config"], **caps})  # names a bad value before storing it
         store.update_config(**caps)
+    for name, change in reconnect(store, address=address, artifacts_url=artifacts_url).items():
+        console.print(f"{name}: {change} (recorded in the run's events)")
     if store.run_info()["status"] == "finished":
         console.print("this run has already finished")
         print_summary(console, summarize(store))

@@ -175,9 +175,10 @@ class ResearchLoop:
             on_tick=self.on_change,
         )
         try:
+            scheduler.recover()
+            self._prepare_slots(scheduler)  # workers start while the data and the baseline are made ready
             if self.data_dir is None:  # the CLI prepares visibly before it starts the loop
                 self.data_dir = self.env.prepare(self.profile, quiet=True)
-            scheduler.recover()
             self._ensure_baseline()
             try:
                 if self.config.search == "steady-state":
@@ -209,9 +210,12 @@ class ResearchLoop:
         self._wait(scheduler, self._epoch_settled(0))
         for epoch in range(1, self.parts.strategy.epochs + 1):
             self._check_caps(scheduler)
+            self._prepare_slots(scheduler, self.config.ideas_per_epoch)  # workers start while the ideas are written
             if not self.store.epoch_proposed(epoch):
                 self._propose(epoch)
             self._implement_pending()
+            # The jobs are queued: keep the workers waiting for them, or start them now.
+            self._prepare_slots(scheduler, len(self.store.jobs({JobState.QUEUED})))
             self._wait(scheduler, self._epoch_settled(epoch))
         self._wait(scheduler)  # stragglers and confirmations
 
@@ -235,6 +239,7 @@ class ResearchLoop:
                 batch = 1
                 while self.store.epoch_proposed(batch):
                     batch += 1
+                self._prepare_slots(scheduler, min(idle, target - searched))
                 made = self._propose(batch, count=min(idle, target - searched))
                 empty_batches = 0 if made else empty_batches + 1
                 self._implement_pending()
@@ -242,6 +247,11 @@ class ResearchLoop:
             if not busy and (exhausted or searched >= target):
                 return
             scheduler.wait()
+
+    def _prepare_slots(self, scheduler: Scheduler, jobs: int | None = None) -> None:
+        """Jobs are coming: let the backend start what they will run in (bounded by the
+        free slots; a no-op on backends whose jobs start at once)."""
+        scheduler.prepare(self.profile.resources.model_dump(), jobs)
 
     def _wait(self, scheduler: Scheduler, settled: Callable[[], bool] | None = None) -> None:
         """Tick the scheduler until no job is left (or `settled()`), queueing confirmation

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from groundwork.environments.manifest import Metric
 from groundwork.records import Idea, JobOutcome, PromptKind, Result
 from groundwork.search.stats import Estimate, noise_margin
+
+if TYPE_CHECKING:  # the job runner imports this module: it starts faster without the manifest's models
+    from groundwork.environments.manifest import Metric
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,12 @@ class LostJob:
 
 @runtime_checkable
 class Backend(Protocol):
+    """Runs jobs on `slots` slots. Optional members the scheduler uses when present:
+    `wakeup` (an event set when a job ends), `capacity()` and `capacity_grace_s` (resources
+    of a cluster that may grow), and `prepare(count, resources)`: jobs asking for
+    `resources` are about to be queued, get `count` slots ready for them (Ray starts its
+    worker processes ahead)."""
+
     name: str
     slots: int
 

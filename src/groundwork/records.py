@@ -10,7 +10,7 @@ import time
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class StrEnum(str, Enum):
@@ -63,7 +63,13 @@ def now() -> float:
     return time.time()
 
 
-class Idea(BaseModel):
+class _Record(BaseModel):
+    # Validators are built on a model's first use, not at import: a job runner uses one
+    # of these models, and its start-up delays every job.
+    model_config = ConfigDict(defer_build=True)
+
+
+class Idea(_Record):
     id: str
     epoch: int
     index: int
@@ -79,7 +85,7 @@ class Idea(BaseModel):
     created_at: float = Field(default_factory=now)
 
 
-class Patch(BaseModel):
+class Patch(_Record):
     id: str
     idea_id: str
     attempt: int
@@ -96,7 +102,7 @@ class Patch(BaseModel):
     created_at: float = Field(default_factory=now)
 
 
-class Job(BaseModel):
+class Job(_Record):
     id: str
     idea_id: str
     patch_id: str
@@ -114,7 +120,7 @@ class Job(BaseModel):
     created_at: float = Field(default_factory=now)
 
 
-class Result(BaseModel):
+class Result(_Record):
     idea_id: str
     job_id: str | None = None
     metric: float | None = None
@@ -131,7 +137,7 @@ class Result(BaseModel):
         return self.failure is None and self.metric is not None
 
 
-class JobOutcome(BaseModel):
+class JobOutcome(_Record):
     """What a worker reports when a job ends (written by the job runner as JSON)."""
 
     job_id: str

@@ -29,6 +29,8 @@ class _Tracked:
 
 class LocalBackend:
     name = "local"
+    runs_here = True  # jobs are processes of this machine: they die in a power cut with anything unsynced
+    concurrent_starts = True  # `start` may run in several threads at once (a batch's processes start together)
 
     def __init__(self, slots: int):
         if slots < 1:

@@ -5,7 +5,11 @@ A worker actor runs one job at a time and is reused for the next job of the same
 (same GPUs and CPUs), so a freed slot is refilled with a method call, not a new process.
 Workers are detached and named after the run, so they outlive a controller that dies: a
 restarted controller finds them by name and reattaches to the jobs they run. A worker
-left idle for `linger_s` exits and frees its GPUs. Inputs and outputs travel through the
+left idle for `linger_s` exits and frees its GPUs. `prepare` starts workers before their
+jobs are queued (a worker's start-up is a Python process importing Ray: seconds), at most
+one per free slot; they hold their GPUs and CPUs while they wait. Idle workers are kept
+(told to stay) until `hold_s` after the last `prepare`; past it, one that waits
+`linger_s / 2` without a job is let go. Inputs and outputs travel through the
 artifact store (see `remote_job`), never through the driver. A job whose worker dies is
 reported lost at once; one whose heartbeat stops (a hung or unreachable node) is
 reported lost when its lease runs out.
@@ -23,6 +27,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +86,12 @@ class JobWorker:
             with self.lock:
                 if self.current is None and time.monotonic() - self.idle_since > linger_s:
                     os._exit(0)
+
+    def touch(self) -> None:
+        """The controller still wants this idle worker: restart its idle clock."""
+        with self.lock:
+            if self.current is None:
+                self.idle_since = time.monotonic()
 
     def run(self, key: str, job: RemoteJob) -> str:
         with self.lock:
@@ -145,6 +156,7 @@ class RayBackend:
         lease_s: float = 60.0,
         heartbeat_s: float = 5.0,
         linger_s: float = 120.0,
+        hold_s: float = 600.0,
         capacity_grace_s: float = 300.0,
         init_options: dict | None = None,
     ):
@@ -156,6 +168,9 @@ class RayBackend:
         self.run_id = run_id
         self.heartbeat_s = heartbeat_s
         self.linger_s = linger_s
+        self.hold_s = hold_s  # idle workers are kept this long after a `prepare` (ideation may take minutes)
+        self._held_until = 0.0
+        self._touched_at = 0.0  # when the idle workers were last told to stay (see `_keep_idle_workers`)
         self.capacity_grace_s = capacity_grace_s  # a job larger than the cluster waits this long for nodes
         self.leases = Leases(artifacts.remote, lease_s=lease_s, check_every_s=max(heartbeat_s / 2, 0.5))
         self._jobs: dict[str, _Tracked] = {}
@@ -184,6 +199,7 @@ class RayBackend:
         """Block on the running jobs' answers and wake the scheduler when one comes."""
         ray = _ray()
         while not self._closing.is_set():
+            self._keep_idle_workers()
             refs = [t.ref for t in list(self._jobs.values()) if t.ref is not None]
             if not refs:
                 self._closing.wait(0.05)
@@ -195,6 +211,21 @@ class RayBackend:
             if ready:
                 self.wakeup.set()
                 self._closing.wait(0.01)  # the scheduler collects it; do not spin on the same answer
+
+    def _keep_idle_workers(self) -> None:
+        """Until `hold_s` after the last `prepare`, tell every idle worker to stay, often
+        enough that none reaches `linger_s` alone. Runs in the watcher thread: it only reads
+        a copy of the pool, and `_touched_at` is set once all in it were told."""
+        t = time.monotonic()
+        if t >= self._held_until or t - self._touched_at < self.linger_s / 4:
+            return
+        for workers in list(self._idle.values()):
+            for worker, _, _ in list(workers):
+                try:
+                    worker.touch.remote()
+                except Exception:  # gone, or disconnected while shutting down
+                    pass
+        self._touched_at = t
 
     # ---- capacity ---------------------------------------------------------------------
 
@@ -212,21 +243,57 @@ class RayBackend:
     def shape(spec: JobSpec) -> Shape:
         return (float(spec.gpus or len(spec.gpu_ids)), float(max(1, spec.threads)))
 
+    @staticmethod
+    def shape_of(resources: Mapping[str, object]) -> Shape:
+        """The shape of a job asking for these resources (its `Job.resources`): on a cluster
+        its spec gets the profile's GPUs, and its CPUs as threads."""
+        return (float(resources.get("gpus", 0) or 0), float(max(1, int(resources.get("cpus", 1) or 1))))
+
+    def prepare(self, count: int, resources: Mapping[str, object]) -> None:
+        """Jobs of this shape are about to be queued: have `count` workers of it running
+        (idle ones are kept, their idle clock restarted; the rest are started now, without
+        waiting for them). Idle workers of other shapes are let go: they hold resources."""
+        shape = self.shape_of(resources)
+        self._held_until = time.monotonic() + self.hold_s
+        for other in [s for s in self._idle if s != shape]:
+            for worker, _, _ in self._idle.pop(other):
+                self._kill(worker)
+        t = time.monotonic()
+        fresh = self._fresh_idle(shape)
+        kept, spare = fresh[:count], fresh[count:]
+        for worker, _, _ in kept:
+            worker.touch.remote()
+        started = [self._new_worker(shape) for _ in range(count - len(kept))]
+        # Taken from the end (see `_worker_for`): the running ones before those still starting.
+        self._idle[shape] = spare + [(w, n, t) for w, n in started] + [(w, n, t) for w, n, _ in kept]
+
+    def _fresh_idle(self, shape: Shape) -> list[tuple[object, str, float]]:
+        """Idle workers of this shape that are surely still alive; the others are let go
+        (a worker exits by itself after `linger_s` without a job: half of it is the margin)."""
+        fresh, stale = [], []
+        for w in self._idle.pop(shape, []):
+            # In the pool at the last touch (idle since before it): its idle clock restarted then.
+            idle_since = max(w[2], self._touched_at)
+            (fresh if time.monotonic() - idle_since < self.linger_s / 2 else stale).append(w)
+        for worker, _, _ in stale:
+            self._kill(worker)
+        return fresh
+
     def _worker_for(self, shape: Shape) -> tuple[object, str]:
         """An idle worker of this shape, or a new one. Idle workers of other shapes are
         let go first: they hold resources a new worker may need."""
-        fresh = [w for w in self._idle.get(shape, []) if time.monotonic() - w[2] < self.linger_s / 2]
-        stale = [w for w in self._idle.get(shape, []) if w not in fresh]
-        for worker, _, _ in stale:
-            self._kill(worker)
+        fresh = self._fresh_idle(shape)
         if fresh:
-            worker, name, _ = fresh.pop()
-            self._idle[shape] = fresh
+            worker, name, _ = fresh.pop()  # the last idled: unneeded ones at the front go stale and are let go
+            if fresh:
+                self._idle[shape] = fresh
             return worker, name
-        self._idle.pop(shape, None)
         for other in list(self._idle):
             for worker, _, _ in self._idle.pop(other):
                 self._kill(worker)
+        return self._new_worker(shape)
+
+    def _new_worker(self, shape: Shape) -> tuple[object, str]:
         name = f"{self.run_id}:worker-{uuid.uuid4().hex[:8]}"
         worker = self._worker_class.options(
             name=name,

@@ -26,11 +26,11 @@ from pathlib import Path
 
 from groundwork.execution import sandbox
 from groundwork.execution.processes import PhaseEnd, run_with_deadline
+from groundwork.files import write_atomic
 from groundwork.implementation.codebase import codebase_hash, copy_codebase, file_sha256
 from groundwork.implementation.patching import PatchError, PatchPolicy, apply_patch
 from groundwork.protocols import JobSpec
 from groundwork.records import FailureCategory, JobOutcome
-from groundwork.store.artifacts import write_atomic
 
 SPEC_FILE = "spec.json"
 OUTCOME_FILE = "outcome.json"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from groundwork.execution.packing import demand, pack, subtract
 from groundwork.protocols import Backend, JobSpec, LostJob
@@ -55,6 +56,7 @@ class Scheduler:
         self._busy_slots: dict[str, int] = {}  # job id -> slot
         self._busy_need: dict[str, dict[str, float]] = {}  # job id -> resources it holds
         self._unplaceable_since: dict[str, float] = {}  # job id -> when it first did not fit the backend
+        self._starter: ThreadPoolExecutor | None = None  # starts batches at once (see `_start`)
         # Set by the backend when a job ends; a backend without one is polled.
         self._wakeup: threading.Event = getattr(backend, "wakeup", None) or threading.Event()
 
@@ -72,15 +74,26 @@ class Scheduler:
         """One round: start queued jobs on free slots, record what ended. True while any
         job is still queued or running."""
         self._wakeup.clear()  # a job ending from here on wakes the next wait at once
-        reports = self.backend.poll()
-        for report in reports:  # free the slots first: refilling them is what waits
-            self._busy_slots.pop(report.job_id, None)
-            self._busy_need.pop(report.job_id, None)
+        ended = self._collect()
         self._dispatch()
-        for report in reports:  # an ended job's outcome is on disk until recorded: a crash here loses nothing
-            self._record(report)
+        # An ended job's outcome is on disk until recorded: a crash here loses nothing. A job
+        # that ends while these are recorded gets its slot refilled first: refilling is what waits.
+        while ended:
+            if self._wakeup.is_set():
+                self._wakeup.clear()
+                ended += self._collect()
+                self._dispatch()
+            self._record(ended.pop(0))
         self.on_tick()
         return bool(self._busy_slots) or bool(self.store.jobs({JobState.QUEUED}))
+
+    def _collect(self) -> list[JobOutcome | LostJob]:
+        """What ended since the last look, with its slots freed."""
+        reports = self.backend.poll()
+        for report in reports:
+            self._busy_slots.pop(report.job_id, None)
+            self._busy_need.pop(report.job_id, None)
+        return reports
 
     def drain(self, stop_when: Callable[[], bool] | None = None) -> None:
         """Run until no job is queued or running, or until `stop_when()` says to stop
@@ -93,6 +106,26 @@ class Scheduler:
     def wait(self) -> None:
         """Sleep until a job ends (backends that signal it) or one poll interval passes."""
         self._wakeup.wait(self.poll_interval_s)
+
+    def prepare(self, resources: Mapping[str, object], jobs: int | None = None) -> int:
+        """Jobs asking for `resources` are about to be queued: let the backend get ready to
+        run them (Ray starts worker processes, which takes seconds), for at most `jobs` of
+        them, the free slots, and what the free resources fit. Returns how many."""
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is None:
+            return 0
+        capacity = self._capacity()
+        need = demand(resources, capacity)
+        free = dict(capacity)
+        for held in self._busy_need.values():
+            free = subtract(free, held)
+        count = self.free_slots if jobs is None else min(jobs, self.free_slots)
+        for kind, amount in need.items():
+            if amount > 0:
+                count = min(count, int(free.get(kind, 0.0) / amount + 1e-9))
+        if count > 0:
+            prepare(count, resources)
+        return max(count, 0)
 
     @property
     def free_slots(self) -> int:
@@ -137,7 +170,11 @@ class Scheduler:
         chosen = list(zip(placement.start, free_slots, strict=False))
         if not chosen:
             return
-        # One transaction marks the batch leased, one marks it running: a disk sync each, not per job.
+        # One transaction marks the batch leased, one marks it running: a disk sync each, not
+        # per job. The lease is committed before any process starts. When the jobs run on this
+        # machine neither waits for a disk sync: a power cut that loses them kills the jobs
+        # too, and a restarted controller settles them from the jobs' folders (lock, outcome).
+        sync = not getattr(self.backend, "runs_here", False)
         leased = self.store.transition_jobs(
             [
                 (
@@ -147,18 +184,42 @@ class Scheduler:
                     {"slot": slot, "job_dir": f"jobs/{job_id}/attempt-{by_id[job_id].attempt}"},
                 )
                 for job_id, slot in chosen
-            ]
+            ],
+            sync=sync,
         )
-        running = []
+        for job in leased:
+            self._busy_slots[job.id] = job.slot
+            self._busy_need[job.id] = demand(job.resources, capacity)
+        running: list[tuple[str, JobState, str, dict]] = []
         try:
-            for job in leased:
-                self._busy_slots[job.id] = job.slot
-                self._busy_need[job.id] = demand(job.resources, capacity)
-                worker = self.backend.start(self.make_spec(job))
-                running.append((job.id, JobState.RUNNING, worker, {"worker": worker, "started_at": now()}))
+            self._start(leased, running)
         finally:  # jobs not marked running stay leased: `recover` settles them after a crash
             if running:
-                self.store.transition_jobs(running)
+                self.store.transition_jobs(running, sync=sync)
+
+    def _start(self, jobs: list[Job], running: list[tuple[str, JobState, str, dict]]) -> None:
+        """Start the jobs, adding each started one to `running`. On a backend whose `start`
+        may be called from several threads (`concurrent_starts`), a batch starts at once: on
+        a busy machine each new process waits for a CPU, and in parallel the waits overlap."""
+
+        def started(job: Job, worker: str) -> None:
+            running.append((job.id, JobState.RUNNING, worker, {"worker": worker, "started_at": now()}))
+
+        if len(jobs) < 2 or not getattr(self.backend, "concurrent_starts", False):
+            for job in jobs:
+                started(job, self.backend.start(self.make_spec(job)))
+            return
+        if self._starter is None:
+            self._starter = ThreadPoolExecutor(max_workers=self.backend.slots, thread_name_prefix="job-start")
+        futures = [(job, self._starter.submit(self.backend.start, self.make_spec(job))) for job in jobs]
+        failure: BaseException | None = None
+        for job, future in futures:
+            try:
+                started(job, future.result())
+            except BaseException as exc:  # the others started: they are marked running all the same
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def _refuse(self, job: Job, why: str) -> None:
         """A job that can never fit this backend ends now, with the reason, instead of waiting forever."""

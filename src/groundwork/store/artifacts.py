@@ -9,9 +9,6 @@ be moved or copied whole; the run store indexes where each one lives.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,29 +16,11 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from groundwork.files import sha256_bytes, write_atomic
+
+__all__ = ["ArtifactStore", "OnPut", "RemoteArtifacts", "sha256_bytes", "write_atomic"]
+
 OnPut = Callable[[str, str, str, int], None]  # (relative path, url, sha256, size)
-
-
-def write_atomic(path: Path, data: str | bytes, sync: bool = True) -> None:
-    """Write a file so that readers see the old content or the new, never a torn one
-    (`sync`: and on disk before this returns)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-            fh.flush()
-            if sync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _check_rel(rel: str) -> str:

@@ -109,15 +109,23 @@ class RunStore:
         self._conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
+    def transaction(self, sync: bool = True) -> Iterator[sqlite3.Connection]:
+        """`sync=False`: committed for every reader at once, and safe from a crash of this
+        process, but on disk only with the next synced commit (a power cut may lose it)."""
+        if not sync:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        else:
-            self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+        finally:
+            if not sync:
+                self._conn.execute("PRAGMA synchronous=FULL")
 
     def _event(
         self, c: sqlite3.Connection, entity: str, entity_id: str, frm: str | None, to: str, detail: str = ""
@@ -284,9 +292,10 @@ class RunStore:
         with self.transaction() as c:
             return self._update_job(c, job_id, target, detail, **fields)
 
-    def transition_jobs(self, changes: list[tuple[str, JobState, str, dict[str, Any]]]) -> list[Job]:
-        """Several (job id, target, detail, fields) transitions in one transaction (one disk sync)."""
-        with self.transaction() as c:
+    def transition_jobs(self, changes: list[tuple[str, JobState, str, dict[str, Any]]], sync: bool = True) -> list[Job]:
+        """Several (job id, target, detail, fields) transitions in one transaction (one disk
+        sync; none with `sync=False`, see `transaction`)."""
+        with self.transaction(sync) as c:
             return [self._update_job(c, job_id, target, detail, **fields) for job_id, target, detail, fields in changes]
 
     def requeue_job(self, job_id: str, reason: str) -> Job:
