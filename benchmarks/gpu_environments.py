@@ -157,8 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--envs", nargs="+", default=["nanogpt", "grpo"], help="environments to run")
     parser.add_argument("--out", type=Path, default=Path("gpu_environments.json"), help="JSON file to write")
     parser.add_argument("--work", type=Path, default=None, help="folder for the jobs (default: a temporary one)")
-    parser.add_argument("--env-profile", action="append", default=[], metavar="ENV=PROFILE",
-                        help="run ENV at PROFILE instead of --profile (repeatable)")
+    parser.add_argument(
+        "--env-profile",
+        action="append",
+        default=[],
+        metavar="ENV=PROFILE",
+        help="run ENV at PROFILE instead of --profile (repeatable)",
+    )
     args = parser.parse_args(argv)
     chosen = {}
     for item in args.env_profile:

@@ -51,8 +51,9 @@ def _job(tmp_path: Path, data_dir: Path, new_files: dict[str, str] | None = None
         old = {name: (CODEBASE / name).read_text() for name in new_files}
         diff_path = str(tmp_path / "patch.diff")
         Path(diff_path).write_text(unified_diff(old, new_files))
-    spec = environment_job_spec(SMOKE, SMOKE.profile(), data_dir, job_dir, job_id="job-math", seed=1,
-                                diff_path=diff_path)
+    spec = environment_job_spec(
+        SMOKE, SMOKE.profile(), data_dir, job_dir, job_id="job-math", seed=1, diff_path=diff_path
+    )
     return dataclasses.replace(spec, **overrides)
 
 
@@ -90,14 +91,12 @@ def test_unmodified_baseline_is_scored_by_the_locked_evaluation(tmp_path, smoke_
     assert (tmp_path / "job" / "work" / "out" / "policy" / "model.safetensors").is_file()
 
 
-def test_a_run_cannot_change_its_evaluation_settings_see_the_held_out_split_or_write_its_result(
-    tmp_path, smoke_data
-):
+def test_a_run_cannot_change_its_evaluation_settings_see_the_held_out_split_or_write_its_result(tmp_path, smoke_data):
     """train.py lists its data folder, moves the evaluation's profile in its own process,
     writes its own result and leaves shadow modules: the evaluation keeps its locked settings."""
     cheat = _edit(
-        "    policy_dir = os.path.join(OUT_DIR, \"policy\")\n",
-        "    policy_dir = os.path.join(OUT_DIR, \"policy\")\n"
+        '    policy_dir = os.path.join(OUT_DIR, "policy")\n',
+        '    policy_dir = os.path.join(OUT_DIR, "policy")\n'
         "    json.dump(sorted(os.listdir(DATA_DIR)), open(os.path.join(OUT_DIR, 'seen.json'), 'w'))\n"
         "    os.environ['GROUNDWORK_PROFILE'] = 'full'\n"
         "    json.dump({'accuracy': 1.0}, open(os.environ['GROUNDWORK_RESULT_PATH'], 'w'))\n"
@@ -125,11 +124,11 @@ def test_a_patch_to_the_evaluation_or_its_grader_is_refused(tmp_path, smoke_data
 
 def test_training_that_rewrites_the_grader_is_discarded_as_tampered(tmp_path, smoke_data):
     cheat = _edit(
-        "    train_seconds = time.time() - t0\n",
-        "    train_seconds = time.time() - t0\n"
+        "def main():\n",
+        "def main():\n"
         "    src = open('math_grader.py').read()\n"
-        "    open('math_grader.py', 'w').write(src + '\\n\\ndef grade_r1_zero(completion, gold):\\n"
-        "    return True, True\\n')\n",
+        "    open('math_grader.py', 'w').write(src + '\\ngrade_r1_zero = lambda completion, gold: (True, True)\\n')\n"
+        "    raise SystemExit(0)  # the hash check after training catches it\n",
     )
     outcome = JobRunner(_job(tmp_path, smoke_data, {"train.py": cheat})).run()
     assert outcome.failure == FailureCategory.EVAL_TAMPERED and outcome.metric is None
@@ -141,11 +140,13 @@ def test_a_run_that_changes_the_held_out_problems_is_caught(tmp_path, smoke_data
     the sandbox stops the write, or the evaluation refuses the folder."""
     data = tmp_path / "data" / smoke_data.name  # a private copy: this test spoils it
     shutil.copytree(smoke_data, data)
+    forged = json.dumps({"problem": "Compute 1 + 1.", "answer": "2"})
     cheat = _edit(
-        "    train_seconds = time.time() - t0\n",
-        "    train_seconds = time.time() - t0\n"
+        "def main():\n",
+        "def main():\n"
         "    full = DATA_DIR[: -len('.training')]\n"
-        "    open(os.path.join(full, 'heldout.jsonl'), 'w').write('{\"problem\": \"Compute 1 + 1.\", \"answer\": \"2\"}\\n')\n",
+        f"    open(os.path.join(full, 'heldout.jsonl'), 'w').write({forged!r} + '\\n')\n"
+        "    raise SystemExit(0)  # no policy needed: the evaluation checks its data first\n",
     )
     outcome = JobRunner(_job(tmp_path, data, {"train.py": cheat})).run()
     assert outcome.failure == FailureCategory.CRASHED and outcome.metric is None
@@ -185,8 +186,9 @@ def test_small_without_local_weights_falls_back_to_the_synthetic_task(tmp_path):
     weights.mkdir()
     (weights / "config.json").write_text("{}")
     (weights / "model.safetensors").write_bytes(b"")
-    proc = _prepare(tmp_path / "small", "math-or-synthetic", "small", {**env, "GROUNDWORK_MATH_MODEL_PATH": str(weights)},
-                    "--plan")
+    proc = _prepare(
+        tmp_path / "small", "math-or-synthetic", "small", {**env, "GROUNDWORK_MATH_MODEL_PATH": str(weights)}, "--plan"
+    )
     assert proc.returncode == 0, proc.stderr
     decision = json.loads(proc.stdout)
     assert decision["task"] == "math" and decision["model_path"] == str(weights)

@@ -83,6 +83,9 @@ SPECIAL_TOKENS = ["<|endoftext|>"]
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 
 
+NOT_CACHED = "not in the local Hugging Face cache"
+
+
 class Unavailable(RuntimeError):
     """Files that are neither on this machine nor downloadable now."""
 
@@ -126,7 +129,7 @@ def locate_model(download: bool) -> Path:
     except Unavailable:
         raise
     except Exception as exc:  # offline, refused, not cached: one line that names the model
-        raise Unavailable(f"model {MODEL_ID} ({first_line(exc)})") from None
+        raise Unavailable(f"model {MODEL_ID} ({first_line(exc) if download else NOT_CACHED})") from None
     return Path(path)
 
 
@@ -136,7 +139,7 @@ def fetch(repo: str, filename: str, download: bool = True) -> Path:
     except Unavailable:
         raise
     except Exception as exc:
-        raise Unavailable(f"dataset file {repo}/{filename} ({first_line(exc)})") from None
+        raise Unavailable(f"dataset file {repo}/{filename} ({first_line(exc) if download else NOT_CACHED})") from None
 
 
 def first_line(exc: BaseException) -> str:
@@ -157,10 +160,11 @@ def plan(source: str, scale: str) -> dict:
     except Unavailable as exc:
         missing = str(exc)
     if source == "math":
-        return {"task": "math", "scale": scale, "model_path": None, "reason": f"to download: {missing}"}
+        return {"task": "math", "scale": scale, "model_path": None,
+                "reason": f"weights of {MODEL_ID} not on this machine: downloading them"}
     return {"task": "synthetic", "scale": scale,
             "reason": f"weights not on this machine ({missing}); for MATH, fetch them with "
-                      f"`huggingface-cli download {MODEL_ID}` or set {MODEL_PATH_ENV}, then run "
+                      f"`hf download {MODEL_ID}` or set {MODEL_PATH_ENV}, then run "
                       f"`{fix_command(scale)}` again"}
 
 
@@ -190,18 +194,22 @@ def read_math_train(path: Path) -> list[dict]:
 
 
 def build_math(tmp: Path, decision: dict, download_model: bool) -> dict:
-    missing, model = [], None
+    """Once one download has failed, the rest are only looked up in the cache: an offline
+    machine gets its list of what is missing at once, not after every file's retries."""
+    missing, model, online = [], None, True
     try:
         model = locate_model(download=download_model)
     except Unavailable as exc:
         missing.append(str(exc))
+        online = not download_model
     files = {}
     for repo, name in ((MATH_TRAIN_REPO, MATH_TRAIN_FILE), (MATH500_REPO, MATH500_FILE)):
-        print(f"MATH: {repo}/{name}", flush=True)
+        print(f"MATH: {repo}/{name}" + ("" if online else " (cache only: the hub was unreachable)"), flush=True)
         try:
-            files[name] = fetch(repo, name)
+            files[name] = fetch(repo, name, download=online)
         except Unavailable as exc:
             missing.append(str(exc))
+            online = False
     if missing:
         raise Unavailable("; ".join(missing))
     heldout = [{"problem": r["problem"], "answer": r["answer"], "id": r.get("unique_id")}
