@@ -38,7 +38,7 @@ max_new_tokens = 48  # completion length cap in tokens
 # Objective
 clip_eps = 0.2  # PPO ratio clip: ratios outside [1 - clip_eps, 1 + clip_eps] stop the gradient
 scale_advantages = True  # divide advantages by the group's reward std (GRPO); False = only subtract the mean
-loss_agg = "seq_mean"  # "seq_mean" (GRPO: mean over each completion's tokens, then completions) or "token_mean"
+loss_agg = "seq_mean"  # "seq_mean" (GRPO), "token_mean" (DAPO) or "fixed" (Dr. GRPO); see aggregate()
 format_reward = 0.0  # reward for a well-formed completion whose answer is wrong (correct ones get 1.0)
 # Optimization
 learning_rate = 1e-4  # AdamW learning rate
@@ -52,6 +52,7 @@ grad_clip = 1.0  # max global gradient norm (0 = off)
 # Evaluation and logging
 eval_every = 5  # GRPO steps between validation evaluations (also at the start and the end)
 val_problems = 64  # training-side validation problems (greedy), never used for rollouts
+generation_batch_size = 64  # prompts per Hugging Face generate call (its key/value cache must fit)
 use_vllm = True  # roll out and validate with vLLM when it is installed and the device is CUDA
 vllm_gpu_memory = 0.3  # share of GPU memory vLLM may take; the rest is for training
 
@@ -132,17 +133,18 @@ class HFSampler:
         """Token ids of one completion per prompt, ending at "</answer>" or the end token."""
         self.model.eval()
         torch.manual_seed(seed)
-        batch = self.tokenizer(prompts, return_tensors="pt", padding=True).to(DEVICE)
-        with autocast():
-            out = self.model.generate(**batch, do_sample=sample, temperature=temperature if sample else None,
-                                      top_p=1.0 if sample else None, top_k=0 if sample else None,
-                                      max_new_tokens=max_new_tokens, stop_strings=[STOP], tokenizer=self.tokenizer,
-                                      eos_token_id=self.tokenizer.eos_token_id,
-                                      pad_token_id=self.tokenizer.pad_token_id)
         eos = self.tokenizer.eos_token_id
         completions = []
-        for row in out[:, batch["input_ids"].size(1):].tolist():
-            completions.append(row[:row.index(eos) + 1] if eos in row else row)
+        for i in range(0, len(prompts), generation_batch_size):
+            batch = self.tokenizer(prompts[i:i + generation_batch_size], return_tensors="pt", padding=True).to(DEVICE)
+            with autocast():
+                out = self.model.generate(**batch, do_sample=sample, temperature=temperature if sample else None,
+                                          top_p=1.0 if sample else None, top_k=0 if sample else None,
+                                          max_new_tokens=max_new_tokens, stop_strings=[STOP],
+                                          tokenizer=self.tokenizer, eos_token_id=eos,
+                                          pad_token_id=self.tokenizer.pad_token_id)
+            for row in out[:, batch["input_ids"].size(1):].tolist():
+                completions.append(row[:row.index(eos) + 1] if eos in row else row)
         return completions
 
 
@@ -158,14 +160,19 @@ class VLLMSampler:
                        enable_prefix_caching=True)
 
     def sync(self):
+        weights = list(self.model.state_dict().items())
+        if hasattr(self.llm, "apply_model"):  # recent vLLM: run a function on the loaded model
+            self.llm.apply_model(lambda model: model.load_weights(weights))
+            return
         engine = self.llm.llm_engine
-        for path in ("model_executor.driver_worker.model_runner.model",
-                     "model_executor.driver_worker.worker.model_runner.model"):
+        for path in ("model_executor.driver_worker.model_runner.model",  # older engines
+                     "model_executor.driver_worker.worker.model_runner.model",
+                     "engine_core.engine_core.model_executor.driver_worker.worker.model_runner.model"):
             target = engine
             for name in path.split("."):
                 target = getattr(target, name, None)
             if target is not None:
-                target.load_weights(self.model.state_dict().items())
+                target.load_weights(weights)
                 return
         raise RuntimeError("this vLLM version does not expose its model for weight updates; set use_vllm = False")
 
@@ -194,7 +201,7 @@ def token_logprobs(model, seqs: list, n_prompts: list, pad_id: int):
         attention[i, :len(s)] = 1
     ids, attention = ids.to(DEVICE), attention.to(DEVICE)
     with autocast():
-        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+        logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, :-1].float()
     logp = torch.log_softmax(logits / max(temperature, 1e-6), dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
     # Keep the completion tokens only, shifted left so every row starts at its first one.
     lengths = [len(s) - n for s, n in zip(seqs, n_prompts)]
@@ -207,12 +214,17 @@ def token_logprobs(model, seqs: list, n_prompts: list, pad_id: int):
 
 
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Sum of a (B, L) per-token loss as loss_agg says, for B sequences of a larger minibatch
-    (the caller divides by the minibatch's size)."""
+    """A (B, L) per-token loss reduced to a sum over the B sequences of a micro-batch (the
+    caller divides by the minibatch's size): "seq_mean" averages each completion's tokens
+    (GRPO; short completions weigh more per token); "token_mean" weighs every token alike
+    (DAPO; here relative to the micro-batch's mean length); "fixed" divides each
+    completion's token sum by max_new_tokens (Dr. GRPO: no length bias)."""
     if loss_agg == "seq_mean":
         return ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).sum()
     if loss_agg == "token_mean":
         return (per_token * mask).sum() / mask.sum(1).clamp(min=1).mean()
+    if loss_agg == "fixed":
+        return (per_token * mask).sum() / max_new_tokens
     raise ValueError(f"unknown loss_agg {loss_agg!r}")
 
 
