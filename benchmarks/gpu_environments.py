@@ -96,8 +96,8 @@ def grpo_rollouts(work: Path) -> dict | None:
     if not steps:
         return None  # the tiny codebase logs no rollout timings
     seconds = sum(r["rollout_s"] for r in steps)
-    rollouts = sum(r["rollouts"] for r in steps)
-    tokens = sum(r["sample_tokens"] for r in steps)
+    rollouts = round(sum(r["rollouts"] for r in steps))
+    tokens = round(sum(r["sample_tokens"] for r in steps))
     return {
         "steps": max(r["step"] for r in rows),
         "rollouts": rollouts,

@@ -153,6 +153,25 @@ def test_a_run_that_changes_the_held_out_problems_is_caught(tmp_path, smoke_data
     assert "does not match its manifest" in outcome.detail or "Read-only file system" in outcome.detail
 
 
+def test_a_policy_with_another_architecture_is_refused(tmp_path, smoke_data):
+    """The locked evaluation, run by itself on a saved policy whose config is not the
+    starting model's (a wider MLP): no result, and the differing key is named."""
+    work = tmp_path / "work"
+    shutil.copytree(CODEBASE, work)
+    policy = work / "out" / "policy"
+    policy.mkdir(parents=True)
+    shutil.copy(smoke_data / "model.safetensors", policy)
+    config = json.loads((smoke_data / "config.json").read_text())
+    (policy / "config.json").write_text(json.dumps({**config, "intermediate_size": 2 * config["intermediate_size"]}))
+    env = {**os.environ, "GROUNDWORK_DATA_DIR": str(smoke_data), "GROUNDWORK_PROFILE": "math-smoke"}
+    env.update({"GROUNDWORK_OUT_DIR": str(work / "out"), "GROUNDWORK_RESULT_PATH": str(work / "result.json")})
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py"], cwd=work, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0 and not (work / "result.json").exists()
+    assert "intermediate_size" in proc.stderr and "architecture is fixed" in proc.stderr
+
+
 @pytest.mark.parametrize(
     "hub_env",
     [
