@@ -30,7 +30,8 @@ Files in DIR, the same layout for every task: train.jsonl and heldout.jsonl (one
 training) and manifest.json (sha256 of each file, the split, where things came from). The
 build happens in a temporary folder next to DIR that is renamed into place at the end;
 running it again on a prepared DIR whose hashes match, built for the task the source
-chooses now, is a no-op.
+chooses now, is a no-op (so is a small DIR that fell back to the synthetic task because the
+MATH files could not be fetched: delete it to try again).
 """
 from __future__ import annotations
 
@@ -407,9 +408,9 @@ def build(out: Path, decision: dict) -> dict:
                         f"prepare.py: missing: {exc}.\nFetch them where huggingface.co is reachable with "
                         f"`{fix_command(decision['scale'])}` (or copy a prepared folder to {out}; the weights may "
                         f"also come from a local folder named by {MODEL_PATH_ENV})") from None
-                decision = {**decision, "task": "synthetic",
-                            "reason": f"MATH files unavailable ({exc}); run `{fix_command(decision['scale'])}` "
-                                      "where huggingface.co is reachable for MATH"}
+                decision = {**decision, "task": "synthetic", "fallback": "math-files-unavailable",
+                            "reason": f"MATH files unavailable ({exc}); for MATH, delete {out} and run "
+                                      f"`{fix_command(decision['scale'])}` where huggingface.co is reachable"}
                 print(f"MATH is not available; using the synthetic task instead: {decision['reason']}", flush=True)
                 for partial in tmp.iterdir():
                     partial.unlink()
@@ -417,7 +418,8 @@ def build(out: Path, decision: dict) -> dict:
             info = build_synthetic(tmp, decision["scale"])
         names = sorted(p.name for p in tmp.iterdir() if p.is_file())
         manifest = {"format_version": FORMAT_VERSION, **info, "source": decision["source"],
-                    "reason": decision["reason"], "sha256": {n: sha256_file(tmp / n) for n in names}}
+                    "reason": decision["reason"], "fallback": decision.get("fallback"),
+                    "sha256": {n: sha256_file(tmp / n) for n in names}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():  # swap into place: only a complete folder ever carries the name `out`
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -454,8 +456,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         print(json.dumps(decision, indent=2), flush=True)
         return 0
-    if ok and read_manifest(out)["task"] == decision["task"]:
+    existing = read_manifest(out) if ok else None
+    if ok and existing["task"] == decision["task"]:
         print(f"already prepared: {message}", flush=True)
+        return 0
+    if ok and existing.get("fallback"):  # not retried on every run: the reason says how to
+        print(f"already prepared: {message}; {existing['reason']}", flush=True)
         return 0
     if out.exists():
         foreign = sorted(p.name for p in out.iterdir() if p.name not in (read_manifest(out) or {}).get("sha256", {})
