@@ -1,6 +1,7 @@
 """Run the built-in environments' `small` profiles on the GPU present and write JSON.
 
     python benchmarks/gpu_environments.py [--profile small] [--envs nanogpt grpo] [--out FILE]
+                                          [--env-profile grpo=math-smoke ...]
 
 For each environment: prepare its data (with progress; downloads only where the profile
 needs them), run the unmodified baseline once through the real job runner (training under
@@ -9,6 +10,10 @@ For nanogpt also the training throughput in tokens/s over the timed window (comp
 warm-up excluded: train.py starts its clock after it) and the model-FLOPs utilisation
 against the GPU's dense bf16 peak (the estimate of the PaLM paper, as nanoGPT computes it:
 6 x non-embedding parameters + 12 x layers x width x context FLOPs per token).
+For grpo's math codebase (small, full, math-smoke): GRPO steps, rollouts/s and sampled
+tokens/s over the rollout phases (from train.py's train_log.jsonl).
+`--env-profile ENV=PROFILE` runs one environment at another profile than `--profile`
+(grpo's CPU check of the math codebase is `math-smoke`, nanogpt's is `smoke`).
 An environment without the profile is reported as skipped, not silently left out.
 """
 
@@ -83,6 +88,27 @@ def nanogpt_throughput(work: Path, gpus: int, peak: float | None) -> dict:
     }
 
 
+def grpo_rollouts(work: Path) -> dict | None:
+    """Steps and sampling throughput of a math-codebase run, from its train_log.jsonl."""
+    path = work / "out" / "train_log.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    steps = [r for r in rows if "rollout_s" in r]
+    if not steps:
+        return None  # the tiny codebase logs no rollout timings
+    seconds = sum(r["rollout_s"] for r in steps)
+    rollouts = round(sum(r["rollouts"] for r in steps))
+    tokens = round(sum(r["sample_tokens"] for r in steps))
+    return {
+        "steps": max(r["step"] for r in rows),
+        "rollouts": rollouts,
+        "sample_tokens": tokens,
+        "rollout_seconds": round(seconds, 3),
+        "rollouts_per_s": round(rollouts / seconds, 2) if seconds else None,
+        "sample_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+        "train_seconds": max(r.get("elapsed_s", 0.0) for r in rows),
+    }
+
+
 def run_profile(name: str, profile_name: str, work_root: Path, gpus: int, peak: float | None) -> dict:
     env = load_environment(name)
     if profile_name not in env.manifest.profiles:
@@ -121,6 +147,8 @@ def run_profile(name: str, profile_name: str, work_root: Path, gpus: int, peak: 
     }
     if name == "nanogpt" and outcome.failure is None:
         report["training"] = nanogpt_throughput(job_dir / "work", gpus, peak)
+    if name == "grpo" and outcome.failure is None:
+        report["training"] = grpo_rollouts(job_dir / "work")
     return report
 
 
@@ -130,12 +158,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--envs", nargs="+", default=["nanogpt", "grpo"], help="environments to run")
     parser.add_argument("--out", type=Path, default=Path("gpu_environments.json"), help="JSON file to write")
     parser.add_argument("--work", type=Path, default=None, help="folder for the jobs (default: a temporary one)")
+    parser.add_argument(
+        "--env-profile",
+        action="append",
+        default=[],
+        metavar="ENV=PROFILE",
+        help="run ENV at PROFILE instead of --profile (repeatable)",
+    )
     args = parser.parse_args(argv)
+    chosen = {}
+    for item in args.env_profile:
+        name, sep, profile = item.partition("=")
+        if not sep or not name or not profile:
+            parser.error(f"--env-profile {item!r}: write ENV=PROFILE, e.g. grpo=math-smoke")
+        chosen[name] = profile
 
     device, gpus, peak = device_description()
     work = args.work or Path(tempfile.mkdtemp(prefix="groundwork-bench-"))
     started = time.time()
-    results = [run_profile(name, args.profile, work, gpus, peak) for name in args.envs]
+    results = [run_profile(name, chosen.get(name, args.profile), work, gpus, peak) for name in args.envs]
     report = {
         "device": device,
         "gpus": gpus,

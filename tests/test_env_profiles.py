@@ -160,17 +160,22 @@ def test_full_preset_relaunches_under_torchrun_with_two_ranks(tmp_path, token_da
 
 
 def test_gpu_benchmark_runs_on_cpu_and_reports_throughput(tmp_path):
-    """The benchmark's whole code path at the smoke profile on CPU: JSON with wall time,
-    tokens/s and FLOPs per token; no MFU without a known GPU peak; profiles that an
+    """The benchmark's whole code path at the smoke profiles on CPU: JSON with wall time,
+    tokens/s and FLOPs per token for nanogpt, steps, rollouts/s and sampled tokens/s for
+    grpo's math codebase (math-smoke); no MFU without a known GPU peak; profiles that an
     environment lacks are reported as skipped."""
     out = tmp_path / "bench.json"
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_environments.py"
-    command = [sys.executable, str(script), "--profile", "smoke", "--envs", "nanogpt", "--out", str(out)]
-    command += ["--work", str(tmp_path / "work")]
+    command = [sys.executable, str(script), "--profile", "smoke", "--envs", "nanogpt", "grpo", "--out", str(out)]
+    command += ["--env-profile", "grpo=math-smoke", "--work", str(tmp_path / "work")]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(out.read_text())
-    (result,) = report["results"]
+    result, grpo = report["results"]
+    assert grpo["profile"] == "math-smoke" and grpo["failure"] is None and grpo["wall_s"] > 0
+    assert 0.0 <= grpo["metric"]["accuracy"] <= 1.0 and grpo["training"]["steps"] == 3
+    assert grpo["training"]["rollouts"] == 3 * 64 and grpo["training"]["rollouts_per_s"] > 0
+    assert grpo["training"]["sample_tokens_per_s"] > 0
     assert report["gpus"] == 0 and report["device"].startswith("cpu") and report["wall_s"] > 0
     assert result["failure"] is None and result["wall_s"] > 0 and result["metric"]["val_bpb"] > 0
     training = result["training"]

@@ -10,7 +10,7 @@ import pytest
 
 from groundwork.environments import load_environment
 
-_path = load_environment("grpo").codebase_dir / "math_grader.py"
+_path = load_environment("grpo", profile="full").codebase_dir / "math_grader.py"
 _spec = importlib.util.spec_from_file_location("math_grader", _path)
 G = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(G)
