@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from groundwork.environments import load_environment
+import pytest
+
+from groundwork.environments import builtin_names, load_environment
 from groundwork.environments.manifest import Metric
 from groundwork.ideation.catalog import LABEL, CatalogIdeator, load_catalog
 from groundwork.implementation.catalog_implementer import CatalogImplementer
@@ -142,3 +144,23 @@ def test_exploit_never_scales_a_knob_back_to_its_baseline_value():
     informed = mutated_values(editable)
     assert informed and "2" not in informed  # 4 x 0.5 = 2 is the baseline's value
     assert "2" in mutated_values(None)  # the control: without the baseline's files it is proposed
+
+
+@pytest.mark.parametrize(
+    "name, profile",
+    [(name, profile) for name in builtin_names() for profile in load_environment(name).manifest.profiles],
+)
+def test_each_profiles_catalog_applies_to_that_profiles_codebase(name, profile):
+    """A profile with its own codebase brings a catalog that fits it (grpo's math profiles)."""
+    env = load_environment(name, profile=profile)
+    policy = PatchPolicy(protected=frozenset(env.manifest.files.locked) | frozenset(env.manifest.files.hidden))
+    implementer = CatalogImplementer(policy)
+    catalog = load_catalog(env.catalog_path)
+    assert len(catalog) >= 8
+    for entry in catalog:
+        idea = Idea(
+            id=entry.id, epoch=1, index=1, title=entry.title, text=entry.description, prompt_kind=PromptKind.SIMPLE,
+            origin=LABEL, payload={"edits": [e.model_dump(exclude_none=True) for e in entry.edit]},
+        )  # fmt: skip
+        [attempt] = implementer.implement(idea, env.codebase_dir)
+        assert attempt.applied, (profile, entry.id, attempt.error)

@@ -487,7 +487,7 @@ def env_check(
     if env.catalog_path.is_file():
         console.print(f"[green]ok[/] catalog: {len(load_catalog(env.catalog_path))} ideas")
     else:
-        problems.append("no catalog.toml: the offline catalog ideator cannot run here")
+        problems.append(f"no {env.catalog_path.name}: the offline catalog ideator cannot run here")
     if shutil.which("git") is None:
         problems.append("git is not installed; it applies patches (install it with your package manager)")
     else:

@@ -103,8 +103,8 @@ class Resources(_Strict):
 
 class Profile(_Strict):
     """A scale of the environment. Besides budget, settings and resources, a profile may
-    bring its own codebase, goal, file rules and training files (a GPU-scale task can need
-    a different program than the CPU one); those it leaves out are the environment's."""
+    bring its own codebase, goal, file rules, training files and catalog (a GPU-scale task
+    can need a different program than the CPU one); those it leaves out are the environment's."""
 
     description: str = ""
     time_budget_s: float = Field(gt=0)
@@ -112,6 +112,7 @@ class Profile(_Strict):
     goal: str | None = Field(default=None, min_length=1)
     files: Files | None = None
     data: Data | None = None
+    catalog: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     resources: Resources | None = None
     grace_s: float | None = Field(default=None, ge=0)
@@ -124,6 +125,7 @@ class Manifest(_Strict):
     description: str = ""
     goal: str = Field(min_length=1)
     codebase: str = "baseline"
+    catalog: str = "catalog.toml"  # the offline catalog ideator's ideas, beside the manifest
     default_profile: str
     metric: Metric
     files: Files
@@ -133,10 +135,10 @@ class Manifest(_Strict):
     profiles: dict[str, Profile] = Field(min_length=1)
 
     def for_profile(self, name: str) -> Manifest:
-        """This manifest as the profile `name` sees it: its overrides of codebase, goal, files
-        and data applied, and `name` as the default profile."""
+        """This manifest as the profile `name` sees it: its overrides of codebase, goal, files,
+        data and catalog applied, and `name` as the default profile."""
         p = self.profiles[name]
-        overrides = {"codebase": p.codebase, "goal": p.goal, "files": p.files, "data": p.data}
+        overrides = {"codebase": p.codebase, "goal": p.goal, "files": p.files, "data": p.data, "catalog": p.catalog}
         return self.model_copy(
             update={"default_profile": name, **{k: v for k, v in overrides.items() if v is not None}}
         )

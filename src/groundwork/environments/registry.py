@@ -62,7 +62,7 @@ class Environment:
 
     @property
     def catalog_path(self) -> Path:
-        return self.root / "catalog.toml"
+        return self.root / self.manifest.catalog
 
     def for_profile(self, name: str | None) -> Environment:
         """The environment as profile `name` runs it (its own codebase, goal, files, data

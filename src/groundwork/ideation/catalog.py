@@ -77,7 +77,7 @@ def load_catalog(path: Path) -> list[CatalogIdea]:
     try:
         catalog = Catalog.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
-        raise ManifestError(path, ["this environment has no catalog.toml, so the catalog ideator cannot run"]) from None
+        raise ManifestError(path, [f"this environment has no {path.name}, so the catalog ideator cannot run"]) from None
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         raise ManifestError(path, [str(exc)]) from None
     ids = [i.id for i in catalog.idea]
