@@ -11,11 +11,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Prepared data goes to a per-session cache, never the user's."""
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Prepared data goes to a per-session cache, never the user's (session-scoped, so it
+    is in place before any module-scoped fixture prepares data)."""
     cache = os.environ.get("GROUNDWORK_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
-    monkeypatch.setenv("GROUNDWORK_CACHE", cache)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GROUNDWORK_CACHE", cache)
+        yield
 
 
 @pytest.fixture

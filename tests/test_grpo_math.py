@@ -33,13 +33,9 @@ SMOKE_EVAL_PROBLEMS = 50  # the math-smoke setting locked in math/evaluate.py
 
 
 @pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory) -> Path:
-    """Prepared once for the module, in the session's cache (the per-test cache fixture
-    comes too late for a module-scoped one)."""
-    cache = os.environ.get("GROUNDWORK_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GROUNDWORK_CACHE", cache)
-        return SMOKE.prepare(SMOKE.profile(), quiet=True)
+def smoke_data() -> Path:
+    """Prepared once for the module (in the tests' own cache, see conftest)."""
+    return SMOKE.prepare(SMOKE.profile(), quiet=True)
 
 
 def _edit(old: str, new: str, text: str = TRAIN) -> str:
