@@ -128,3 +128,17 @@ def test_a_run_of_a_profile_runs_that_profiles_codebase(toy_env, tmp_path):
     spec = json.loads((run_dir / job.job_dir / "spec.json").read_text())
     assert spec["baseline_dir"].endswith("environment/wide")
     assert "noise floor of toy (wide): loss = 1.4000 +- 0.0000 over 2 seeds" in proc.stdout  # width 8, not 4
+
+
+def test_env_show_tells_each_profiles_codebase_and_the_shown_profiles_goal():
+    from typer.testing import CliRunner
+
+    from groundwork.cli import app
+
+    shown = CliRunner().invoke(app, ["env", "show", "grpo", "--profile", "small"], env={"COLUMNS": "220"})
+    assert shown.exit_code == 0, shown.output
+    assert "goal shown to the ideator (profile small)" in shown.output and "The task is MATH" in shown.output
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[4].strip() for line in shown.output.splitlines() if "GPU," in line
+    }
+    assert rows["tiny"] == "baseline" and rows["small*"] == "math" and rows["full"] == "math"

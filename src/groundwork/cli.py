@@ -444,7 +444,8 @@ def env_show(
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Show the goal and files this profile runs."),
 ) -> None:
     """Show an environment's goal, files, commands and profiles."""
-    env = load_environment(name, profile=profile)
+    whole = load_environment(name)
+    env = whole.for_profile(profile)
     m = env.manifest
     console.print(f"[bold]{m.name}[/]: {m.description}\n")
     console.print(f"[bold]goal shown to the ideator[/] (profile {m.default_profile})\n" + m.goal.strip() + "\n")
@@ -466,7 +467,7 @@ def env_show(
             pname + ("*" if pname == m.default_profile else ""),
             f"{p.time_budget_s:g}s + {p.grace_s:g}s grace",
             f"{p.resources.gpus} GPU, {p.resources.cpus} CPU",
-            m.profiles[pname].codebase or env.manifest.for_profile(pname).codebase,
+            whole.manifest.for_profile(pname).codebase,
             " ".join(f"{k}={v}" for k, v in p.env.items()),
             p.description,
         )
