@@ -151,12 +151,14 @@ def test_exploit_never_scales_a_knob_back_to_its_baseline_value():
     [(name, profile) for name in builtin_names() for profile in load_environment(name).manifest.profiles],
 )
 def test_each_profiles_catalog_applies_to_that_profiles_codebase(name, profile):
-    """A profile with its own codebase brings a catalog that fits it (grpo's math profiles)."""
+    """Every idea a profile's catalog offers it applies to that profile's codebase, and
+    edits no knob that the profile's scale preset sets again (which would change nothing)."""
     env = load_environment(name, profile=profile)
     policy = PatchPolicy(protected=frozenset(env.manifest.files.locked) | frozenset(env.manifest.files.hidden))
     implementer = CatalogImplementer(policy)
-    catalog = load_catalog(env.catalog_path)
+    catalog = load_catalog(env.catalog_path, profile)
     assert len(catalog) >= 8
+    preset = _preset_knobs(env.codebase_dir / "train.py", env.profile().env.get("GROUNDWORK_SCALE"))
     for entry in catalog:
         idea = Idea(
             id=entry.id, epoch=1, index=1, title=entry.title, text=entry.description, prompt_kind=PromptKind.SIMPLE,
@@ -164,3 +166,30 @@ def test_each_profiles_catalog_applies_to_that_profiles_codebase(name, profile):
         )  # fmt: skip
         [attempt] = implementer.implement(idea, env.codebase_dir)
         assert attempt.applied, (profile, entry.id, attempt.error)
+        assert not {e.knob for e in entry.edit} & preset, (profile, entry.id, preset)
+
+
+def _preset_knobs(train_py: Path, scale: str | None) -> set[str]:
+    """Names that train.py assigns again in a module-level `if SCALE == "<scale>" ...` block."""
+    import ast
+
+    names: set[str] = set()
+    if not scale:
+        return names
+    node = ast.parse(train_py.read_text())
+    branches = [n for n in node.body if isinstance(n, ast.If)]
+    while branches:
+        branch = branches.pop()
+        if f"SCALE == {scale!r}" in ast.unparse(branch.test).replace('"', "'"):
+            for stmt in ast.walk(ast.Module(body=branch.body, type_ignores=[])):
+                if isinstance(stmt, ast.Assign):
+                    for target in stmt.targets:
+                        names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+        branches += [n for n in branch.orelse if isinstance(n, ast.If)]
+    return names
+
+
+def test_the_preset_check_sees_the_small_presets_knobs():
+    knobs = _preset_knobs(NANOGPT.codebase_dir / "train.py", "small")
+    assert {"n_layer", "block_size", "learning_rate"} <= knobs and "beta2" not in knobs
+    assert _preset_knobs(NANOGPT.codebase_dir / "train.py", None) == set()

@@ -486,7 +486,7 @@ def env_check(
     console.print(f"[green]ok[/] manifest {env.root / 'environment.toml'}")
     resolved = env.profile()
     if env.catalog_path.is_file():
-        console.print(f"[green]ok[/] catalog: {len(load_catalog(env.catalog_path))} ideas")
+        console.print(f"[green]ok[/] catalog: {len(load_catalog(env.catalog_path, resolved.name))} ideas")
     else:
         problems.append(f"no {env.catalog_path.name}: the offline catalog ideator cannot run here")
     if shutil.which("git") is None:

@@ -105,7 +105,9 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
     thinking = {"thinking_budget": config.thinking_budget, "reasoning_effort": config.reasoning_effort}
     if config.ideator_llm == "catalog":
         editable = {rel: (env.codebase_dir / rel).read_text() for rel in env.manifest.files.editable}
-        ideator: Ideator = CatalogIdeator.from_file(env.catalog_path, seed=config.seed, baseline_files=editable)
+        ideator: Ideator = CatalogIdeator.from_file(
+            env.catalog_path, seed=config.seed, baseline_files=editable, profile=profile.name
+        )
     else:
         novelty = make_novelty(config.novelty)
         ideator = LLMIdeator(model(config.ideator_llm, "ideator"), env, prompts, budget_s, novelty=novelty, **thinking)

@@ -65,6 +65,9 @@ class CatalogIdea(BaseModel):
     category: str = "other"
     description: str
     edit: list[Edit] = Field(min_length=1)
+    # The profiles the idea fits (None: all). A scale preset that sets a knob for the GPU
+    # profiles makes an edit of that knob a no-op there.
+    profiles: list[str] | None = None
 
 
 class Catalog(BaseModel):
@@ -73,7 +76,12 @@ class Catalog(BaseModel):
     idea: list[CatalogIdea] = Field(min_length=1)
 
 
-def load_catalog(path: Path) -> list[CatalogIdea]:
+def load_catalog(path: Path, profile: str | None = None) -> list[CatalogIdea]:
+    """The catalog's ideas; with `profile`, only those that fit it."""
+    return [idea for idea in _load_all(path) if profile is None or idea.profiles is None or profile in idea.profiles]
+
+
+def _load_all(path: Path) -> list[CatalogIdea]:
     try:
         catalog = Catalog.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
@@ -146,8 +154,10 @@ class CatalogIdeator:
         self.baseline_files = baseline_files
 
     @classmethod
-    def from_file(cls, path: Path, seed: int = 0, baseline_files: dict[str, str] | None = None) -> CatalogIdeator:
-        return cls(load_catalog(path), seed, baseline_files)
+    def from_file(
+        cls, path: Path, seed: int = 0, baseline_files: dict[str, str] | None = None, profile: str | None = None
+    ) -> CatalogIdeator:
+        return cls(load_catalog(path, profile), seed, baseline_files)
 
     def _changes_nothing(self, edits: list[Edit]) -> bool:
         if self.baseline_files is None:
