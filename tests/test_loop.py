@@ -215,3 +215,39 @@ def test_best_of_n_run_asks_only_simple_prompts(toy_env, tmp_path):
     ideas = [i for i in store.ideas() if i.epoch > 0]
     assert len(ideas) == 4 and {str(i.prompt_kind) for i in ideas} == {"simple"}
     assert "over 2 seeds 1.5600 +- 0.0000" in proc.stdout
+
+
+def test_a_job_starts_while_the_epochs_other_ideas_are_still_being_implemented(toy_env, tmp_path):
+    """Implementation and running overlap: the first idea's job is running before the
+    second idea's (slow) implementation ends."""
+    import dataclasses
+
+    from groundwork.config import RunConfig
+    from groundwork.environments import load_environment
+    from groundwork.loop import ResearchLoop, build_components
+    from groundwork.runs import create_run, run_config
+
+    store = create_run(RunConfig(environment=str(toy_env), epochs=1, ideas_per_epoch=2, slots=2), tmp_path / "runs")
+    env = load_environment(store.run_dir / "environment")
+    parts = build_components(env, env.profile(), run_config(store), store.run_dir)
+    seen_running: list[bool] = []
+
+    class SlowSecondImplementer:  # test-only: waits, on the second idea, for the first idea's job to start
+        label = parts.implementer.label
+
+        def implement(self, idea, codebase):
+            if idea.index == 2:
+                watcher = RunStore(store.run_dir)
+
+                def first_job_started() -> bool:
+                    return any(j.idea_id == "e1-01" and j.state != JobState.QUEUED for j in watcher.jobs())
+
+                deadline = time.time() + 30
+                while not first_job_started() and time.time() < deadline:
+                    time.sleep(0.1)
+                seen_running.append(first_job_started())
+            return parts.implementer.implement(idea, codebase)
+
+    ResearchLoop(store, dataclasses.replace(parts, implementer=SlowSecondImplementer())).run()
+    assert seen_running == [True]
+    assert store.run_info()["status"] == "finished" and len(store.results()) == 3

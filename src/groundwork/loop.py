@@ -215,7 +215,7 @@ class ResearchLoop:
             self._prepare_slots(scheduler, self.config.ideas_per_epoch)  # workers start while the ideas are written
             if not self.store.epoch_proposed(epoch):
                 self._propose(epoch)
-            self._implement_pending()
+            self._implement_pending(scheduler)
             # The jobs are queued: keep the workers waiting for them, or start them now.
             self._prepare_slots(scheduler, len(self.store.jobs({JobState.QUEUED})))
             self._wait(scheduler, self._epoch_settled(epoch))
@@ -244,7 +244,7 @@ class ResearchLoop:
                 self._prepare_slots(scheduler, min(idle, target - searched))
                 made = self._propose(batch, count=min(idle, target - searched))
                 empty_batches = 0 if made else empty_batches + 1
-                self._implement_pending()
+                self._implement_pending(scheduler)
                 continue
             if not busy and (exhausted or searched >= target):
                 return
@@ -414,7 +414,10 @@ class ResearchLoop:
         self.on_change()
         return len(ideas)
 
-    def _implement_pending(self) -> None:
+    def _implement_pending(self, scheduler: Scheduler | None = None) -> None:
+        """Implement every proposed idea, queueing a job for each that applies. With
+        `scheduler`, each job is dispatched as soon as it is queued, while the epoch's
+        other ideas are still being implemented."""
         pending = self.store.ideas(state=IdeaState.PROPOSED)
         for idea in [i for i in pending if i.prompt_kind == PromptKind.BASELINE]:
             attempts = [PatchAttempt(diff="", applied=True, codebase_hash=self.info["baseline_hash"])]
@@ -437,6 +440,8 @@ class ResearchLoop:
                     failure = failure or exc
                     continue
                 self._record_attempts(futures[future], attempts, implementer.label)
+                if scheduler is not None:
+                    scheduler.tick()  # start its job now (a slot may be free); results are recorded too
                 self.on_change()
             if failure is not None:
                 raise failure
