@@ -10,6 +10,7 @@ from groundwork.environments import builtin_names, load_environment
 from groundwork.environments.manifest import Metric
 from groundwork.ideation.catalog import LABEL, CatalogIdeator, load_catalog
 from groundwork.implementation.catalog_implementer import CatalogImplementer
+from groundwork.implementation.knob_implementer import preset_knobs
 from groundwork.implementation.patching import PatchPolicy
 from groundwork.protocols import IdeationRequest, Scored, SearchHistory
 from groundwork.records import Idea, PromptKind, Result
@@ -170,23 +171,7 @@ def test_each_profiles_catalog_applies_to_that_profiles_codebase(name, profile):
 
 
 def _preset_knobs(train_py: Path, scale: str | None) -> set[str]:
-    """Names that train.py assigns again in a module-level `if SCALE == "<scale>" ...` block."""
-    import ast
-
-    names: set[str] = set()
-    if not scale:
-        return names
-    node = ast.parse(train_py.read_text())
-    branches = [n for n in node.body if isinstance(n, ast.If)]
-    while branches:
-        branch = branches.pop()
-        if f"SCALE == {scale!r}" in ast.unparse(branch.test).replace('"', "'"):
-            for stmt in ast.walk(ast.Module(body=branch.body, type_ignores=[])):
-                if isinstance(stmt, ast.Assign):
-                    for target in stmt.targets:
-                        names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
-        branches += [n for n in branch.orelse if isinstance(n, ast.If)]
-    return names
+    return preset_knobs(train_py.read_text(), scale)
 
 
 def test_the_preset_check_sees_the_small_presets_knobs():

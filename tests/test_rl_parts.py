@@ -38,6 +38,20 @@ def test_knob_implementer_sets_named_knobs_and_explains_what_it_cannot():
     assert "changes nothing" in _implement("lr=1e-2").error
 
 
+def test_knob_implementer_refuses_a_knob_the_profiles_scale_preset_sets_again():
+    """nanogpt's small preset sets learning_rate itself: editing its knob line would run an
+    unchanged codebase on a GPU, so the edit is refused there, and taken at tiny."""
+    from groundwork.environments import load_environment
+
+    env = load_environment("nanogpt", profile="small")
+    policy = PatchPolicy(protected=frozenset(env.manifest.files.locked))
+    small = KnobImplementer(policy, ["train.py"], scale=env.profile().env["GROUNDWORK_SCALE"])
+    refused = small.implement(_idea("learning_rate=3e-3"), env.codebase_dir)[-1]
+    assert not refused.applied and "set again by the 'small' preset" in refused.error
+    assert small.implement(_idea("beta2=0.99"), env.codebase_dir)[-1].applied  # no preset sets beta2
+    assert KnobImplementer(policy, ["train.py"]).implement(_idea("learning_rate=3e-3"), env.codebase_dir)[-1].applied
+
+
 def test_knob_words_of_an_environment_make_a_tiny_model_vocabulary():
     from groundwork.rl.tiny import knob_words
 

@@ -2,7 +2,8 @@
 (`lr=3e-3 warmup=50`, in any order, anywhere in its text) becomes edits of the matching
 top-level `name = value` lines of the editable files, written as a unified diff that
 takes the same checked path as any model-written one. An idea that names no knob, an
-unknown knob, or a value that is not a Python number or literal fails to implement."""
+unknown knob, a knob the profile's scale preset sets again (the edit would change
+nothing there), or a value that is not a Python number or literal fails to implement."""
 
 from __future__ import annotations
 
@@ -30,12 +31,36 @@ def knobs_of(codebase: Path, files: list[str]) -> dict[str, str]:
     return {name: rels[0] for name, rels in found.items() if len(rels) == 1}
 
 
+def preset_knobs(source: str, scale: str | None) -> set[str]:
+    """Names a training script assigns again in a module-level `if SCALE == "<scale>"`
+    block (the built-in environments' per-scale presets, chosen by GROUNDWORK_SCALE): at
+    that scale, an edit of the knob's own line changes nothing."""
+    if not scale:
+        return set()
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    branches = [node for node in tree.body if isinstance(node, ast.If)]
+    while branches:
+        branch = branches.pop()
+        if f"SCALE == {scale!r}" in ast.unparse(branch.test).replace('"', "'"):
+            for node in ast.walk(ast.Module(body=branch.body, type_ignores=[])):
+                if isinstance(node, ast.Assign):
+                    for target in node.targets:
+                        names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+        branches += [node for node in branch.orelse if isinstance(node, ast.If)]
+    return names
+
+
 class KnobImplementer:
     label = "knob edits (no LLM)"
 
-    def __init__(self, policy: PatchPolicy, editable: list[str]):
+    def __init__(self, policy: PatchPolicy, editable: list[str], scale: str | None = None):
         self.policy = policy
         self.editable = editable
+        self.scale = scale  # the profile's GROUNDWORK_SCALE: knobs its preset sets are refused
 
     def implement(self, idea: Idea, codebase: Path) -> list[PatchAttempt]:
         knobs = knobs_of(codebase, self.editable)
@@ -55,6 +80,14 @@ class KnobImplementer:
             edits[knob] = Edit(file=knobs[knob], knob=knob, value=value)
         names = sorted({e.file for e in edits.values()})
         before = {n: (codebase / n).read_text(encoding="utf-8") for n in names}
+        for edit in edits.values():
+            if edit.knob in preset_knobs(before[edit.file], self.scale):
+                return [
+                    self._fail(
+                        f"{edit.knob} is set again by the {self.scale!r} preset in {edit.file}: at this profile "
+                        "the edit would change nothing; choose another knob"
+                    )
+                ]
         try:
             after = apply_edits(before, list(edits.values()))
         except EditError as exc:
