@@ -16,7 +16,7 @@ from rich.table import Table
 
 from groundwork.analysis.summary import save_noise_floor, summarize
 from groundwork.config import RunConfig
-from groundwork.console import print_summary, progress_view
+from groundwork.console import print_summary, progress_view, throttled
 from groundwork.environments import ManifestError, builtin_names, load_environment
 from groundwork.ideation.catalog import load_catalog
 from groundwork.llm.base import LLMError
@@ -46,16 +46,8 @@ def _drive(store: RunStore) -> None:
     console.print(f"data for {loop.env.name} ({loop.profile.name}): {loop.env.data_dir(loop.profile)}")
     loop.data_dir = loop.env.prepare(loop.profile)  # shows its own progress the first time
     started = time.time()
-    last = 0.0
     with Live(console=console, refresh_per_second=4, transient=True) as live:
-
-        def refresh() -> None:
-            nonlocal last
-            if time.time() - last >= 0.5:
-                last = time.time()
-                live.update(progress_view(summarize(store), started))
-
-        loop.on_change = refresh
+        loop.on_change = throttled(lambda: live.update(progress_view(summarize(store), started)))
         try:
             loop.run()
         except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -11,6 +12,19 @@ from rich.text import Text
 from groundwork.analysis.summary import IdeaRow, RunSummary
 
 STATUS_STYLE = {"ok": "green", "queued": "dim", "leased": "cyan", "running": "cyan", "implementing": "dim"}
+
+
+def throttled(update: Callable[[], None], every_s: float = 0.5) -> Callable[[], None]:
+    """`update`, run at most once every `every_s` seconds (the loop calls it on every event)."""
+    last = 0.0
+
+    def call() -> None:
+        nonlocal last
+        if time.time() - last >= every_s:
+            last = time.time()
+            update()
+
+    return call
 
 
 def _fmt(value: float | None) -> str:

@@ -13,7 +13,7 @@ from rich.live import Live
 
 from groundwork.analysis.summary import summarize
 from groundwork.config import RunConfig
-from groundwork.console import print_summary, progress_view
+from groundwork.console import print_summary, progress_view, throttled
 from groundwork.llm.recording import BudgetExceeded
 from groundwork.rl.config import RLConfig, is_rl_run, load_rl_config
 from groundwork.rl.dataset import export_runs
@@ -34,14 +34,12 @@ def _drive(store: RunStore) -> None:
     rl = load_rl_config(store.run_dir)
     log = StepLog(store.run_dir)
     started = time.time()
-    last = 0.0
     with Live(console=console, refresh_per_second=4, transient=True) as live:
 
-        def refresh() -> None:
-            nonlocal last
-            if time.time() - last >= 0.5:
-                last = time.time()
-                live.update(Group(progress_view(summarize(store), started), steps_table(log.rows(), rl.steps, last=8)))
+        def view() -> Group:
+            return Group(progress_view(summarize(store), started), steps_table(log.rows(), rl.steps, last=8))
+
+        refresh = throttled(lambda: live.update(view()))
 
         console.print(f"loading the policy {rl.model} ...")
         trainer = RLTrainer(store, refresh)
