@@ -229,11 +229,7 @@ class ResearchLoop:
         empty_batches = 0  # in a row; the ideator has nothing new to offer after a few
         seen = -1
         while True:
-            busy = scheduler.tick()
-            if self.store.count_results() != seen:
-                seen = self.store.count_results()
-                busy = self._queue_confirmations() or busy
-            self._check_caps(scheduler)
+            busy, seen = self._round(scheduler, seen)
             idle = scheduler.free_slots - len(self.store.jobs({JobState.QUEUED}))
             searched = sum(1 for i in self.store.ideas() if i.prompt_kind not in NOT_SEARCHED)
             exhausted = empty_batches >= 3
@@ -255,16 +251,22 @@ class ResearchLoop:
         free slots; a no-op on backends whose jobs start at once)."""
         scheduler.prepare(self.profile.resources.model_dump(), jobs)
 
+    def _round(self, scheduler: Scheduler, seen: int) -> tuple[bool, int]:
+        """One scheduler tick; confirmation re-runs when results arrived since `seen` of them;
+        the compute and time caps. Returns (jobs still queued or running, results seen)."""
+        busy = scheduler.tick()
+        results = self.store.count_results()
+        if results != seen:
+            busy = self._queue_confirmations() or busy
+        self._check_caps(scheduler)
+        return busy, results
+
     def _wait(self, scheduler: Scheduler, settled: Callable[[], bool] | None = None) -> None:
         """Tick the scheduler until no job is left (or `settled()`), queueing confirmation
         re-runs as results arrive and stopping cleanly at a compute or time cap."""
         seen = -1
         while True:
-            busy = scheduler.tick()
-            if self.store.count_results() != seen:
-                seen = self.store.count_results()
-                busy = self._queue_confirmations() or busy
-            self._check_caps(scheduler)
+            busy, seen = self._round(scheduler, seen)
             if not busy or (settled is not None and settled()):
                 return
             scheduler.wait()
