@@ -38,3 +38,21 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 GROUNDWORK = [sys.executable, "-m", "groundwork.cli"]
+
+
+def patched_job(env, data_dir: Path, tmp_path: Path, new_files: dict[str, str] | None = None, **spec_args):
+    """A JobSpec of `env` (as its profile runs it) in tmp_path/job, whose patch turns the
+    codebase's files into `new_files` (a name the codebase lacks is a new file);
+    `spec_args` go to `environment_job_spec`."""
+    from groundwork.execution.job_spec import environment_job_spec
+    from groundwork.implementation.patching import unified_diff
+
+    job_dir = tmp_path / "job"
+    job_dir.mkdir(parents=True)
+    diff_path = ""
+    if new_files:
+        codebase = env.codebase_dir
+        old = {name: (codebase / name).read_text() for name in new_files if (codebase / name).is_file()}
+        diff_path = str(tmp_path / "patch.diff")
+        Path(diff_path).write_text(unified_diff(old, new_files))
+    return environment_job_spec(env, env.profile(), data_dir, job_dir, diff_path=diff_path, **spec_args)

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import patched_job
 from groundwork.environments import load_environment
-from groundwork.execution.job_spec import environment_job_spec
 from groundwork.execution.runner import JobRunner
-from groundwork.implementation.patching import unified_diff
 from groundwork.protocols import JobSpec
 from groundwork.records import FailureCategory
 
@@ -45,16 +44,7 @@ def _edit(old: str, new: str, text: str = TRAIN) -> str:
 
 def _job(tmp_path: Path, data_dir: Path, new_files: dict[str, str] | None = None, **overrides) -> JobSpec:
     """A math-smoke job whose patch turns the math codebase's files into `new_files`."""
-    job_dir = tmp_path / "job"
-    job_dir.mkdir(parents=True)
-    diff_path = ""
-    if new_files:
-        old = {name: (CODEBASE / name).read_text() for name in new_files}
-        diff_path = str(tmp_path / "patch.diff")
-        Path(diff_path).write_text(unified_diff(old, new_files))
-    spec = environment_job_spec(
-        SMOKE, SMOKE.profile(), data_dir, job_dir, job_id="job-math", seed=1, diff_path=diff_path
-    )
+    spec = patched_job(SMOKE, data_dir, tmp_path, new_files, job_id="job-math", seed=1)
     return dataclasses.replace(spec, **overrides)
 
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import patched_job
 from groundwork.environments import load_environment
 from groundwork.execution import sandbox
-from groundwork.execution.job_spec import environment_job_spec
 from groundwork.execution.runner import JobRunner
-from groundwork.implementation.patching import unified_diff
 from groundwork.protocols import JobSpec
 from groundwork.records import FailureCategory
 
@@ -36,18 +35,10 @@ def _edit(old: str, new: str, text: str = TRAIN) -> str:
     return text.replace(old, new, 1)
 
 
-def _job(tmp_path: Path, data_dir: Path, new_files: dict[str, str] | None = None, env=NANOGPT, **overrides) -> JobSpec:
-    """A job of `env`'s smoke profile whose patch turns the baseline's files into `new_files`."""
-    profile = env.profile("smoke")
-    job_dir = tmp_path / "job"
-    job_dir.mkdir(parents=True)
-    diff_path = ""
-    if new_files:
-        old = {name: (env.codebase_dir / name).read_text() for name in new_files if (env.codebase_dir / name).is_file()}
-        diff_path = str(tmp_path / "patch.diff")
-        Path(diff_path).write_text(unified_diff(old, new_files))
-    spec = environment_job_spec(
-        env, profile, data_dir, job_dir, job_id="job-hack", seed=1, diff_path=diff_path, time_budget_s=2.0
+def _job(tmp_path: Path, data_dir: Path, new_files: dict[str, str] | None = None, **overrides) -> JobSpec:
+    """A job of nanogpt's smoke profile whose patch turns the baseline's files into `new_files`."""
+    spec = patched_job(
+        NANOGPT.for_profile("smoke"), data_dir, tmp_path, new_files, job_id="job-hack", seed=1, time_budget_s=2.0
     )
     # Short deadlines around a 2 s training budget: every planted hack is caught quickly.
     return dataclasses.replace(spec, **{"grace_s": 30.0, "eval_timeout_s": 90.0, **overrides})
