@@ -80,8 +80,9 @@ class KnobImplementer:
             edits[knob] = Edit(file=knobs[knob], knob=knob, value=value)
         names = sorted({e.file for e in edits.values()})
         before = {n: (codebase / n).read_text(encoding="utf-8") for n in names}
+        presets = {name: preset_knobs(text, self.scale) for name, text in before.items()}
         for edit in edits.values():
-            if edit.knob in preset_knobs(before[edit.file], self.scale):
+            if edit.knob in presets[edit.file]:
                 return [
                     self._fail(
                         f"{edit.knob} is set again by the {self.scale!r} preset in {edit.file}: at this profile "
