@@ -116,9 +116,7 @@ class Scheduler:
             return 0
         capacity = self._capacity()
         need = demand(resources, capacity)
-        free = dict(capacity)
-        for held in self._busy_need.values():
-            free = subtract(free, held)
+        free = self._unheld(capacity)
         count = self.free_slots if jobs is None else min(jobs, self.free_slots)
         for kind, amount in need.items():
             if amount > 0:
@@ -143,6 +141,13 @@ class Scheduler:
         busy = set(self._busy_slots.values())
         return [s for s in range(self.backend.slots) if s not in busy]
 
+    def _unheld(self, capacity: dict[str, float]) -> dict[str, float]:
+        """`capacity` less what the running jobs hold."""
+        free = dict(capacity)
+        for held in self._busy_need.values():
+            free = subtract(free, held)
+        return free
+
     def _capacity(self) -> dict[str, float]:
         capacity = getattr(self.backend, "capacity", None)
         return dict(capacity()) if capacity is not None else {"slots": float(self.backend.slots)}
@@ -154,9 +159,7 @@ class Scheduler:
         free_slots = self._free_slots()
         capacity = self._capacity()
         capacity["slots"] = float(self.backend.slots)
-        free = dict(capacity)
-        for need in self._busy_need.values():
-            free = subtract(free, need)
+        free = self._unheld(capacity)
         by_id = {job.id: job for job in queued}
         placement = pack([(job.id, demand(job.resources, capacity)) for job in queued], free, capacity)
         # A cluster can grow (nodes joining, autoscaling): there a job that does not fit
