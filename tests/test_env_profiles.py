@@ -167,11 +167,14 @@ def test_gpu_benchmark_runs_on_cpu_and_reports_throughput(tmp_path):
     out = tmp_path / "bench.json"
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_environments.py"
     command = [sys.executable, str(script), "--profile", "smoke", "--envs", "nanogpt", "grpo", "--out", str(out)]
-    command += ["--env-profile", "grpo=math-smoke", "--work", str(tmp_path / "work")]
+    command += ["--env-profile", "grpo=math-smoke", "--work", str(tmp_path / "work"), "--time-budget", "25"]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(out.read_text())
     result, grpo = report["results"]
+    # --time-budget, recorded (the step and token caps still end both runs early)
+    assert [r["time_budget_s"] for r in report["results"]] == [25, 25]
+    assert result["profile_time_budget_s"] == 3 and grpo["profile_time_budget_s"] == 20
     assert grpo["profile"] == "math-smoke" and grpo["failure"] is None and grpo["wall_s"] > 0
     assert 0.0 <= grpo["metric"]["accuracy"] <= 1.0 and grpo["training"]["steps"] == 3
     assert grpo["training"]["rollouts"] == 3 * 64 and grpo["training"]["rollouts_per_s"] > 0
@@ -189,3 +192,26 @@ def test_gpu_benchmark_runs_on_cpu_and_reports_throughput(tmp_path):
         sys.path.remove(str(script.parent))
     skipped = gpu_environments.run_profile("grpo", "no-such-profile", tmp_path / "skip", 0, None)
     assert "skipped" in skipped
+
+
+def test_shapes_benchmark_measures_each_candidate_in_train_py_and_names_a_bad_knob(tmp_path):
+    """benchmarks/nanogpt_shapes.py on CPU at the smoke profile: a candidate's knobs reach
+    train.py's real loop (the checkpoint's model_args show them) and its throughput is
+    reported; a knob train.py lacks fails that candidate by name, and the run exits 1."""
+    out = tmp_path / "shapes.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "nanogpt_shapes.py"
+    shape = "n_layer=1,n_embd=32,n_head=2,batch_size=4,block_size=32"
+    command = [sys.executable, str(script), "--profile", "smoke", "--seconds", "2", "--out", str(out)]
+    command += ["--shape", shape, "--shape", "n_layers=3", "--work", str(tmp_path / "work")]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    good, bad = report["results"]
+    assert report["profile"] == "smoke" and report["gpus"] == 0
+    assert "failure" not in good, good
+    assert good["model_args"]["n_layer"] == 1 and good["model_args"]["block_size"] == 32
+    assert good["tokens_per_s"] > 0 and good["tokens_seen"] % (4 * 32) == 0 and good["mfu"] is None
+    assert "train.py has no knob n_layers" in bad["failure"]
+
+    bad_syntax = subprocess.run([sys.executable, str(script), "--shape", "n_layer=six"], capture_output=True, text=True)
+    assert bad_syntax.returncode == 2 and "'six' is not a Python literal" in bad_syntax.stderr
