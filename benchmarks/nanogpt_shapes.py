@@ -126,8 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="groundwork-shapes-"))
     work.mkdir(parents=True, exist_ok=True)
     # One process, one GPU: a multi-GPU profile (full) is measured per GPU.
-    job_env = {**profile.env, "GROUNDWORK_DATA_DIR": str(env.training_data_dir(data)), "GROUNDWORK_SEED": "0",
-               "GROUNDWORK_NPROC": "1"}
+    job_env = {
+        **profile.env,
+        "GROUNDWORK_DATA_DIR": str(env.training_data_dir(data)),
+        "GROUNDWORK_SEED": "0",
+        "GROUNDWORK_NPROC": "1",
+    }
     job_env.setdefault("GROUNDWORK_NUM_THREADS", "1" if gpus == 0 else "4")
     results = []
     for shape in shapes:
