@@ -37,11 +37,11 @@ from groundwork.environments import load_environment
 # 128-wide attention heads keep the tensor cores busier than the 512-wide preset does.
 DEFAULT_SHAPES = {
     "small": [
-        "",  # the preset itself
-        "batch_size=64",
+        "",  # the preset itself: 8 layers, 512 wide, 64-wide heads
         "n_layer=6,n_embd=768,n_head=6",
         "n_layer=8,n_embd=768,n_head=6",
-        "n_layer=12,n_embd=768,n_head=12",  # GPT-2 124M at one GPU: the usual reference point
+        "n_layer=8,n_embd=1024,n_head=8",
+        "n_layer=12,n_embd=768,n_head=12",  # GPT-2 124M on one GPU: the usual reference point
     ],
 }
 
