@@ -128,11 +128,20 @@ def _run(tmp_path: Path, codebase: Path, data: Path, profile: str, env: dict[str
 
 
 def test_small_preset_trains_on_tokens_and_is_scored_per_token(tmp_path, token_data):
+    """Compiled as on the GPU (with the aot_eager backend, which guards like the default one
+    but generates no kernels, so it takes seconds on a CPU): the warm-up compiles before the
+    clock starts, and the timed loop never compiles again."""
     gpu_settings = NANOGPT.profile("small").env
     assert gpu_settings["GROUNDWORK_SCALE"] == "small" and gpu_settings["GROUNDWORK_DEVICE"] == "cuda"
-    env = {**gpu_settings, "GROUNDWORK_DEVICE": "cpu", "GROUNDWORK_COMPILE": "0", "GROUNDWORK_MAX_TRAIN_TOKENS": "2560"}
+    assert gpu_settings["GROUNDWORK_COMPILE"] == "1"
+    env = {**gpu_settings, "GROUNDWORK_DEVICE": "cpu", "GROUNDWORK_COMPILE": "aot_eager"}
+    env |= {"GROUNDWORK_MAX_TRAIN_TOKENS": "2560", "TORCH_LOGS": "recompiles,graph_code"}
     outcome = _run(tmp_path, _codebase(tmp_path, "small"), token_data, "small", env)
     assert outcome.failure is None, outcome.detail
+    log = (tmp_path / "job" / "job.log").read_text()
+    warm_up, timed = log.split("step 1 |", 1)
+    assert "[0/0] [__graph_code]" in warm_up  # the model was compiled before the first step
+    assert "[__recompiles]" not in log and "[__graph_code]" not in timed, timed[:3000]
     metrics = outcome.metrics
     val_tokens = json.loads((token_data / "manifest.json").read_text())["tokens"]["val"]
     assert metrics["eval_profile"] == "small" and metrics["eval_device"] == "cpu"
@@ -144,17 +153,19 @@ def test_small_preset_trains_on_tokens_and_is_scored_per_token(tmp_path, token_d
 
 
 def test_full_preset_relaunches_under_torchrun_with_two_ranks(tmp_path, token_data):
+    """Two ranks (gloo), the DDP-wrapped model compiled (aot_eager) before the clock on each."""
     env = {
         **NANOGPT.profile("full").env,
         "GROUNDWORK_NPROC": "2",
         "GROUNDWORK_DEVICE": "cpu",
-        "GROUNDWORK_COMPILE": "0",
+        "GROUNDWORK_COMPILE": "aot_eager",
         "GROUNDWORK_MAX_TRAIN_TOKENS": "2048",
+        "TORCH_LOGS": "recompiles",
     }
     outcome = _run(tmp_path, _codebase(tmp_path, "full"), token_data, "full", env)
     assert outcome.failure is None, outcome.detail
     log = (tmp_path / "job" / "job.log").read_text()
-    assert "2 x cpu" in log
+    assert "2 x cpu" in log and "[__recompiles]" not in log
     assert outcome.metrics["tokens_seen"] == 4 * 2 * 4 * 64  # 4 steps of 2 ranks x 4 x 64 tokens
     assert outcome.metrics["eval_profile"] == "full" and outcome.metrics["val_loss"] < 11.5
 

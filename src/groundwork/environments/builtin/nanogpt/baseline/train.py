@@ -49,7 +49,7 @@ NUM_THREADS = int(os.environ.get("GROUNDWORK_NUM_THREADS", "1"))
 OUT_DIR = os.environ.get("GROUNDWORK_OUT_DIR", "out")
 SCALE = os.environ.get("GROUNDWORK_SCALE", "tiny")  # which preset below: tiny, small or full
 DEVICE = os.environ.get("GROUNDWORK_DEVICE", "cpu")  # "cuda" on GPU profiles (bf16 autocast)
-COMPILE = os.environ.get("GROUNDWORK_COMPILE", "0") == "1"  # torch.compile, warmed up before the clock starts
+COMPILE = os.environ.get("GROUNDWORK_COMPILE", "0")  # "1": torch.compile, warmed up before the clock; "0": off
 NPROC = int(os.environ.get("GROUNDWORK_NPROC", "1"))  # processes (GPUs); above 1 this file relaunches under torchrun
 BYTE_VOCAB, TOKEN_VOCAB = 256, 50304  # bytes; GPT-2's 50257 tokens padded to a multiple of 64
 
@@ -292,12 +292,14 @@ def main():
         from torch.nn.parallel import DistributedDataParallel
 
         train_model = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device != "cpu" else None)
-    if COMPILE:
-        train_model = torch.compile(train_model)
-        # Compile outside the timed window: one forward and backward on a dummy batch.
-        dummy = torch.zeros((batch_size, block_size), dtype=torch.long, device=device)
+    if COMPILE != "0":  # "1": the default backend; another value names one (e.g. "aot_eager", to debug)
+        train_model = torch.compile(train_model, **({} if COMPILE == "1" else {"backend": COMPILE}))
+        # Compile outside the timed window: one forward and backward on a batch drawn like the
+        # training ones (same shapes and strides, so the loop does not compile again), from a
+        # generator of its own (the training batches stay the same).
+        x, y = get_batch(data, torch.Generator().manual_seed(SEED + 10_000 + rank))
         with autocast:
-            _, loss = train_model(dummy, dummy)
+            _, loss = train_model(x, y)
         loss.backward()
         optimizer.zero_grad()
         if device != "cpu":
