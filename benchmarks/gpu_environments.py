@@ -123,7 +123,12 @@ def run_profile(
     env = env.for_profile(profile_name)
     profile = env.profile()
     print(f"== {name} ({profile_name}): preparing data in {env.data_dir(profile)}", flush=True)
-    data = env.prepare(profile)
+    started = time.time()
+    try:
+        data = env.prepare(profile)
+    except RuntimeError as exc:  # reported like a failed job, so the other environments still run
+        return {"environment": name, "profile": profile_name, "failure": "prepare", "detail": str(exc)[-2000:]}
+    prepare_s = round(time.time() - started, 2)
     job_dir = work_root / name
     job_dir.mkdir(parents=True)
     m = env.manifest
@@ -146,6 +151,7 @@ def run_profile(
         "profile": profile_name,
         "time_budget_s": spec.time_budget_s,
         "profile_time_budget_s": profile.time_budget_s,
+        "prepare_s": prepare_s,
         "wall_s": round(time.time() - started, 2),
         "train_wall_s": outcome.flags.get("train_seconds"),
         "failure": outcome.failure.value if outcome.failure else None,
@@ -195,18 +201,19 @@ def main(argv: list[str] | None = None) -> int:
     device, gpus, peak = device_description()
     work = args.work or Path(tempfile.mkdtemp(prefix="groundwork-bench-"))
     started = time.time()
-    results = [
-        run_profile(name, chosen.get(name, args.profile), work, gpus, peak, args.time_budget) for name in args.envs
-    ]
     report = {
         "device": device,
         "gpus": gpus,
         "python": sys.version.split()[0],
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "wall_s": round(time.time() - started, 2),
-        "results": results,
+        "wall_s": None,
+        "results": [],
     }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    results = report["results"]
+    for name in args.envs:
+        results.append(run_profile(name, chosen.get(name, args.profile), work, gpus, peak, args.time_budget))
+        report["wall_s"] = round(time.time() - started, 2)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")  # after each: a run cut short keeps what it measured
     print(json.dumps(report, indent=2))
     failed = [r["environment"] for r in results if r.get("failure")]
     return 1 if failed else 0

@@ -203,6 +203,13 @@ def test_gpu_benchmark_runs_on_cpu_and_reports_throughput(tmp_path):
         sys.path.remove(str(script.parent))
     skipped = gpu_environments.run_profile("grpo", "no-such-profile", tmp_path / "skip", 0, None)
     assert "skipped" in skipped
+    # A preparation that fails is reported like a failed job, so the other environments still run.
+    broken = shutil.copytree(Path(__file__).parent / "fixtures" / "toyenv", tmp_path / "broken")
+    manifest = (broken / "environment.toml").read_text()
+    prepare = 'prepare = ["{python}", "-c", "import sys; sys.exit(\'no data here\')"]\n'
+    (broken / "environment.toml").write_text(manifest.replace("[run]\n", "[run]\n" + prepare))
+    failed = gpu_environments.run_profile(str(broken), "quick", tmp_path / "broken-work", 0, None)
+    assert failed["failure"] == "prepare" and "failed (exit 1)" in failed["detail"], failed
 
 
 def test_shapes_benchmark_measures_each_candidate_in_train_py_and_names_a_bad_knob(tmp_path):
