@@ -218,8 +218,9 @@ def main() -> int:
         llm = RecordingLLM(ScriptedLLM(), store.run_dir, PriceTable.load())
         prompts = PromptLibrary()
         policy = PatchPolicy(protected=frozenset(env.manifest.files.locked) | frozenset(env.manifest.files.hidden))
-        parts.ideator = LLMIdeator(llm, env, prompts, 20.0)
-        parts.implementer = LLMImplementer(llm, env, prompts, policy, 20.0)
+        shown_budget_s = env.profile("tiny").time_budget_s  # what a replaying user's profile runs under
+        parts.ideator = LLMIdeator(llm, env, prompts, shown_budget_s)
+        parts.implementer = LLMImplementer(llm, env, prompts, policy, shown_budget_s)
         parts.implementation_workers = 4
         ResearchLoop(store, parts).run()
         out = RECORDINGS_DIR / "nanogpt-tiny.jsonl"
