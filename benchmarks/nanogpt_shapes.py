@@ -32,6 +32,7 @@ from pathlib import Path
 from gpu_environments import device_description, nanogpt_throughput
 
 from groundwork.environments import load_environment
+from groundwork.implementation.knob_implementer import knobs_of
 
 # Candidates tried after the profile's own preset when none are named: wider matrices and
 # 128-wide attention heads keep the tensor cores busier than the 512-wide preset does.
@@ -69,10 +70,10 @@ def load_train_module(path: Path):
 
 def train_once(train_py: Path, knobs: dict[str, object], out_dir: Path) -> None:
     """In this process: train.py's main() with `knobs` set over its preset."""
-    train = load_train_module(train_py)
-    unknown = sorted(name for name in knobs if not hasattr(train, name))
+    unknown = sorted(set(knobs) - set(knobs_of(train_py.parent, [train_py.name])))
     if unknown:
         raise SystemExit(f"nanogpt_shapes: train.py has no knob {', '.join(unknown)}")
+    train = load_train_module(train_py)
     for name, value in knobs.items():
         setattr(train, name, value)
     train.OUT_DIR = str(out_dir)
