@@ -123,12 +123,12 @@ def run_profile(
     env = env.for_profile(profile_name)
     profile = env.profile()
     print(f"== {name} ({profile_name}): preparing data in {env.data_dir(profile)}", flush=True)
-    started = time.time()
+    prepare_started = time.time()
     try:
         data = env.prepare(profile)
     except RuntimeError as exc:  # reported like a failed job, so the other environments still run
         return {"environment": name, "profile": profile_name, "failure": "prepare", "detail": str(exc)[-2000:]}
-    prepare_s = round(time.time() - started, 2)
+    prepare_s = round(time.time() - prepare_started, 2)
     job_dir = work_root / name
     job_dir.mkdir(parents=True)
     m = env.manifest
