@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from groundwork.environments import load_environment
+from groundwork.ideation.feedback import key_error_line, parent_lines, result_line, tried_lines
 from groundwork.ideation.llm_ideator import LLMIdeator
 from groundwork.ideation.novelty import find_duplicate, similarity
 from groundwork.ideation.parsing import parse_ideas
@@ -109,7 +110,8 @@ def test_exploit_and_explore_prompts_carry_results_and_duplicates_are_dropped():
         IdeationRequest(PromptKind.EXPLOIT, 2, epoch=2, parents=history.beating_baseline()), history
     )
     exploit = llm.requests[0].messages[0]["content"]
-    assert "beat the baseline (val_bpb = 3.9)" in exploit and '"Short context": val_bpb = 3.4' in exploit
+    assert "beat the baseline (val_bpb = 3.9)" in exploit
+    assert '\n- "Short context" (e1-01): val_bpb = 3.4000 (+0.5000 vs baseline)\n  Short context text' in exploit
     assert [d.title for d in drafts] == ["Lower beta1"]  # the first repeats an earlier idea
     assert ideator.dropped_duplicates == 1 and drafts[0].parents == ["e1-01"]
     assert drafts[0].payload["ideation_cost_usd"] == 0.04
@@ -117,7 +119,8 @@ def test_exploit_and_explore_prompts_carry_results_and_duplicates_are_dropped():
 
     ideator.propose(IdeationRequest(PromptKind.EXPLORE, 2, epoch=2, tried=history.scored), history)
     explore = llm.requests[1].messages[0]["content"]
-    assert "failed (crashed: ValueError: shapes)" in explore and "new directions" in explore
+    assert '\n- "Short context" (e1-01): val_bpb = 3.4000 (+0.5000 vs baseline)\n' in explore
+    assert '\n- "Bad idea" (e1-02): failed, crashed: ValueError: shapes\n' in explore and "new directions" in explore
     assert llm.requests[1].context == llm.requests[0].context  # the cacheable prefix is shared
 
 
@@ -128,3 +131,58 @@ def test_templates_can_be_overridden_by_file_name(tmp_path):
         IdeationRequest(PromptKind.SIMPLE, 3, epoch=1), SearchHistory(NANOGPT.manifest.metric, None, [])
     )
     assert llm.requests[0].messages[0]["content"] == "Give me 3 ideas, briefly.\n"
+
+
+def _scored(n: int, title: str, **result) -> Scored:
+    idea = Idea(
+        id=f"e1-{n:02d}", epoch=1, index=n, title=title, text=f"{title}.", prompt_kind=PromptKind.SIMPLE, origin="t"
+    )
+    return Scored(idea, Result(idea_id=idea.id, **result))
+
+
+def test_a_failure_shows_its_kind_and_the_error_line_of_its_traceback():
+    detail = (
+        "training exited with code 1:\nstep 3 loss 4.1\nTraceback (most recent call last):\n"
+        '  File "train.py", line 210, in <module>\n    y = model(x)\n'
+        "RuntimeError: The size of tensor a (64) must match the size of tensor b (128) at non-singleton dimension 1"
+        + "\n"
+        + "padding line after the error\n" * 3
+    )
+    assert key_error_line(detail).startswith("RuntimeError: The size of tensor a (64)")
+    assert key_error_line("evaluate.py: error: checkpoint out/ckpt.pt is missing") == (
+        "evaluate.py: error: checkpoint out/ckpt.pt is missing"
+    )
+    assert key_error_line("training ran past budget + grace (3s + 15s) and was killed") == (
+        "training ran past budget + grace (3s + 15s) and was killed"
+    )
+    line = result_line(
+        _scored(2, "Wider MLP", failure=FailureCategory.CRASHED, detail=detail), NANOGPT.manifest.metric, 3.9
+    )
+    assert line == (
+        '"Wider MLP" (e1-02): failed, crashed: training exited with code 1 | RuntimeError: The size of tensor a (64) '
+        "must match the size of tensor b (128) at non-singleton dimension 1"
+    )
+    long = key_error_line("ValueError: " + "x" * 1000)
+    assert len(long) == 240 and long.endswith("...")
+
+
+def test_the_best_tried_ideas_carry_a_curve_summary_and_lists_keep_to_their_budget():
+    metric = NANOGPT.manifest.metric
+    curve = [{"step": s, "loss": 5.0 - 0.25 * s, "lr": 1e-3} for s in range(10)]
+    tried = [_scored(n, f"Idea {n}", metric=3.0 + n / 10, curve=curve) for n in range(1, 6)]
+    lines = tried_lines(tried, metric, 3.9)
+    assert len(lines) == 5 and all(line.startswith('- "Idea') for line in lines)
+    with_curve = [line for line in lines if "training curve:" in line]
+    assert len(with_curve) == 3 and all('"Idea 4"' not in line and '"Idea 5"' not in line for line in with_curve)
+    assert lines[0].endswith("\n  training curve: loss 5 -> 4.25 -> 3.5 -> 2.75 (steps 0, 3, 6, 9)")
+    many = [_scored(n, f"Idea {n} " + "word " * 30, metric=3.5) for n in range(1, 200)]
+    bounded = tried_lines(many, metric, 3.9, budget=2000)
+    assert sum(len(line) + 1 for line in bounded[:-1]) <= 2000 < sum(len(line) + 1 for line in bounded) + 400
+    assert bounded[-1].startswith(f"- ... and {199 - (len(bounded) - 1)} more not shown (prompt budget of 2000")
+    parents = parent_lines(tried[:2], metric, 3.9)
+    assert parents[0].splitlines()[1] == "  Idea 1." and "training curve: loss" in parents[0]
+
+
+def test_the_implementer_prompt_explains_how_hunk_headers_count_lines():
+    system = PromptLibrary().render("implementer_system", editable=["train.py"], edit_format="diff")
+    assert "without line numbers" in system and "number of context and" in system and "removed (`-`) lines" in system

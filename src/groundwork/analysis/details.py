@@ -150,23 +150,3 @@ def _read_diff(run_dir: Path, patch: Patch | None) -> str:
         return ""
     path = run_dir / patch.diff_path
     return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
-
-
-def curve_series(
-    result: Result | None, preferred: tuple[str, ...] = ("loss", "reward", "accuracy")
-) -> tuple[str, list[float], list[float]]:
-    """(name, x, y) of a result's training curve: the first preferred key it logged,
-    against "step" (or the point's index)."""
-    if result is None or not result.curve:
-        return "", [], []
-    keys = [k for k in result.curve[0] if isinstance(result.curve[0][k], (int, float)) and k != "step"]
-    name = next((k for k in preferred if k in keys), keys[0] if keys else "")
-    if not name:
-        return "", [], []
-    xs, ys = [], []
-    for n, point in enumerate(result.curve):
-        value = point.get(name)
-        if isinstance(value, (int, float)):
-            xs.append(float(point.get("step", n)))
-            ys.append(float(value))
-    return name, xs, ys

@@ -11,7 +11,8 @@ import textwrap
 from collections import Counter
 
 from groundwork.analysis.categories import CATEGORIES
-from groundwork.analysis.details import RunDetails, curve_series
+from groundwork.analysis.details import RunDetails
+from groundwork.curves import curve_series
 from groundwork.records import FailureCategory
 
 try:

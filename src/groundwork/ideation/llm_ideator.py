@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from groundwork.environments import Environment
+from groundwork.ideation.feedback import parent_lines, tried_lines
 from groundwork.ideation.novelty import EmbeddingNovelty, TextNovelty
 from groundwork.ideation.parsing import parse_ideas
 from groundwork.llm.base import LLM, LLMRequest
@@ -44,14 +45,24 @@ class LLMIdeator:
         baseline = history.baseline.metric if history.baseline and history.baseline.valid else None
         if request.kind == PromptKind.EXPLOIT and request.parents:
             body = self.prompts.render(
-                "ideator_exploit", count=request.count, metric=metric, baseline=baseline, parents=request.parents
+                "ideator_exploit",
+                count=request.count,
+                metric=metric,
+                baseline=baseline,
+                parents=request.parents,
+                parent_lines=parent_lines(request.parents, metric, baseline),
             )
         elif request.kind == PromptKind.EXPLORE and request.tried:
             tried = list(request.tried)
             if len(tried) > MAX_TRIED_SHOWN:  # a fixed-seed sample keeps long runs' prompts bounded
                 tried = random.Random(f"{request.seed}:{request.epoch}").sample(tried, MAX_TRIED_SHOWN)
             body = self.prompts.render(
-                "ideator_explore", count=request.count, metric=metric, baseline=baseline, tried=tried
+                "ideator_explore",
+                count=request.count,
+                metric=metric,
+                baseline=baseline,
+                tried=tried,
+                tried_lines=tried_lines(tried, metric, baseline),
             )
         else:
             body = self.prompts.render("ideator_simple", count=request.count, metric=metric)
