@@ -237,5 +237,5 @@ def wrap(
             seen.add(path)
     for path in writable:
         args += ["--bind", str(path), str(path)]
-    args += ["--bind", str(work), str(work), "--chdir", str(work), "--"]
+    args += ["--bind", str(work), str(work), "--remount-ro", "/", "--chdir", str(work), "--"]
     return args + list(command)
