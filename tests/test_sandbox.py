@@ -239,7 +239,11 @@ def test_sandboxed_training_sees_only_its_work_folder_and_training_data(toy_env,
     writes = {"data": world["view"] / "train.txt", "run folder": world["run"] / "planted.txt"}
     train = _patched(toy_env, TRAIN_EDITS, _reads_and_writes(reads, writes))
     job_dir = world["run"] / "jobs" / "job-test" / "attempt-1"
-    env = {"TOY_SLEEP_S": "0.1", "GROUNDWORK_DATA_DIR": str(world["data"]), "GROUNDWORK_TRAIN_DATA_DIR": str(world["view"])}
+    env = {
+        "TOY_SLEEP_S": "0.1",
+        "GROUNDWORK_DATA_DIR": str(world["data"]),
+        "GROUNDWORK_TRAIN_DATA_DIR": str(world["view"]),
+    }
     outcome = JobRunner(_spec(toy_env, job_dir, train, sandbox=mode, env=env)).run()
     log = (job_dir / "job.log").read_text()
     assert outcome.failure is None, outcome.detail
@@ -264,8 +268,27 @@ def test_the_sandboxed_evaluation_gets_the_whole_data_folder(toy_env, tmp_path):
     evaluate.write_text(
         "import os\nprint('EVAL SEES:', sorted(os.listdir(os.environ['GROUNDWORK_DATA_DIR'])))\n" + evaluate.read_text()
     )
-    env = {"TOY_SLEEP_S": "0.1", "GROUNDWORK_DATA_DIR": str(world["data"]), "GROUNDWORK_TRAIN_DATA_DIR": str(world["view"])}
+    env = {
+        "TOY_SLEEP_S": "0.1",
+        "GROUNDWORK_DATA_DIR": str(world["data"]),
+        "GROUNDWORK_TRAIN_DATA_DIR": str(world["view"]),
+    }
     job_dir = tmp_path / "job"
     outcome = JobRunner(_spec(toy_env, job_dir, sandbox="required", env=env)).run()
     assert outcome.failure is None, outcome.detail
     assert "EVAL SEES: ['train.txt', 'val.txt']" in (job_dir / "job.log").read_text()
+
+
+def test_a_manifest_passes_declared_variables_and_refuses_secret_ones(toy_env, tmp_path):
+    from groundwork.environments import ManifestError, load_environment
+    from groundwork.execution.job_spec import environment_job_spec
+
+    env = load_environment(toy_env)
+    spec = environment_job_spec(env, env.profile(), tmp_path / "data", tmp_path / "job", job_id="j", seed=0)
+    assert spec.pass_env == ["TOY_LEDGER"]
+    manifest = toy_env / "environment.toml"
+    manifest.write_text(
+        manifest.read_text().replace('pass_env = ["TOY_LEDGER"]', 'pass_env = ["TOY_LEDGER", "GITHUB_TOKEN"]')
+    )
+    with pytest.raises(ManifestError, match="GITHUB_TOKEN"):
+        load_environment(toy_env)
