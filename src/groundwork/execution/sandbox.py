@@ -222,7 +222,8 @@ def wrap(
         "--unshare-uts",
         *_system_binds(),
         "--ro-bind", "/sys", "/sys",  # GPU libraries read the PCI topology here
-        "--dev", "/dev",  # a minimal /dev (null, zero, urandom, tty, shm, pts) ...
+        "--dev", "/dev",  # a minimal /dev (null, zero, urandom, tty, pts) ...
+        "--tmpfs", "/dev/shm",  # (shared memory: data loader workers, NCCL)
         "--proc", "/proc",
         "--tmpfs", "/tmp",
     ]  # fmt: skip
