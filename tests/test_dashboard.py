@@ -17,8 +17,9 @@ from browser import ARTIFACTS, browser_page, require_chromium
 from conftest import GROUNDWORK, cli_env
 from groundwork.config import RunConfig
 from groundwork.dashboard.app import create_app
-from groundwork.records import Idea, Job, Patch, PatchStatus, PromptKind
+from groundwork.records import FailureCategory, Idea, Job, Patch, PatchStatus, PromptKind
 from groundwork.runs import create_run
+from groundwork.store import RunStore
 
 PLOT_LOADED = "(img => img.complete && img.naturalWidth > 300)(document.getElementById('best-plot'))"
 
@@ -192,3 +193,46 @@ def test_writes_need_the_flag_and_the_token(toy_env, tmp_path):
         assert again.status_code == 409 and "only queued jobs" in again.json()["error"]
     with pytest.raises(ValueError, match="token"):
         create_app(runs, allow_writes=True)
+
+
+LEAKED_KEY = "sk-ant-api03-" + "L" * 40
+LEAKED_BEARER = "Authorization: Bearer abcdef0123456789xyz"
+
+
+def crashed_run_with_a_leaked_key(runs: Path, toy_env: Path) -> RunStore:
+    """A run whose job printed a key into its log, and whose stored failure detail (the log's
+    tail, as a runner without redaction wrote it) holds it too."""
+    from groundwork.records import JobOutcome, JobState, Result
+
+    store = _stopped_run_with_a_queued_job(runs, toy_env)
+    job_dir = "jobs/job-e1-01/attempt-1"
+    (store.run_dir / job_dir).mkdir(parents=True)
+    (store.run_dir / job_dir / "job.log").write_text(f"loading\nkey={LEAKED_KEY}\n{LEAKED_BEARER}\nTraceback: boom\n")
+    store.transition_job("job-e1-01", JobState.LEASED, slot=0)
+    store.transition_job("job-e1-01", JobState.RUNNING, job_dir=job_dir, started_at=time.time())
+    detail = f"training exited with code 1:\n{LEAKED_BEARER}\nValueError: refused key {LEAKED_KEY}"
+    outcome = JobOutcome(
+        job_id="job-e1-01", attempt=1, failure=FailureCategory.CRASHED, detail=detail, exit_code=1,
+        started_at=time.time(), ended_at=time.time(),
+    )  # fmt: skip
+    store.finish_job(
+        outcome, Result(idea_id="e1-01", job_id="job-e1-01", failure=FailureCategory.CRASHED, detail=detail)
+    )
+    return store
+
+
+def test_the_dashboard_never_shows_a_key_a_job_printed(toy_env, tmp_path):
+    from starlette.testclient import TestClient
+
+    runs = tmp_path / "runs"
+    crashed_run_with_a_leaked_key(runs, toy_env)
+    with TestClient(create_app(runs)) as client:
+        log = client.get("/api/runs/stopped/jobs/job-e1-01/log")
+        idea = client.get("/runs/stopped/ideas/e1-01")
+        live = client.get("/runs/stopped/ideas/e1-01/live")
+        run = client.get("/runs/stopped")
+    assert log.status_code == idea.status_code == live.status_code == run.status_code == 200
+    assert "Traceback: boom" in log.text and "[redacted]" in log.text
+    assert "ValueError: refused key [redacted]" in live.text
+    for page in (log.text, idea.text, live.text, run.text):
+        assert "L" * 40 not in page and "abcdef0123456789xyz" not in page

@@ -176,3 +176,22 @@ def test_jobs_still_running_wait_for_a_later_export(finished_run, tmp_path):
     records[-1].tags["groundwork.job_state"] = "done"
     assert export_records(run_dir, records, tracker) == (1, 2)
     assert tracker.sent == [r.job_id for r in records]  # each job once, in order
+
+
+def test_a_key_a_job_printed_never_reaches_a_tracker(finished_run, tmp_path, monkeypatch):
+    from groundwork.analysis.details import load_details
+    from groundwork.export.jobs import job_records
+
+    key, env_secret = "hf_" + "H" * 34, "a-value-of-the-controllers-own-secret"
+    monkeypatch.setenv("MY_SERVICE_PASSWORD", env_secret)  # masked by its value wherever it shows up
+    run_dir = tmp_path / "r"
+    shutil.copytree(finished_run, run_dir)
+    logs = sorted(run_dir.glob("jobs/*/attempt-*/job.log"))
+    assert logs
+    for log in logs:
+        log.write_text(log.read_text() + f"token {key}\npassword {env_secret}\n")
+    records = job_records(load_details(RunStore(run_dir)))
+    assert records and all("job.log" in r.files for r in records)
+    for record in records:
+        assert "[redacted]" in record.files["job.log"]
+        assert key not in record.files["job.log"] and env_secret not in record.files["job.log"]

@@ -128,7 +128,8 @@ def test_training_that_rewrites_the_grader_is_discarded_as_tampered(tmp_path, sm
 
 def test_a_run_that_changes_the_held_out_problems_is_caught(tmp_path, smoke_data):
     """Training rewrites heldout.jsonl in the whole data folder (next to its training view):
-    the sandbox stops the write, or the evaluation refuses the folder."""
+    under the sandbox the whole folder does not exist for training, and without one the
+    evaluation refuses the folder."""
     data = tmp_path / "data" / smoke_data.name  # a private copy: this test spoils it
     shutil.copytree(smoke_data, data)
     forged = json.dumps({"problem": "Compute 1 + 1.", "answer": "2"})
@@ -141,7 +142,10 @@ def test_a_run_that_changes_the_held_out_problems_is_caught(tmp_path, smoke_data
     )
     outcome = JobRunner(_job(tmp_path, data, {"train.py": cheat})).run()
     assert outcome.failure == FailureCategory.CRASHED and outcome.metric is None
-    assert "does not match its manifest" in outcome.detail or "Read-only file system" in outcome.detail
+    assert "does not match its manifest" in outcome.detail or "No such file or directory" in outcome.detail
+    assert (data / "heldout.jsonl").read_text() == (smoke_data / "heldout.jsonl").read_text() or (
+        "does not match its manifest" in outcome.detail
+    )
 
 
 def test_a_policy_with_another_architecture_is_refused(tmp_path, smoke_data):

@@ -122,8 +122,9 @@ def test_a_run_cannot_change_its_evaluation_settings_or_result(tmp_path, nanogpt
 @pytest.mark.parametrize("sandbox_mode", ["off", "required"])
 def test_a_run_that_changes_the_validation_data_is_caught(tmp_path, nanogpt_data, sandbox_mode):
     """The folder training gets has no val.bin, but the whole folder is easy to guess; a
-    training run that rewrites val.bin there is stopped by the sandbox (read-only outside its
-    work folder) or, without one, makes the evaluation refuse to score."""
+    training run that rewrites val.bin there is stopped by the sandbox (where training sees
+    only its training view: the full folder does not exist) or, without one, makes the
+    evaluation refuse to score."""
     if sandbox_mode == "required" and not sandbox.probe().available:
         pytest.skip(f"no sandbox here: {sandbox.probe().detail}")
     data = tmp_path / "data" / nanogpt_data.name  # a private copy: this test spoils it
@@ -139,7 +140,7 @@ def test_a_run_that_changes_the_validation_data_is_caught(tmp_path, nanogpt_data
     if sandbox_mode == "off":
         assert "validation data is not as prepared" in outcome.detail
     else:
-        assert "Read-only file system" in outcome.detail
+        assert f"No such file or directory: '{data / 'val.bin'}'" in outcome.detail
         assert (data / "val.bin").read_bytes() == (nanogpt_data / "val.bin").read_bytes()
 
 

@@ -307,3 +307,13 @@ def test_compute_is_wall_time_times_gpus_requested_and_cpu_hours_without_gpus():
     )
     assert run.gpu_hours == pytest.approx(1.0 + 8.0)
     assert run.cpu_hours == pytest.approx(2.0)
+
+
+def test_the_report_never_shows_a_key_a_job_printed(toy_env, tmp_path):
+    from groundwork.analysis.report import render_report
+    from test_dashboard import crashed_run_with_a_leaked_key
+
+    store = crashed_run_with_a_leaked_key(tmp_path / "runs", toy_env)
+    page = render_report([load_details(store)])
+    assert "training exited with code 1: ... ValueError: refused key [redacted]" in page
+    assert "L" * 40 not in page and "abcdef0123456789xyz" not in page

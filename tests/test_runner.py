@@ -199,3 +199,98 @@ def test_a_job_is_alive_from_the_instant_it_starts_so_a_restart_never_runs_it_tw
     [outcome] = reports
     assert outcome.failure is None and outcome.metric is not None
     assert ledger.read_text().split() == ["job-test"]
+
+
+# ---- detached children: a double fork with setsid, run by the real runner process --------
+
+
+def _daemon_train(env_dir: Path, pid_file: Path, *, hold_mb: int = 0, then: str = "    time.sleep(sleep_s)\n") -> str:
+    """train.py that starts a daemon (fork, setsid, fork: it leaves the phase's process
+    group and, once its parent exits, the phase's tree), waits for it to write its pid, then `then`."""
+    daemon = (
+        "import os, time\n"
+        "if os.fork(): os._exit(0)\n"
+        "os.setsid()\n"
+        "if os.fork(): os._exit(0)\n"
+        f"open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+        f"os.replace({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
+        f"held = b'x' * ({hold_mb} * 2**20)\n"
+        "time.sleep(1000)\n"
+    )
+    return _patched(
+        env_dir,
+        TRAIN_EDITS,
+        "    import subprocess, sys\n"
+        f"    subprocess.run([sys.executable, '-c', {daemon!r}], check=True)\n"
+        f"    while not os.path.exists({str(pid_file)!r}):\n"
+        "        time.sleep(0.05)\n" + then,
+    )
+
+
+def _run_runner_process(spec: JobSpec):
+    """The job as a backend runs it: `python -m groundwork.execution.runner SPEC`, in its own process."""
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    done = subprocess.run(
+        [sys.executable, "-m", "groundwork.execution.runner", str(save_spec(spec))],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return read_outcome(Path(spec.job_dir))
+
+
+def _left_running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _kill_if_left(pid_file: Path) -> None:
+    if pid_file.exists() and _left_running(int(pid_file.read_text())):
+        psutil.Process(int(pid_file.read_text())).kill()
+
+
+def test_a_detached_daemon_is_killed_after_training_ends_normally(toy_env, tmp_path):
+    pid_file = tmp_path / "daemon.pid"
+    spec = _spec(toy_env, tmp_path / "job", _daemon_train(toy_env, pid_file))
+    try:
+        outcome = _run_runner_process(spec)
+        assert outcome.failure is None, outcome.detail
+        assert not _left_running(int(pid_file.read_text()))
+        assert outcome.flags["process_tree"] == "subreaper"
+    finally:
+        _kill_if_left(pid_file)
+
+
+def test_a_detached_daemon_is_killed_with_a_runaway_at_the_deadline(toy_env, tmp_path):
+    pid_file = tmp_path / "daemon.pid"
+    train = _daemon_train(toy_env, pid_file, then="    time.sleep(1000)\n")
+    spec = _spec(toy_env, tmp_path / "job", train, time_budget_s=1.0, grace_s=0.5)
+    try:
+        outcome = _run_runner_process(spec)
+        assert outcome.failure == FailureCategory.TIMED_OUT
+        assert not _left_running(int(pid_file.read_text()))
+    finally:
+        _kill_if_left(pid_file)
+
+
+def test_a_detached_daemons_memory_counts_against_the_jobs_limit(toy_env, tmp_path):
+    """Training itself stays small; the 300 MB are held by the daemon it detached."""
+    pid_file = tmp_path / "daemon.pid"
+    train = _daemon_train(toy_env, pid_file, hold_mb=300, then="    time.sleep(4)\n")
+    spec = _spec(toy_env, tmp_path / "job", train, time_budget_s=30.0, memory_limit_mb=150)
+    try:
+        outcome = _run_runner_process(spec)
+        assert outcome.failure == FailureCategory.CRASHED, outcome.detail
+        assert "memory limit of 150 MB" in outcome.detail
+        assert outcome.flags["memory_limit_mb"] == 150
+        assert not _left_running(int(pid_file.read_text()))
+    finally:
+        _kill_if_left(pid_file)

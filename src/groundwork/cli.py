@@ -170,7 +170,13 @@ def run(
     ),
     slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help="Slurm partition for jobs."),
     sandbox: str = typer.Option("auto", "--sandbox", help="auto (bubblewrap where it runs), required, or off."),
-    memory_limit_mb: float = typer.Option(0, "--memory-limit-mb", min=0, help="Per job; 0: no limit."),
+    memory_limit_mb: Optional[float] = typer.Option(
+        None,
+        "--memory-limit-mb",
+        min=0,
+        help="Per job, its whole process tree; 0: no limit. Default: the profile's resources.memory_mb, "
+        "else 80% of this machine's memory split over the slots.",
+    ),
     runs_dir: Path = RunsDir,
 ) -> None:
     """Start a research run (no arguments: the offline nanogpt demo)."""

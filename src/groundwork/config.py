@@ -20,7 +20,9 @@ class RunConfig(BaseModel):
     slurm_partition: str | None = None
     slurm_account: str | None = None
     sandbox: Literal["auto", "required", "off"] = "auto"  # bubblewrap for model-written code
-    memory_limit_mb: float = Field(default=0, ge=0)  # per job, resident; 0: no limit
+    # Per job, resident, its whole process tree; 0: no limit; None: the profile's
+    # resources.memory_mb, else 80% of the machine's memory split over the local slots.
+    memory_limit_mb: float | None = Field(default=None, ge=0)
     log_limit_mb: float = Field(default=50, gt=0)  # job.log per phase; output past it is dropped
     lease_s: float = Field(default=120, gt=0)  # remote backends: silence after which a job is lost
     # Who writes ideas and diffs: "catalog" (offline, no LLM), "anthropic:MODEL",

@@ -25,7 +25,7 @@ from groundwork.environments import Environment
 from groundwork.environments.registry import ResolvedProfile
 from groundwork.execution.backends import make_backend
 from groundwork.execution.job_spec import environment_job_spec
-from groundwork.execution.resources import SlotPlan, plan_slots
+from groundwork.execution.resources import SlotPlan, job_memory_cap_mb, plan_slots
 from groundwork.execution.scheduler import Scheduler
 from groundwork.ideation.catalog import CatalogIdeator
 from groundwork.ideation.llm_ideator import LLMIdeator
@@ -522,6 +522,11 @@ class ResearchLoop:
             threads=plan.threads,
             gpu_ids=plan.gpus.get(job.slot, []),
             sandbox=self.config.sandbox,
-            memory_limit_mb=self.config.memory_limit_mb,
+            memory_limit_mb=job_memory_cap_mb(
+                self.config.memory_limit_mb,
+                self.profile.resources.memory_mb,
+                plan.slots,
+                local=self.config.backend == "local",
+            ),
             log_limit_mb=self.config.log_limit_mb,
         )

@@ -177,7 +177,7 @@ class JobSpec:
     gpu_ids: list[int]
     gpus: int = 0  # GPUs the job asks for: cluster backends place it by this
     sandbox: str = "auto"  # "auto": bubblewrap where it can run; "required": refuse without it; "off"
-    memory_limit_mb: float = 0  # resident memory of the job's processes; 0: no limit
+    memory_limit_mb: float | None = 0  # resident memory of the job's processes; 0: no limit; None: 80% of the worker's
     log_limit_mb: float = 50  # output kept in job.log per phase; the rest is dropped
     # For a worker that lacks the prepared data (a cluster node without a shared cache): the
     # environment, its prepare command ({python}, {data_dir} filled in there, run in the
@@ -185,6 +185,7 @@ class JobSpec:
     environment: str = ""
     prepare_command: list[str] = field(default_factory=list)
     training_files: list[str] | None = None
+    pass_env: list[str] = field(default_factory=list)  # the controller's variables the manifest passes to jobs
 
 
 @dataclass(frozen=True)

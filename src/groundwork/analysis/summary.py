@@ -11,6 +11,7 @@ from pathlib import Path
 
 from groundwork.environments.registry import cache_root
 from groundwork.records import TERMINAL_JOB_STATES, FailureCategory, IdeaState, PromptKind, Result
+from groundwork.redaction import redact
 from groundwork.runs import run_environment
 from groundwork.search.budget import active_hours, device_hours, devices_per_job
 from groundwork.search.stats import Estimate, noise_margin
@@ -305,7 +306,7 @@ def _funnel(results: list[Result]) -> Funnel:
 
 def _headline(detail: str) -> str:
     """A failure in one line: its first line, and its last (for a crash, the exception)."""
-    lines = [line.strip() for line in detail.strip().splitlines() if line.strip()]
+    lines = [line.strip() for line in redact(detail).strip().splitlines() if line.strip()]
     if len(lines) <= 1:
         return lines[0] if lines else ""
     return f"{lines[0]} ... {lines[-1]}"

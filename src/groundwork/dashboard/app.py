@@ -23,6 +23,7 @@ from groundwork.analysis.report import diff_html
 from groundwork.analysis.summary import summarize
 from groundwork.loop import RunBusy, controller_lock
 from groundwork.records import TERMINAL_JOB_STATES, JobState
+from groundwork.redaction import redact
 from groundwork.store import ArtifactStore, RunStore, StoreError
 from groundwork.store.sqlite_store import DB_NAME
 
@@ -65,7 +66,8 @@ def job_log(store: RunStore, job_id: str) -> str:
     job = store.job(job_id)
     if not job.job_dir:
         return f"(job {job_id} is {job.state}: no log yet)"
-    return _tail(ArtifactStore(store.run_dir).path(job.job_dir) / "job.log") or "(the log is empty so far)"
+    log = _tail(ArtifactStore(store.run_dir).path(job.job_dir) / "job.log")
+    return redact(log) if log else "(the log is empty so far)"
 
 
 def create_app(runs_dir: Path, *, allow_writes: bool = False, token: str | None = None) -> Starlette:

@@ -6,6 +6,7 @@ Validation errors name the key, the offending value and what is allowed.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+from groundwork.redaction import is_secret_name
 
 MANIFEST_NAME = "environment.toml"
 
@@ -78,6 +81,23 @@ class RunCommands(_Strict):
     prepare: list[str] = Field(default_factory=list)
     grace_s: float = Field(default=20.0, ge=0)
     eval_timeout_s: float = Field(default=300.0, gt=0)
+    # Names of the controller's environment variables jobs get besides the built-in allow-list
+    # (never a secret: *_API_KEY, *_TOKEN, *SECRET*, *PASSWORD* are refused).
+    pass_env: list[str] = Field(default_factory=list)
+
+    @field_validator("pass_env")
+    @classmethod
+    def _no_secrets(cls, v: list[str]) -> list[str]:
+        bad = [name for name in v if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)]
+        if bad:
+            raise ValueError(f"pass_env holds variable names, got {bad}")
+        secret = [name for name in v if is_secret_name(name)]
+        if secret:
+            raise ValueError(
+                f"pass_env names secret-looking variables {secret}: jobs never get API keys, tokens or "
+                "passwords (model-written code could print them into the log); remove them"
+            )
+        return v
 
 
 class Data(_Strict):
@@ -99,6 +119,7 @@ class Data(_Strict):
 class Resources(_Strict):
     gpus: int = Field(default=0, ge=0)
     cpus: int = Field(default=1, ge=1)
+    memory_mb: int | None = Field(default=None, ge=1)  # a job's resident memory cap (None: a share of the machine)
 
 
 class Profile(_Strict):

@@ -29,7 +29,7 @@ def environment_job_spec(
     threads: int = 1,
     gpu_ids: Sequence[int] = (),
     sandbox: str = "auto",
-    memory_limit_mb: float = 0,
+    memory_limit_mb: float | None = 0,
     log_limit_mb: float = 50,
 ) -> JobSpec:
     """A job of `env` as `profile` runs it. Without `diff_path` it runs the unmodified
@@ -70,4 +70,5 @@ def environment_job_spec(
         environment=env.name,
         prepare_command=list(manifest.run.prepare),
         training_files=manifest.data.training_files,
+        pass_env=list(manifest.run.pass_env),
     )

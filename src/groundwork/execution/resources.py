@@ -7,6 +7,25 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+import psutil
+
+MEMORY_SHARE = 0.8  # of the machine's memory, shared by the jobs running on it at once
+
+
+def total_memory_mb() -> float:
+    return psutil.virtual_memory().total / 2**20
+
+
+def job_memory_cap_mb(requested: float | None, declared: int | None, slots: int, local: bool) -> float | None:
+    """The resident-memory cap of a job: the one asked for (`--memory-limit-mb`; 0: none), else
+    the profile's `resources.memory_mb`, else (local backend) MEMORY_SHARE of this machine split
+    over its slots. None: a remote worker takes MEMORY_SHARE of its own machine."""
+    if requested is not None:
+        return requested
+    if declared:
+        return float(declared)
+    return float(round(MEMORY_SHARE * total_memory_mb() / max(1, slots))) if local else None
+
 
 @dataclass(frozen=True)
 class SlotPlan:

@@ -24,13 +24,14 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from groundwork.execution import sandbox
-from groundwork.execution.processes import PhaseEnd, run_with_deadline
+from groundwork.execution import resources, sandbox
+from groundwork.execution.processes import PhaseEnd, become_subreaper, is_subreaper, run_with_deadline
 from groundwork.files import write_atomic
 from groundwork.implementation.codebase import codebase_hash, copy_codebase, file_sha256
 from groundwork.implementation.patching import PatchError, PatchPolicy, apply_patch
 from groundwork.protocols import JobSpec
 from groundwork.records import FailureCategory, JobOutcome
+from groundwork.redaction import redact
 
 SPEC_FILE = "spec.json"
 OUTCOME_FILE = "outcome.json"
@@ -85,7 +86,7 @@ def _tail(path: Path, lines: int = 15) -> str:
         text = path.read_text(errors="replace")
     except OSError:
         return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    return redact("\n".join(text.rstrip().splitlines()[-lines:]))  # it becomes the result's detail
 
 
 def _training_view(env: dict[str, str]) -> dict[str, str]:
@@ -108,6 +109,8 @@ class JobRunner:
         self.flags: dict[str, object] = {}
         self.sandboxed = False
         self.sandbox_warning = ""
+        self.memory_limit_mb = memory_cap_mb(spec.memory_limit_mb)
+        self.flags["memory_limit_mb"] = self.memory_limit_mb
 
     def run(self) -> JobOutcome:
         started = time.time()
@@ -221,7 +224,9 @@ class JobRunner:
             raise _Failed(FailureCategory.CRASHED, f"the sandbox is required but unavailable: {status.detail}")
         self.flags["sandbox"] = f"none: {status.detail}"
         self.sandbox_warning = (
-            f"model-written code runs WITHOUT a sandbox (network and file system open): {status.detail}"
+            "model-written code runs WITHOUT a sandbox: it can reach the network and read and write "
+            "whatever this user can (the run folder and its store, the home folder, the evaluation's "
+            f"data); only its environment variables, limits and process tree are controlled: {status.detail}"
         )
         print(f"groundwork: {self.sandbox_warning}", file=sys.stderr)
 
@@ -232,7 +237,7 @@ class JobRunner:
             self.flags["peak_rss_mb"] = end.peak_rss_mb
             raise _Failed(
                 FailureCategory.CRASHED,
-                f"{phase} used more than the memory limit of {self.spec.memory_limit_mb:g} MB "
+                f"{phase} used more than the memory limit of {self.memory_limit_mb:g} MB "
                 f"({end.peak_rss_mb:g} MB resident) and was killed",
             )
 
@@ -249,9 +254,18 @@ class JobRunner:
             raise _Failed(FailureCategory.EVAL_TAMPERED, f"locked files changed {when}: {', '.join(sorted(changed))}")
 
     def _environment(self) -> dict[str, str]:
+        """A minimal, explicit environment: the allow-list of the controller's variables,
+        private home/temporary/cache folders, the manifest's `pass_env`, the profile's
+        settings, and the job's own variables. No API key or token ever gets here."""
         spec = self.spec
-        env = dict(os.environ)
-        env.update(spec.env)
+        try:
+            passed = sandbox.passed_variables(os.environ, spec.pass_env)
+        except sandbox.EnvironmentRefused as exc:
+            raise _Failed(FailureCategory.CRASHED, str(exc)) from None
+        private = sandbox.private_dirs_env(self.work)
+        for folder in private.values():
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        env = {**sandbox.job_environment(os.environ), **private, **passed, **spec.env}
         threads = str(spec.threads)
         env.update(
             {
@@ -266,17 +280,18 @@ class JobRunner:
                 "PYTHONDONTWRITEBYTECODE": "1",
             }
         )
-        if self.sandboxed:
-            private = sandbox.private_dirs_env(self.work)
-            for folder in private.values():
-                Path(folder).mkdir(parents=True, exist_ok=True)
-            env.update(private)
         return env
 
     def _phase(self, command: list[str], env: dict[str, str], log, timeout_s: float) -> PhaseEnd:
+        """One phase under the job's limits. Sandboxed, it sees the file system it needs and
+        no more: the interpreter, its data folder (the one in `env`), the work folder."""
         command = _expand(command)
         if self.sandboxed:
-            command = sandbox.wrap(command, self.work, sandbox.extra_writable())
+            visible = [Path(env["GROUNDWORK_DATA_DIR"])] if env.get("GROUNDWORK_DATA_DIR") else []
+            visible += sandbox.named_paths(env, [*self.spec.pass_env, *sandbox.PATH_VARIABLES])
+            command = sandbox.wrap(command, self.work, read_only=visible, writable=sandbox.extra_writable())
+        tree = "subreaper" if is_subreaper() else "process group and descendants only"
+        self.flags["process_tree"] = f"pid namespace (bwrap) + {tree}" if self.sandboxed else tree
         return run_with_deadline(
             command,
             self.work,
@@ -284,7 +299,7 @@ class JobRunner:
             log,
             timeout_s,
             self.job_dir / PHASE_PID_FILE,
-            memory_limit_mb=self.spec.memory_limit_mb,
+            memory_limit_mb=self.memory_limit_mb,
             log_limit_mb=self.spec.log_limit_mb,
         )
 
@@ -330,6 +345,14 @@ class JobRunner:
         return points[::step]
 
 
+def memory_cap_mb(requested: float | None) -> float:
+    """The cap a job runs under: the one its spec asks for (0: none), or, left open, a
+    share of this machine's memory (a remote worker's own, when the profile declares none)."""
+    if requested is not None:
+        return float(requested)
+    return float(round(resources.MEMORY_SHARE * resources.total_memory_mb()))
+
+
 def take_lock(job_dir: Path):
     """The job's runner lock, held from now on; None when another process holds it."""
     lock = open(job_dir / LOCK_FILE, "a")
@@ -356,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     if read_outcome(job_dir) is not None:  # this attempt already ended: never run it twice
         return 0
+    # Orphans of the phases (a child that started its own session and double-forked) are
+    # re-parented to this process, so every phase can kill and reap all it started.
+    become_subreaper()
     outcome = JobRunner(spec).run()
     outcome.flags["worker"] = f"pid {os.getpid()} on {socket.gethostname()}"
     write_atomic(job_dir / OUTCOME_FILE, outcome.model_dump_json(indent=2))

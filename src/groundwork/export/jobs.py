@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from groundwork.analysis.details import IdeaDetail, RunDetails
+from groundwork.redaction import redact
 
 
 @dataclass
@@ -21,7 +21,6 @@ class JobRecord:
     curve: list[tuple[int, dict[str, float]]]  # (step, values) in order
     tags: dict[str, str]
     files: dict[str, str] = field(default_factory=dict)  # artifact name -> text
-    log_path: Path | None = None
 
 
 def _numbers(values: dict) -> dict[str, float]:
@@ -86,9 +85,11 @@ def _record(details: RunDetails, d: IdeaDetail) -> JobRecord:
         "idea.md": f"# {d.idea.title}\n\n{d.idea.text}\n"
         + (f"\n## Thinking\n\n{d.idea.thinking}\n" if d.idea.thinking else ""),
         "patch.diff": d.diff,
-        "result.json": json.dumps(result.model_dump(mode="json") if result else {}, indent=2),
+        "result.json": redact(json.dumps(result.model_dump(mode="json") if result else {}, indent=2)),
     }
     log = details.run_dir / job.job_dir / "job.log" if job.job_dir else None
+    if log is not None and log.is_file():  # secrets a job printed never leave for a tracker
+        files["job.log"] = redact(log.read_text(encoding="utf-8", errors="replace"))
     return JobRecord(
         job.id,
         f"{s.run_id}/{d.idea.id}",
@@ -98,5 +99,4 @@ def _record(details: RunDetails, d: IdeaDetail) -> JobRecord:
         curve,
         tags,
         files,
-        log if log is not None and log.is_file() else None,
     )

@@ -70,8 +70,6 @@ class WandbTracker:
                 for name, text in record.files.items():
                     (Path(tmp) / name).write_text(text, encoding="utf-8")
                     artifact.add_file(str(Path(tmp) / name), name=name)
-                if record.log_path is not None:
-                    artifact.add_file(str(record.log_path), name="job.log")
                 run.log_artifact(artifact)
             return run.id
         finally:
@@ -107,8 +105,6 @@ class MlflowTracker:
                 mlflow.log_metrics(_metric_names(record.metrics))
             for name, text in record.files.items():
                 mlflow.log_text(text, f"groundwork/{name}")
-            if record.log_path is not None:
-                mlflow.log_artifact(str(record.log_path), "groundwork")
             return run.info.run_id
 
 
