@@ -185,6 +185,8 @@ class JobSpec:
     environment: str = ""
     prepare_command: list[str] = field(default_factory=list)
     training_files: list[str] | None = None
+    # Early abort: an `execution.early_abort.AbortRule` as a dict; None: the job runs its budget.
+    abort_rule: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

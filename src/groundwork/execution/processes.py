@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -63,6 +64,7 @@ class PhaseEnd:
     memory_exceeded: bool = False
     peak_rss_mb: float = 0.0
     log_truncated: bool = False
+    stopped: bool = False  # ended by `stop_when` (e.g. an early abort)
 
 
 def _libc():
@@ -130,12 +132,14 @@ def run_with_deadline(
     *,
     memory_limit_mb: float = 0,
     log_limit_mb: float = 0,
+    stop_when: Callable[[], bool] | None = None,
 ) -> PhaseEnd:
     """Run `command` in a new process group, output to `log`. At the deadline, or when
     its process tree holds more than `memory_limit_mb` of resident memory (0: no limit),
     the whole tree is killed; after a normal exit any processes it left behind in its
     group are killed too, so nothing outlives its phase. Output past `log_limit_mb`
-    (0: no limit) is dropped. The phase dies with the process that started it."""
+    (0: no limit) is dropped. `stop_when`, asked between checks, ends it early when true.
+    The phase dies with the process that started it."""
     start = time.monotonic()
     capped = log_limit_mb > 0
     proc = subprocess.Popen(
@@ -157,7 +161,7 @@ def run_with_deadline(
         )
         copier.start()
     deadline = start + timeout_s
-    timed_out = memory_exceeded = False
+    timed_out = memory_exceeded = stopped = False
     peak = 0.0
     while True:
         try:
@@ -172,14 +176,16 @@ def run_with_deadline(
                 memory_exceeded = True
         if time.monotonic() >= deadline:
             timed_out = True
-        if timed_out or memory_exceeded:
+        elif stop_when is not None and stop_when():
+            stopped = True
+        if timed_out or memory_exceeded or stopped:
             kill_tree(proc.pid)
             proc.wait()
             break
     kill_group(proc.pid)
     if copier is not None:
         copier.join(timeout=5)
-    killed = timed_out or memory_exceeded
+    killed = timed_out or memory_exceeded or stopped
     return PhaseEnd(
         exit_code=None if killed else proc.returncode,
         timed_out=timed_out,
@@ -187,4 +193,5 @@ def run_with_deadline(
         memory_exceeded=memory_exceeded,
         peak_rss_mb=round(peak, 1),
         log_truncated=bool(truncated),
+        stopped=stopped,
     )
