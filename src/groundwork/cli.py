@@ -177,10 +177,24 @@ def run(
         help="Per job, its whole process tree; 0: no limit. Default: the profile's resources.memory_mb, "
         "else 80% of this machine's memory split over the slots.",
     ),
+    early_abort: bool = typer.Option(
+        False, "--early-abort", help="Stop jobs whose training curve trails the baseline's (needs --baseline-seeds 2+)."
+    ),
+    abort_k: float = typer.Option(3.0, "--abort-k", help="Early abort: baseline sd a curve may trail by."),
+    abort_warmup: float = typer.Option(
+        0.3, "--abort-warmup", help="Early abort: share of the baseline's compute before any verdict."
+    ),
+    abort_patience: int = typer.Option(
+        2, "--abort-patience", min=1, help="Early abort: trailing logged points in a row that stop a job."
+    ),
     runs_dir: Path = RunsDir,
 ) -> None:
     """Start a research run (no arguments: the offline nanogpt demo)."""
     config = RunConfig(
+        early_abort=early_abort,
+        abort_k=abort_k,
+        abort_warmup=abort_warmup,
+        abort_patience=abort_patience,
         search=search,
         baseline_seeds=baseline_seeds,
         environment=env,

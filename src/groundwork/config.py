@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class RunConfig(BaseModel):
@@ -63,6 +63,23 @@ class RunConfig(BaseModel):
     # Near-duplicate model-written ideas are dropped before implementation: by text
     # similarity, or by sentence embeddings (the optional `novelty` extra; "auto": if installed).
     novelty: Literal["text", "embedding", "auto"] = "text"
+    # Early abort (execution/early_abort.py): an idea's job whose training curve trails the
+    # baseline's mean by more than abort_k sd of the baseline seeds (after abort_warmup of the
+    # baseline's compute, abort_patience logged points in a row) is stopped. Needs the
+    # baseline's spread: baseline_seeds >= 2.
+    early_abort: bool = False
+    abort_k: float = Field(default=3.0, gt=0)
+    abort_warmup: float = Field(default=0.3, ge=0, le=1)
+    abort_patience: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _abort_needs_spread(self) -> RunConfig:
+        if self.early_abort and self.baseline_seeds < 2:
+            raise ValueError(
+                f"--early-abort compares each job with the spread of the baseline's curves over seeds: "
+                f"it needs --baseline-seeds 2 or more (got {self.baseline_seeds})"
+            )
+        return self
 
     @property
     def implementer(self) -> str:

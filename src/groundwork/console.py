@@ -96,6 +96,15 @@ def headline(summary: RunSummary) -> Group:
             )
         )
     lines.append(Text(rate_text(summary)))
+    if summary.aborted_shares:
+        shares = summary.aborted_shares
+        lines.append(
+            Text(
+                f"early abort: {len(shares)} jobs stopped trailing the baseline, after "
+                f"{sum(shares) / len(shares):.0%} of its compute on average: "
+                f"{summary.compute_saved:.1f} job budgets saved"
+            )
+        )
     if len(summary.funnels) > 1 or any("catalog" not in pair for pair in summary.funnels):
         for pair, f in sorted(summary.funnels.items()):
             rate = f"{f.execution_rate:.0%}" if f.execution_rate is not None else "-"

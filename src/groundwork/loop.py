@@ -24,6 +24,7 @@ from groundwork.config import RunConfig
 from groundwork.environments import Environment
 from groundwork.environments.registry import ResolvedProfile
 from groundwork.execution.backends import make_backend
+from groundwork.execution.early_abort import rule_from_baselines
 from groundwork.execution.job_spec import environment_job_spec
 from groundwork.execution.resources import SlotPlan, job_memory_cap_mb, plan_slots
 from groundwork.execution.scheduler import Scheduler
@@ -501,6 +502,25 @@ class ResearchLoop:
         )
         self.store.record_implementation(idea.id, [], job, None)
 
+    def _abort_rule(self, job: Job) -> dict | None:
+        """The early-abort rule for an idea's job (never the baseline's or a confirmation's),
+        from the baseline seeds' curves once two or more have ended."""
+        if not self.config.early_abort:
+            return None
+        ideas = {i.id: i for i in self.store.ideas()}
+        if ideas[job.idea_id].prompt_kind in NOT_SEARCHED:
+            return None
+        results = self.store.results()
+        curves = [
+            results[i].curve
+            for i, idea in ideas.items()
+            if idea.prompt_kind == PromptKind.BASELINE and i in results and results[i].valid
+        ]
+        rule = rule_from_baselines(
+            curves, k=self.config.abort_k, warmup=self.config.abort_warmup, patience=self.config.abort_patience
+        )
+        return rule.to_dict() if rule else None
+
     def _spec(self, job: Job) -> JobSpec:
         patch = next(p for p in self.store.patches() if p.id == job.patch_id)  # a confirmation's is its parent's
         run_dir = self.store.run_dir.resolve()
@@ -529,4 +549,5 @@ class ResearchLoop:
                 local=self.config.backend == "local",
             ),
             log_limit_mb=self.config.log_limit_mb,
+            abort_rule=self._abort_rule(job),
         )

@@ -186,6 +186,8 @@ class JobSpec:
     prepare_command: list[str] = field(default_factory=list)
     training_files: list[str] | None = None
     pass_env: list[str] = field(default_factory=list)  # the controller's variables the manifest passes to jobs
+    # Early abort: an `execution.early_abort.AbortRule` as a dict; None: the job runs its budget.
+    abort_rule: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class FailureCategory(StrEnum):
     NO_METRIC = "no_metric"  # exited cleanly but wrote no usable metric
     EVAL_TAMPERED = "eval_tampered"  # a locked file changed while the job ran
     METRIC_IMPLAUSIBLE = "metric_implausible"  # outside the environment's plausible range
+    ABORTED_TRAILING = "aborted_trailing"  # stopped early: its training curve trailed the baseline's
 
 
 def now() -> float:

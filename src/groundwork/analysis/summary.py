@@ -89,6 +89,12 @@ class RunSummary:
     stored_noise_std: float | None = None  # from `groundwork env baseline`, when measured
     search: str = "evolution"
     projection: Projection | None = None  # cost of the rest of the run, while it is not finished
+    aborted_shares: list[float] = field(default_factory=list)  # early-aborted jobs: share of the compute they used
+
+    @property
+    def compute_saved(self) -> float:
+        """Early abort: job budgets not spent (one per job run to the end)."""
+        return sum(1.0 - share for share in self.aborted_shares)
 
     @property
     def noise(self) -> tuple[float, float] | None:
@@ -228,6 +234,11 @@ def summarize(store: RunStore) -> RunSummary:
         stored_noise_std=(load_noise_floor(meta["environment"], meta["profile"]) or {}).get("std"),
         search=str(config.get("search", "evolution")),
         projection=None if info["status"] == "finished" else project(store, config, all_jobs, searched, calls),
+        aborted_shares=[
+            float(results[i.id].flags.get("aborted_at", 0.0))
+            for i in settled
+            if results[i.id].failure == FailureCategory.ABORTED_TRAILING
+        ],
     )
 
 

@@ -31,6 +31,7 @@ def environment_job_spec(
     sandbox: str = "auto",
     memory_limit_mb: float | None = 0,
     log_limit_mb: float = 50,
+    abort_rule: dict | None = None,
 ) -> JobSpec:
     """A job of `env` as `profile` runs it. Without `diff_path` it runs the unmodified
     baseline; without `locked_hashes` the locked files are hashed as they are now (a run
@@ -71,4 +72,5 @@ def environment_job_spec(
         prepare_command=list(manifest.run.prepare),
         training_files=manifest.data.training_files,
         pass_env=list(manifest.run.pass_env),
+        abort_rule=abort_rule,
     )

@@ -109,6 +109,7 @@ class PhaseEnd:
     memory_exceeded: bool = False
     peak_rss_mb: float = 0.0
     log_truncated: bool = False
+    stopped: bool = False  # ended by `stop_when` (e.g. an early abort)
 
 
 def _libc():
@@ -197,6 +198,7 @@ def run_with_deadline(
     *,
     memory_limit_mb: float = 0,
     log_limit_mb: float = 0,
+    stop_when: Callable[[], bool] | None = None,
 ) -> PhaseEnd:
     """Run `command` in a new session, output to `log`. At the deadline, or when the
     phase's processes hold more than `memory_limit_mb` of resident memory (0: no limit),
@@ -204,7 +206,8 @@ def run_with_deadline(
     so nothing outlives its phase. The phase's processes are this process's descendants
     that did not exist before it started: in a subreaper (`become_subreaper`) that
     includes children that started their own session and double-forked. Output past
-    `log_limit_mb` (0: no limit) is dropped. The phase dies with the process that started it."""
+    `log_limit_mb` (0: no limit) is dropped. `stop_when`, asked between checks, ends
+    it early when true. The phase dies with the process that started it."""
     start = time.monotonic()
     me = os.getpid()
     before = set(_descendants(me))  # not this phase's: never touched
@@ -232,7 +235,7 @@ def run_with_deadline(
         )
         copier.start()
     deadline = start + timeout_s
-    timed_out = memory_exceeded = False
+    timed_out = memory_exceeded = stopped = False
     peak = 0.0
     while True:
         try:
@@ -247,7 +250,9 @@ def run_with_deadline(
                 memory_exceeded = True
         if time.monotonic() >= deadline:
             timed_out = True
-        if timed_out or memory_exceeded:
+        elif stop_when is not None and stop_when():
+            stopped = True
+        if timed_out or memory_exceeded or stopped:
             # All at once, listed before any dies: a killed parent orphans its children.
             for child in phase_processes():
                 try:
@@ -261,7 +266,7 @@ def run_with_deadline(
     kill_all(phase_processes)  # what it left behind, wherever it went
     if copier is not None:
         copier.join(timeout=5)
-    killed = timed_out or memory_exceeded
+    killed = timed_out or memory_exceeded or stopped
     return PhaseEnd(
         exit_code=None if killed else proc.returncode,
         timed_out=timed_out,
@@ -269,4 +274,5 @@ def run_with_deadline(
         memory_exceeded=memory_exceeded,
         peak_rss_mb=round(peak, 1),
         log_truncated=bool(truncated),
+        stopped=stopped,
     )

@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from groundwork.execution import resources, sandbox
+from groundwork.execution.early_abort import AbortRule, compute_share, read_curve
 from groundwork.execution.processes import PhaseEnd, become_subreaper, is_subreaper, run_with_deadline
 from groundwork.files import write_atomic
 from groundwork.implementation.codebase import codebase_hash, copy_codebase, file_sha256
@@ -100,6 +101,23 @@ def _expand(command: list[str]) -> list[str]:
     return [arg.replace("{python}", sys.executable) for arg in command]
 
 
+class _AbortWatch:
+    """Asked by the training phase every half second: has its curve trailed the baseline's?"""
+
+    def __init__(self, rule: AbortRule | None, curve_path: Path):
+        self.rule, self.curve_path = rule, curve_path
+        self.reason, self.share = "", 0.0
+
+    def check(self) -> bool:
+        if self.rule is None:
+            return False
+        curve = read_curve(self.curve_path)
+        reason = self.rule.verdict(curve)
+        if reason:
+            self.reason, self.share = reason, round(compute_share(self.rule, curve), 4)
+        return bool(reason)
+
+
 class JobRunner:
     def __init__(self, spec: JobSpec):
         self.spec = spec
@@ -150,7 +168,14 @@ class JobRunner:
                 self._header(log, f"WARNING: {self.sandbox_warning}")
             self._header(log, f"train (budget {spec.time_budget_s:g}s + grace {spec.grace_s:g}s)")
             train_env = _training_view(env)
-            end = self._phase(spec.train_command, train_env, log, spec.time_budget_s + spec.grace_s)
+            abort = self._abort_watch()
+            end = self._phase(
+                spec.train_command, train_env, log, spec.time_budget_s + spec.grace_s, stop_when=abort.check
+            )
+            if end.stopped:
+                self._header(log, f"aborted: {abort.reason}")
+                self.flags["aborted_at"] = abort.share
+                raise _Failed(FailureCategory.ABORTED_TRAILING, f"stopped early: {abort.reason}")
             code, timed_out = end.exit_code, end.timed_out
             self.flags["train_seconds"] = round(end.seconds, 3)
             self.flags["within_budget"] = not timed_out
@@ -282,7 +307,11 @@ class JobRunner:
         )
         return env
 
-    def _phase(self, command: list[str], env: dict[str, str], log, timeout_s: float) -> PhaseEnd:
+    def _abort_watch(self) -> _AbortWatch:
+        rule = AbortRule.from_dict(self.spec.abort_rule) if self.spec.abort_rule else None
+        return _AbortWatch(rule, self.work / "out" / "train_log.jsonl")
+
+    def _phase(self, command: list[str], env: dict[str, str], log, timeout_s: float, stop_when=None) -> PhaseEnd:
         """One phase under the job's limits. Sandboxed, it sees the file system it needs and
         no more: the interpreter, its data folder (the one in `env`), the work folder."""
         command = _expand(command)
@@ -301,6 +330,7 @@ class JobRunner:
             self.job_dir / PHASE_PID_FILE,
             memory_limit_mb=self.memory_limit_mb,
             log_limit_mb=self.spec.log_limit_mb,
+            stop_when=stop_when,
         )
 
     def _header(self, log, title: str) -> None:
