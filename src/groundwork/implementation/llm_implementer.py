@@ -92,4 +92,6 @@ class LLMImplementer:
                 diff = extract_diff(answer)
         except PatchError as exc:
             return PatchAttempt(diff="", applied=False, error=str(exc))
+        except Exception as exc:  # whatever an answer holds, the idea fails, never the run
+            return PatchAttempt(diff="", applied=False, error=f"the answer could not be read as an edit: {exc!r}")
         return trial_apply(diff, codebase, self.policy)
