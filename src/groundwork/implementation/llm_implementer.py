@@ -43,7 +43,11 @@ class LLMImplementer:
         self.max_tokens = max_tokens
         self.context = environment_context(prompts, env, budget_s, line_numbers=False)
         self.system = prompts.render(
-            "implementer_system", editable=env.manifest.files.editable, edit_format=edit_format
+            "implementer_system",
+            editable=env.manifest.files.editable,
+            allow_new=env.manifest.files.allow_new,
+            allow_delete=env.manifest.files.allow_delete,
+            edit_format=edit_format,
         )
 
     def implement(self, idea: Idea, codebase: Path) -> list[PatchAttempt]:
