@@ -88,7 +88,7 @@ class PatchPolicy:
         if hook := file_rules.startup_hook(rel):
             return [f"{hook}: patches may never create one"]
         if self.editable is None or rel in self.editable:
-            return []  # an editable file deleted and written again by two sections is a change of it
+            return []  # a listed editable file may be written, whether or not the codebase has it yet
         if not file_rules.matches(rel, self.allow_new):
             allowed = (
                 f"only new files matching {list(self.allow_new)}"
@@ -96,7 +96,7 @@ class PatchPolicy:
                 else f"no new files: put the code in {self._editable_list()}"
             )
             return [f"{rel!r} is a new file, and this environment allows {allowed} ([files] allow_new)"]
-        scripts = {""} | {PurePosixPath(p).parent.as_posix().removeprefix(".") for p in self.editable}
+        scripts = {""} | {folder for p in self.editable if (folder := PurePosixPath(p).parent.as_posix()) != "."}
         shadow = file_rules.shadowed_module(rel, scripts)
         return [shadow] if shadow else []
 
