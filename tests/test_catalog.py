@@ -17,7 +17,7 @@ from groundwork.records import Idea, PromptKind, Result
 from groundwork.search.evolution import EvolutionStrategy, exploit_share
 
 NANOGPT = load_environment("nanogpt")
-POLICY = PatchPolicy(protected=frozenset(NANOGPT.manifest.files.locked) | frozenset(NANOGPT.manifest.files.hidden))
+POLICY = PatchPolicy.from_files(NANOGPT.manifest.files)
 METRIC = Metric(name="val_bpb", direction="minimize", plausible_range=(0.3, 8.5))
 
 
@@ -155,8 +155,7 @@ def test_each_profiles_catalog_applies_to_that_profiles_codebase(name, profile):
     """Every idea a profile's catalog offers it applies to that profile's codebase, and
     edits no knob that the profile's scale preset sets again (which would change nothing)."""
     env = load_environment(name, profile=profile)
-    policy = PatchPolicy(protected=frozenset(env.manifest.files.locked) | frozenset(env.manifest.files.hidden))
-    implementer = CatalogImplementer(policy)
+    implementer = CatalogImplementer(PatchPolicy.from_files(env.manifest.files))  # the run's own rules
     catalog = load_catalog(env.catalog_path, profile)
     assert len(catalog) >= 8
     preset = _preset_knobs(env.codebase_dir / "train.py", env.profile().env.get("GROUNDWORK_SCALE"))

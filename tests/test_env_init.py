@@ -12,6 +12,7 @@ from conftest import GROUNDWORK, cli_env
 from groundwork.cli import app
 from groundwork.environments import load_environment
 from groundwork.environments.scaffold import infer, render
+from groundwork.implementation.patching import PatchPolicy, trial_apply, unified_diff
 
 TRAIN = """import os, time
 steps = 3  # a knob
@@ -63,6 +64,16 @@ def test_init_without_questions_writes_a_valid_usable_manifest(tmp_path):
     assert m.files.editable == ["train.py"] and m.files.locked == ["evaluate.py", "prepare.py"]
     assert m.files.hidden == m.files.locked and env.profile().time_budget_s == 30
     assert m.run.prepare == ["{python}", "prepare.py", "--out", "{data_dir}"]
+    text = (repo / "environment.toml").read_text()
+    assert "allow_new = []" in text and "allow_delete = false" in text  # the file rules are written out
+    policy = PatchPolicy.from_files(m.files)
+    for old, new, reason in [
+        ({}, {"helper.py": "x = 1\n"}, "allows no new files"),
+        ({"train.py": TRAIN}, {}, "does not allow deleting"),
+        ({"train.py": TRAIN}, {"train.py": TRAIN.replace("steps = 3", "steps = 4")}, None),
+    ]:
+        attempt = trial_apply(unified_diff(old, new), env.codebase_dir, policy)
+        assert attempt.applied if reason is None else reason in attempt.error, attempt.error
     assert (env.prepare(env.profile(), quiet=True) / "data.txt").read_text() == "1 2 3"  # its commands run
     show = subprocess.run([*GROUNDWORK, "env", "show", str(repo)], capture_output=True, text=True, env=cli_env())
     assert show.returncode == 0 and "accuracy" in show.stdout

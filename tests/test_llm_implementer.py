@@ -11,7 +11,7 @@ from groundwork.prompting import PromptLibrary
 from groundwork.records import Idea, PromptKind
 
 NANOGPT = load_environment("nanogpt")
-POLICY = PatchPolicy(protected=frozenset({"evaluate.py", "prepare.py"}))
+POLICY = PatchPolicy.from_files(NANOGPT.manifest.files)
 TRAIN = (NANOGPT.codebase_dir / "train.py").read_text()
 IDEA = Idea(
     id="e1-01",

@@ -58,6 +58,11 @@ def test_fixture_and_builtin_manifests_load(toy_env):
         ),
         (r'^editable = \["train.py"\]', 'editable = ["model.py"]', r"files\.editable: 'model\.py' does not exist"),
         (r'^locked = \["evaluate.py"\]', 'locked = ["../outside.py"]', r"relative to the codebase.*\.\./outside\.py"),
+        (r"^time_budget_s = 3", "time_budget_s = true", r"profiles\.quick\.time_budget_s = True: .*not true/false"),
+        (r"^grace_s = 2", "grace_s = false", r"run\.grace_s = False: .*not true/false"),
+        (r"^plausible_range = .*$", "plausible_range = [false, true]", r"metric\.plausible_range.*not true/false"),
+        (r"^\[files\]", "[files]\nallow_delete = 1", r"files\.allow_delete = 1: .*valid boolean"),
+        (r"^\[files\]", '[files]\nallow_new = ["/tmp/*.py"]', r"files\.allow_new\.0 = '/tmp/\*\.py'.*relative"),
         (r'^codebase = "baseline"', 'codebase = "src"', r"codebase = 'src': folder .* does not exist"),
         (r"^\[metric\]", "[metric", r"not valid TOML"),
     ],
@@ -67,6 +72,21 @@ def test_broken_manifest_errors_are_specific(toy_env, old, new, expected):
     message = _error(toy_env)
     assert "environment.toml" in message
     assert re.search(expected, message, re.DOTALL), message
+
+
+def test_every_bad_path_of_a_list_is_reported(toy_env):
+    _break(toy_env, r'^hidden = \["evaluate.py"\]', 'hidden = ["/etc/passwd", "evaluate.py", "../up.py", ""]')
+    _break(toy_env, r"^\[profiles.quick\]", '[data]\ntraining_files = ["a/b", "ok.bin", ".."]\n\n[profiles.quick]')
+    problems = _error(toy_env).splitlines()
+    for where, value in [
+        ("files.hidden.0", "'/etc/passwd'"),
+        ("files.hidden.2", "'../up.py'"),
+        ("files.hidden.3", "''"),
+        ("data.training_files.0", "'a/b'"),
+        ("data.training_files.2", "'..'"),
+    ]:
+        assert any(f"{where} = {value}:" in line for line in problems), (where, problems)
+    assert not any("files.hidden.1" in line or "training_files.1" in line for line in problems)
 
 
 def test_missing_sections_are_all_listed(toy_env):

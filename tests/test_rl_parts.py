@@ -44,7 +44,7 @@ def test_knob_implementer_refuses_a_knob_the_profiles_scale_preset_sets_again():
     from groundwork.environments import load_environment
 
     env = load_environment("nanogpt", profile="small")
-    policy = PatchPolicy(protected=frozenset(env.manifest.files.locked))
+    policy = PatchPolicy.from_files(env.manifest.files)
     small = KnobImplementer(policy, ["train.py"], scale=env.profile().env["GROUNDWORK_SCALE"])
     refused = small.implement(_idea("learning_rate=3e-3"), env.codebase_dir)[-1]
     assert not refused.applied and "set again by the 'small' preset" in refused.error

@@ -92,7 +92,7 @@ class Components:
 
 
 def build_components(env: Environment, profile: ResolvedProfile, config: RunConfig, run_dir: Path) -> Components:
-    policy = PatchPolicy(protected=frozenset(env.manifest.files.locked) | frozenset(env.manifest.files.hidden))
+    policy = PatchPolicy.from_files(env.manifest.files)
     plan = plan_slots(
         config.slots, profile.resources.gpus, cluster=config.backend != "local", cpus_per_job=profile.resources.cpus
     )

@@ -9,9 +9,19 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,8 +43,28 @@ class ManifestError(ValueError):
         super().__init__(f"invalid environment manifest {self.path}:\n{lines}")
 
 
+def _wants_number(annotation: Any) -> bool:
+    return annotation in (int, float) or any(_wants_number(arg) for arg in get_args(annotation))
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_holds_bool(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_bool(v) for v in value.values())
+    return isinstance(value, bool)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1: a number written as true/false is a mistake, not a 1 or 0
+        if info.field_name and _wants_number(cls.model_fields[info.field_name].annotation) and _holds_bool(value):
+            raise ValueError("a number is expected, not true/false")
+        return value
 
 
 class Metric(_Strict):
@@ -59,19 +89,30 @@ class Metric(_Strict):
         return self.plausible_range[0] <= value <= self.plausible_range[1]
 
 
+def _inside_codebase(name: str) -> str:
+    if not name or name.startswith("/") or ".." in Path(name).parts:
+        raise ValueError(f"file paths are relative to the codebase (no leading '/', no '..'), got {name!r}")
+    return name
+
+
+# Each entry is checked on its own, so every bad one of a list is reported.
+CodebasePath = Annotated[str, AfterValidator(_inside_codebase)]
+
+
 class Files(_Strict):
-    editable: list[str] = Field(min_length=1)
-    hidden: list[str] = Field(default_factory=list)
-    locked: list[str] = Field(default_factory=list)
+    editable: list[CodebasePath] = Field(min_length=1)
+    hidden: list[CodebasePath] = Field(default_factory=list)
+    locked: list[CodebasePath] = Field(default_factory=list)
+    # Glob patterns (fnmatch: '*' crosses folders) of the new files a patch may create;
+    # start-up hooks and names that shadow imports are refused whatever they say.
+    allow_new: list[CodebasePath] = Field(default_factory=list)
+    allow_delete: StrictBool = False  # whether a patch may delete (or rename away) an editable file
 
     @model_validator(mode="after")
     def _disjoint(self) -> Files:
         both = sorted(set(self.editable) & (set(self.locked) | set(self.hidden)))
         if both:
             raise ValueError(f"files cannot be editable and hidden/locked at once: {both}")
-        for name in [*self.editable, *self.hidden, *self.locked]:
-            if name.startswith("/") or ".." in Path(name).parts:
-                raise ValueError(f"file paths must be relative to the codebase, got {name!r}")
         return self
 
 
@@ -100,20 +141,21 @@ class RunCommands(_Strict):
         return v
 
 
+def _plain_name(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ValueError(f"training files are names (or glob patterns) in the data folder, got {name!r}")
+    return name
+
+
+DataName = Annotated[str, AfterValidator(_plain_name)]
+
+
 class Data(_Strict):
     """Which files of the prepared data folder the training phase may see. Training gets a
     folder holding only the files these names or glob patterns match (hard links); the
     evaluation gets the whole prepared folder."""
 
-    training_files: list[str] | None = Field(default=None, min_length=1)  # None: the whole folder
-
-    @field_validator("training_files")
-    @classmethod
-    def _plain_names(cls, v: list[str] | None) -> list[str] | None:
-        for name in v or []:
-            if not name or "/" in name or "\\" in name or name in (".", ".."):
-                raise ValueError(f"training files are names (or glob patterns) in the data folder, got {name!r}")
-        return v
+    training_files: list[DataName] | None = Field(default=None, min_length=1)  # None: the whole folder
 
 
 class Resources(_Strict):
@@ -185,7 +227,7 @@ def _describe(error: dict[str, Any]) -> str:
     shown = repr(value) if not isinstance(value, dict) else "{...}"
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    return f"{where} = {shown}: {error['msg']}"
+    return f"{where} = {shown}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def parse_manifest(path: Path) -> Manifest:

@@ -172,6 +172,8 @@ result_file = "result.json"  # the evaluation writes it at $GROUNDWORK_RESULT_PA
 editable = {_toml_list(s.editable)}
 hidden = {_toml_list(s.locked)}  # never shown to the ideator
 locked = {_toml_list(s.locked)}  # restored and hash-checked around every run
+allow_new = []  # glob patterns of new files a patch may create, e.g. ["*.py"]; [] = none
+allow_delete = false  # whether a patch may delete (or rename) an editable file
 
 [run]
 train = ["{{python}}", {json.dumps(s.train_script)}]

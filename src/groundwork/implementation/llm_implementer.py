@@ -43,7 +43,11 @@ class LLMImplementer:
         self.max_tokens = max_tokens
         self.context = environment_context(prompts, env, budget_s, line_numbers=False)
         self.system = prompts.render(
-            "implementer_system", editable=env.manifest.files.editable, edit_format=edit_format
+            "implementer_system",
+            editable=env.manifest.files.editable,
+            allow_new=env.manifest.files.allow_new,
+            allow_delete=env.manifest.files.allow_delete,
+            edit_format=edit_format,
         )
 
     def implement(self, idea: Idea, codebase: Path) -> list[PatchAttempt]:
@@ -92,4 +96,6 @@ class LLMImplementer:
                 diff = extract_diff(answer)
         except PatchError as exc:
             return PatchAttempt(diff="", applied=False, error=str(exc))
+        except Exception as exc:  # whatever an answer holds, the idea fails, never the run
+            return PatchAttempt(diff="", applied=False, error=f"the answer could not be read as an edit: {exc!r}")
         return trial_apply(diff, codebase, self.policy)

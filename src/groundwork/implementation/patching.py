@@ -2,9 +2,13 @@
 
 Rules are checked before anything is written: the diff is read strictly (`diff_text`), it
 may not touch locked, hidden or `.git` files, escape the codebase (absolute, `~`, `..`,
-through symlinks), create symlinks, carry binary data or exceed a size limit. Application
-is `git apply` with no fuzz: a hunk that does not match exactly fails, and the error names
-the hunk and the first line that differs. A rejected patch leaves the codebase unchanged.
+through symlinks or files), create symlinks, carry binary data or exceed a size limit.
+Application is `git apply` with no fuzz: a hunk that does not match exactly fails, and the
+error names the hunk and the first line that differs. What the applied diff did is then
+held against the environment's file rules (only editable files change; new files and
+deletions only where the manifest allows them; no start-up hooks or names that shadow
+imports) and must change some file's content. A rejected patch leaves the codebase as it
+was, and every failure is a PatchError that says why.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from groundwork.implementation import file_rules
 from groundwork.implementation.diff_text import FileSection, Hunk, PatchError, parse_diff, unquote
 
 if TYPE_CHECKING:
+    from groundwork.environments.manifest import Files
     from groundwork.protocols import PatchAttempt
 
 __all__ = [
@@ -43,6 +49,59 @@ _BINARY = re.compile(r"^(GIT binary patch|Binary files .* differ)$", re.MULTILIN
 class PatchPolicy:
     protected: frozenset[str] = field(default_factory=frozenset)  # locked and hidden files
     max_bytes: int = MAX_PATCH_BYTES
+    # The files a patch may change. None: not known here (a worker re-applying a patch the
+    # implementer's trial checked under the full rules; the codebase hash confirms it).
+    editable: frozenset[str] | None = None
+    allow_new: tuple[str, ...] = ()  # glob patterns of new files, when `editable` is known
+    allow_delete: bool = False  # whether editable files may be deleted or renamed away
+
+    @classmethod
+    def from_files(cls, files: Files) -> PatchPolicy:
+        """The rules of an environment's (or profile's) `[files]` table."""
+        return cls(
+            protected=frozenset(files.locked) | frozenset(files.hidden),
+            editable=frozenset(PurePosixPath(p).as_posix() for p in files.editable),
+            allow_new=tuple(files.allow_new),
+            allow_delete=files.allow_delete,
+        )
+
+    def refusals(self, rel: str, before: _State | None, after: _State | None) -> list[str]:
+        """Why this policy refuses what a patch did to the file `rel` (None: it is absent)."""
+        if before is None and after is None:
+            return []
+        if before is None:
+            return self._new_file(rel)
+        if after == before:
+            return []
+        if self.editable is None:
+            return []
+        if rel not in self.editable:
+            return [f"{rel!r} is not editable: patches may change only {self._editable_list()} ([files] editable)"]
+        if after is None and not self.allow_delete:
+            return [
+                f"{rel!r} would be deleted (or renamed away), and this environment does not allow deleting "
+                "files ([files] allow_delete = false): change its content instead"
+            ]
+        return []
+
+    def _new_file(self, rel: str) -> list[str]:
+        if hook := file_rules.startup_hook(rel):
+            return [f"{hook}: patches may never create one"]
+        if self.editable is None or rel in self.editable:
+            return []  # a listed editable file may be written, whether or not the codebase has it yet
+        if not file_rules.matches(rel, self.allow_new):
+            allowed = (
+                f"only new files matching {list(self.allow_new)}"
+                if self.allow_new
+                else f"no new files: put the code in {self._editable_list()}"
+            )
+            return [f"{rel!r} is a new file, and this environment allows {allowed} ([files] allow_new)"]
+        scripts = {""} | {folder for p in self.editable if (folder := PurePosixPath(p).parent.as_posix()) != "."}
+        shadow = file_rules.shadowed_module(rel, scripts)
+        return [shadow] if shadow else []
+
+    def _editable_list(self) -> str:
+        return ", ".join(sorted(self.editable or ()))
 
 
 # --- rules --------------------------------------------------------------------------------
@@ -70,13 +129,20 @@ def check_path(rel: str, root: Path, policy: PatchPolicy) -> str:
     # casefold: on a case-insensitive file system EVALUATE.py is evaluate.py
     if normal.casefold() in {PurePosixPath(p).as_posix().casefold() for p in policy.protected}:
         raise PatchError(f"{normal!r} is locked by the environment (its evaluation or data): it cannot be edited")
-    current = root
-    for part in pure.parts:
-        current = current / part
-        if current.is_symlink():
-            raise PatchError(f"path {rel!r} goes through the symlink {current.relative_to(root).as_posix()!r}")
-    if not current.resolve().is_relative_to(root.resolve()):
-        raise PatchError(f"path {rel!r} resolves outside the codebase")
+    try:
+        current = root
+        for k, part in enumerate(pure.parts):
+            current = current / part
+            if current.is_symlink():
+                raise PatchError(f"path {rel!r} goes through the symlink {current.relative_to(root).as_posix()!r}")
+            if k < len(pure.parts) - 1 and current.exists() and not current.is_dir():
+                raise PatchError(
+                    f"path {rel!r} goes through {current.relative_to(root).as_posix()!r}, which is a file, not a folder"
+                )
+        if not current.resolve().is_relative_to(root.resolve()):
+            raise PatchError(f"path {rel!r} resolves outside the codebase")
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise PatchError(f"path {rel!r} cannot be used: {exc.strerror or exc}") from None
     return normal
 
 
@@ -101,6 +167,20 @@ def _section_paths(section: FileSection) -> tuple[list[str], list[str]]:
             "add '--- a/path' and '+++ b/path' headers"
         )
     return stripped, plain
+
+
+def _check_names_agree(section: FileSection) -> None:
+    """A 'diff --git A B' line and its '--- A' / '+++ B' headers name the same files (git
+    would otherwise take one and the rules another)."""
+    if section.git_names is None:
+        return
+    for git_name, header in zip(section.git_names, (section.old, section.new), strict=True):
+        if header not in (None, "/dev/null") and header != git_name:
+            raise PatchError(
+                f"malformed diff: line {section.line}: 'diff --git {' '.join(section.git_names)}' names other "
+                f"files than its '--- {section.old}' / '+++ {section.new}' headers: start each file's section "
+                "with its own 'diff --git' line"
+            )
 
 
 def _check_modes(section: FileSection, name: str) -> None:
@@ -145,6 +225,7 @@ def _check(diff: str, root: Path, policy: PatchPolicy) -> _Checked:
         raise PatchError("the diff contains no file changes (no 'diff --git' or '--- a/path' / '+++ b/path' headers)")
     stripped, plain = [], []
     for section in sections:
+        _check_names_agree(section)
         names = _section_paths(section)
         stripped += names[0]
         plain += names[1]
@@ -225,47 +306,104 @@ def _git_message(proc: subprocess.CompletedProcess) -> str:
 
 
 def apply_patch(diff: str, root: Path, policy: PatchPolicy) -> list[str]:
-    """Apply `diff` to the codebase at `root` in place; raise PatchError if it is rejected
-    or any hunk fails (then nothing is changed)."""
+    """Apply `diff` to the codebase at `root` in place and return the files it touched;
+    raise PatchError if it is rejected, any hunk fails or it changes nothing (then the
+    codebase is as it was)."""
+    try:
+        return _apply(diff, root, policy)
+    except PatchError:
+        raise
+    except (OSError, UnicodeError, ValueError, subprocess.SubprocessError) as exc:
+        raise PatchError(f"the patch could not be applied: {type(exc).__name__}: {exc}") from None
+
+
+def _apply(diff: str, root: Path, policy: PatchPolicy) -> list[str]:
     if not diff.strip():
-        return []
+        raise PatchError("no change: the diff is empty")
     checked = _check(diff, root, policy)
     snapshot = _Snapshot(root, checked.files)
     proc = _git([f"-p{checked.strip}", "--whitespace=nowarn"], checked.text, root)
     if proc.returncode != 0:
         snapshot.restore()  # git checks every hunk before writing; this covers failures while writing
         raise PatchError(_explain(_git_message(proc), checked, root))
+    after = {rel: _state(root / rel) for rel in checked.files}
+    problems = [p for rel, saved in snapshot.files.items() for p in policy.refusals(rel, saved, after[rel])]
+    if not problems and all(_data(after[rel]) == _data(saved) for rel, saved in snapshot.files.items()):
+        problems = [
+            "no change: after applying the diff every file's content is as it was (a file mode change "
+            "alone does not count); change the code the idea is about"
+        ]
+    if problems:
+        snapshot.restore()
+        raise PatchError("; ".join(problems))
     return checked.files
 
 
+@dataclass(frozen=True)
+class _State:
+    """A regular file's content and mode."""
+
+    data: bytes
+    mode: int
+
+
+def _state(path: Path) -> _State | None:
+    """The file at `path`, or None where there is no regular file (nothing, a folder, a link)."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    return _State(path.read_bytes(), path.stat().st_mode & 0o7777)
+
+
+def _data(state: _State | None) -> bytes | None:
+    return None if state is None else state.data
+
+
 class _Snapshot:
-    """The touched files as they were, to put back if applying fails part-way."""
+    """The touched files as they were, to put back if applying fails part-way or the
+    result is refused."""
 
     def __init__(self, root: Path, files: list[str]):
         self.root = root
-        self.files = {rel: (p.read_bytes(), p.stat().st_mode) if (p := root / rel).is_file() else None for rel in files}
+        self.files = {rel: _state(root / rel) for rel in files}
         self.folders = {p for rel in files for p in (root / rel).parents if p.is_dir()}
 
     def restore(self) -> None:
         for rel, saved in self.files.items():
             path = self.root / rel
             if saved is None:
-                if path.is_file() or path.is_symlink():
+                if path.is_symlink() or path.is_file():
                     path.unlink()
-                for folder in path.parents:
-                    if folder in self.folders or any(folder.iterdir()):
-                        break
-                    folder.rmdir()
-            elif not path.is_file() or path.read_bytes() != saved[0]:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(saved[0])
-                path.chmod(saved[1])
+                self._remove_new_folders(path)
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.is_symlink():
+                path.unlink()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if _state(path) != saved:
+                path.write_bytes(saved.data)
+                path.chmod(saved.mode)
+
+    def _remove_new_folders(self, path: Path) -> None:
+        """Folders the failed patch created for `path`, from the deepest up, while empty."""
+        for folder in path.parents:
+            if folder in self.folders or not folder.is_dir() or folder.is_symlink() or any(folder.iterdir()):
+                break
+            folder.rmdir()
 
 
 # --- explaining a failure ------------------------------------------------------------------
 
 
 def _explain(message: str, checked: _Checked, root: Path) -> str:
+    try:
+        reason = _reason(message, checked, root)
+    except (OSError, ValueError):  # the explanation is a courtesy: git's own message stands
+        reason = ""
+    return f"patch does not apply: {reason or 'see git'}\ngit apply said: {message}"
+
+
+def _reason(message: str, checked: _Checked, root: Path) -> str:
     reason = ""
     if m := re.search(r"patch failed: (.+):(\d+)$", message, re.MULTILINE):
         name = unquote(m[1])[0] if m[1].startswith('"') else m[1]
@@ -286,7 +424,7 @@ def _explain(message: str, checked: _Checked, root: Path) -> str:
             f"{'; ' if reason else ''}{', '.join(repeated)} appears in more than one file section, "
             "and sections apply one after another: put all hunks for one file in one section"
         )
-    return f"patch does not apply: {reason or 'see git'}\ngit apply said: {message}"
+    return reason
 
 
 def _hunk_reason(name: str, start: int, checked: _Checked, root: Path) -> str:
@@ -400,6 +538,6 @@ def trial_apply(diff: str, codebase: Path, policy: PatchPolicy) -> PatchAttempt:
             files = apply_patch(diff, work, policy)
         except PatchError as exc:
             return PatchAttempt(diff=diff, applied=False, error=str(exc))
-        if not files:  # an idea that changes nothing would only re-run the baseline
-            return PatchAttempt(diff=diff, applied=False, error="the change is empty: it edits no file")
+        except Exception as exc:  # whatever a diff does, the idea fails, never the run
+            return PatchAttempt(diff=diff, applied=False, error=f"the patch could not be checked: {exc!r}")
         return PatchAttempt(diff=diff, applied=True, files=files, codebase_hash=codebase_hash(work))

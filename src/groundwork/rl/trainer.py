@@ -38,7 +38,7 @@ def create_rl_run(config: RunConfig, rl: RLConfig, runs_dir: Path, name: str | N
 
 
 def make_implementer(env: Environment, profile: ResolvedProfile, config: RunConfig, run_dir: Path) -> Implementer:
-    policy = PatchPolicy(protected=frozenset(env.manifest.files.locked) | frozenset(env.manifest.files.hidden))
+    policy = PatchPolicy.from_files(env.manifest.files)
     if config.implementer == KNOBS:
         return KnobImplementer(policy, env.manifest.files.editable, scale=profile.env.get("GROUNDWORK_SCALE"))
     from groundwork.implementation.llm_implementer import LLMImplementer
