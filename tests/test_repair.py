@@ -23,7 +23,7 @@ from groundwork.llm.pricing import PriceTable
 from groundwork.llm.recording import RecordingLLM, ReplayLLM
 from groundwork.loop import ResearchLoop, build_components
 from groundwork.prompting import PromptLibrary
-from groundwork.records import FailureCategory, JobOutcome, JobState
+from groundwork.records import FailureCategory, JobOutcome, JobState, PromptKind
 from groundwork.runs import create_run, run_config
 from groundwork.store import RunStore
 from scripted_llm import ScriptedTestLLM
@@ -95,12 +95,12 @@ def _by_key(answers: dict[str, str]):
 
 
 def _the_idea(store: RunStore):
-    (idea,) = [i for i in store.ideas() if i.epoch == 1]
+    (idea,) = [i for i in store.ideas() if i.epoch == 1 and i.prompt_kind != PromptKind.CONFIRM]
     return idea
 
 
 def test_a_crashing_patch_is_repaired_and_its_idea_counts_as_saved_by_repair(toy_env, new_run):
-    store = new_run()
+    store = new_run(confirm_seeds=1)
     loop, model = _loop(
         store, _by_key({"implement": _answer(toy_env, GOOD, CRASH), "repair:round-1": _answer(toy_env, GOOD)})
     )
@@ -120,6 +120,9 @@ def test_a_crashing_patch_is_repaired_and_its_idea_counts_as_saved_by_repair(toy
     assert [c["call_key"] for c in store.llm_calls("implementer")][-1] == f"repair:{idea.id}:round-1:attempt-1"
     funnel = summarize(store).funnel
     assert (funnel.proposed, funnel.valid, funnel.repaired) == (1, 1, 1)
+    # Its confirmation re-runs the patch that ran last: the repaired one.
+    assert store.job(f"job-{idea.id}-seed1").patch_id == patches[1].id
+    assert store.results()[f"{idea.id}-seed1"].valid
 
 
 def test_a_repair_that_fails_twice_ends_the_idea_failed_with_three_attempts(toy_env, new_run):

@@ -601,7 +601,8 @@ class ResearchLoop:
 
     def _queue_replicate(self, idea: Idea) -> None:
         """A confirmation re-runs its parent's applied patch with its own seed."""
-        parent = next(p for p in self.store.patches(idea.parents[0]) if p.status == PatchStatus.APPLIED)
+        # The patch its parent's job ran: after a repair round, the corrected one.
+        parent = next(p for p in reversed(self.store.patches(idea.parents[0])) if p.status == PatchStatus.APPLIED)
         job = Job(
             id=f"job-{idea.id}",
             idea_id=idea.id,
