@@ -127,8 +127,9 @@ def test_a_crashing_patch_is_repaired_and_its_idea_counts_as_saved_by_repair(toy
 
 def test_a_repair_that_fails_twice_ends_the_idea_failed_with_three_attempts(toy_env, new_run):
     store = new_run()
-    crash = _answer(toy_env, GOOD, CRASH)
-    loop, _ = _loop(store, _by_key({"implement": crash, "repair:round-1": crash, "repair:round-2": crash}))
+    crashes = [_answer(toy_env, GOOD, (CRASH[0], CRASH[1].replace("undefined_width", name))) for name in "abc"]
+    answers = {"implement": crashes[0], "repair:round-1": crashes[1], "repair:round-2": crashes[2]}
+    loop, _ = _loop(store, _by_key(answers))
     loop.run()
     idea = _the_idea(store)
     result = store.results()[idea.id]
@@ -137,6 +138,17 @@ def test_a_repair_that_fails_twice_ends_the_idea_failed_with_three_attempts(toy_
     assert store.job(f"job-{idea.id}").attempt == 3
     assert Counter(new_run.ledger.read_text().split())[f"job-{idea.id}"] == 3  # each round trained once
     assert summarize(store).funnel.repaired == 0
+
+
+def test_a_repair_that_repeats_the_failed_diff_is_not_run_again(toy_env, new_run):
+    store = new_run()
+    crash = _answer(toy_env, GOOD, CRASH)
+    loop, _ = _loop(store, _by_key({"implement": crash, "repair:round-1": crash}))
+    loop.run()
+    idea = _the_idea(store)
+    assert store.results()[idea.id].failure == FailureCategory.CRASHED
+    assert len(store.patches(idea.id)) == 2 and store.job(f"job-{idea.id}").attempt == 1
+    assert any("the one that failed" in e["detail"] for e in store.events("job"))
 
 
 def test_max_debug_rounds_zero_turns_repair_off(toy_env, new_run):

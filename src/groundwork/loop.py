@@ -591,6 +591,9 @@ class ResearchLoop:
         idea = self.store.idea(job.idea_id)
         patches = self._patches(idea, attempts, self.parts.implementer.label, repair_round=job.repairs + 1)
         applied = next((p for p in patches if p.status == PatchStatus.APPLIED), None)
+        ran = next(p for p in self.store.patches(idea.id) if p.id == job.patch_id)
+        if applied is not None and applied.diff_sha256 == ran.diff_sha256:  # it would fail the same way
+            applied, why_not = None, "no repair: the corrected diff is the one that failed"
         if applied is None:
             why_not = why_not or (patches[-1].error if patches else "the implementer produced no patch")
             detail = f"repair round {job.repairs + 1}: {why_not}"
