@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import signal
+import subprocess
+import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from conftest import GROUNDWORK, cli_env
 from groundwork.analysis.summary import summarize
 from groundwork.config import RunConfig
 from groundwork.environments import load_environment
@@ -26,6 +31,7 @@ from groundwork.prompting import PromptLibrary
 from groundwork.records import FailureCategory, JobOutcome, JobState, PromptKind
 from groundwork.runs import create_run, run_config
 from groundwork.store import RunStore
+from llm_stub import StubServer, last_user_text
 from scripted_llm import ScriptedTestLLM
 
 GOOD = ("lr = 0.1  # the toy optimum is 0.3", "lr = 0.3  # the toy optimum is 0.3")
@@ -267,3 +273,69 @@ def test_log_excerpt_keeps_the_error_line_within_its_budget():
     assert excerpt.rstrip().endswith("cleanup 299" * 20)  # the end is kept too
     assert log_excerpt("short\nlog", 2000) == "short\nlog"
     assert non_finite_loss("step 40 | loss nan | lr 1e-3") and not non_finite_loss("step 40 | loss 2.1")
+
+
+def test_kill_9_while_the_repair_call_waits_then_resume_finishes_the_repair(toy_env, tmp_path):
+    """The CLI path against the local HTTP stub: the controller is killed (SIGKILL) while the
+    repair call is in flight; `groundwork resume` asks again and runs the repaired patch once."""
+    runs, ledger = tmp_path / "runs", tmp_path / "ledger.txt"
+    asked, release = threading.Event(), threading.Event()
+    crash, good = _answer(toy_env, GOOD, CRASH), _answer(toy_env, GOOD)
+
+    def reply(body) -> str:
+        prompt = last_user_text(body)
+        if "research scientist" in body["messages"][0]["content"]:
+            return (
+                "<idea>\n<title>Raise the learning rate</title>\n<category>hyperparameter</category>\n"
+                "<description>Set lr to 0.3 in train.py, the toy optimum.</description>\n"
+                "<changes>train.py: lr = 0.3</changes>\n</idea>"
+            )
+        if "the run failed" in prompt:
+            asked.set()
+            release.wait(60)  # the first controller dies while waiting here
+            return good
+        return crash
+
+    with StubServer(reply) as stub:
+        args = ["--runs-dir", str(runs)]
+        run = [
+            *GROUNDWORK,
+            "run",
+            "--env",
+            str(toy_env),
+            *args,
+            "--name",
+            "r",
+            "--llm",
+            f"openai-compatible:m@{stub.url}/v1",
+        ]
+        env = cli_env({"TOY_LEDGER": str(ledger), "OPENAI_API_KEY": "stub"})
+        proc = subprocess.Popen(
+            [*run, "--epochs", "1", "--ideas", "1"],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert asked.wait(120), "the repair call never came"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        finally:
+            release.set()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        store = RunStore(runs / "r")
+        assert [j.idea_id for j in store.jobs_awaiting_repair()] == ["e1-01"] and "e1-01" not in store.results()
+        resumed = subprocess.run(
+            [*GROUNDWORK, "resume", "r", *args], env=env, capture_output=True, text=True, timeout=240
+        )
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "1 of them repaired" in resumed.stdout
+    store = RunStore(runs / "r")
+    result = store.results()["e1-01"]
+    assert result.valid and result.repair_rounds == 1
+    assert [p.repair_round for p in store.patches("e1-01")] == [0, 1]
+    assert Counter(ledger.read_text().split())["job-e1-01"] == 2  # the crash, then the repair: none twice
+    keys = [c["call_key"] for c in store.llm_calls("implementer")]
+    assert keys == ["implement:e1-01:attempt-1", "repair:e1-01:round-1:attempt-1"]
