@@ -122,7 +122,9 @@ def test_a_crashing_patch_is_repaired_and_its_idea_counts_as_saved_by_repair(toy
     assert job.attempt == 2 and job.patch_id == patches[1].id and job.state == JobState.DONE
     # The repair call saw the traceback's error line and went through the recording LLM.
     (repair,) = [r for r in model.requests if r.call_key.startswith("repair:")]
-    assert "NameError: name 'undefined_width' is not defined" in repair.messages[-1]["content"]
+    prompt = repair.messages[-1]["content"]
+    assert "training exited with code 1" in prompt and "undefined_width" in repair.messages[-2]["content"]
+    assert prompt.count("NameError: name 'undefined_width' is not defined") == 1  # the log's end, shown once
     assert [c["call_key"] for c in store.llm_calls("implementer")][-1] == f"repair:{idea.id}:round-1:attempt-1"
     funnel = summarize(store).funnel
     assert (funnel.proposed, funnel.valid, funnel.repaired) == (1, 1, 1)

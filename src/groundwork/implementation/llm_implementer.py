@@ -59,7 +59,7 @@ class LLMImplementer:
         report = self.prompts.render(
             "implementer_repair",
             failure=failed.failure,
-            detail=failed.detail.strip(),
+            detail=_unless_in_log(failed.detail.strip(), failed.log_tail),
             diff=diff,
             log_tail=failed.log_tail,
             round=failed.round,
@@ -121,3 +121,10 @@ class LLMImplementer:
         except PatchError as exc:
             return PatchAttempt(diff="", applied=False, error=str(exc))
         return trial_apply(diff, codebase, self.policy)
+
+
+def _unless_in_log(detail: str, log_tail: str) -> str:
+    """The failure's first line, and the rest only when the log excerpt does not already
+    show it (a crash's detail ends with the log's last lines)."""
+    first, _, rest = detail.partition("\n")
+    return detail if rest.strip() and rest.strip() not in log_tail else first
