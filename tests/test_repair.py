@@ -28,7 +28,7 @@ from groundwork.llm.pricing import PriceTable
 from groundwork.llm.recording import RecordingLLM, ReplayLLM
 from groundwork.loop import ResearchLoop, build_components
 from groundwork.prompting import PromptLibrary
-from groundwork.records import FailureCategory, JobOutcome, JobState, PromptKind
+from groundwork.records import FailureCategory, JobOutcome, JobState, PromptKind, Result
 from groundwork.runs import create_run, run_config
 from groundwork.store import RunStore
 from llm_stub import StubServer, last_user_text
@@ -341,3 +341,42 @@ def test_kill_9_while_the_repair_call_waits_then_resume_finishes_the_repair(toy_
     assert Counter(ledger.read_text().split())["job-e1-01"] == 2  # the crash, then the repair: none twice
     keys = [c["call_key"] for c in store.llm_calls("implementer")]
     assert keys == ["implement:e1-01:attempt-1", "repair:e1-01:round-1:attempt-1"]
+
+
+def test_the_store_holds_a_failed_result_until_the_repair_round_is_recorded(toy_env, tmp_path):
+    from groundwork.records import Idea, Job, Patch, PatchStatus
+    from groundwork.store.sqlite_store import StoreError
+
+    store = create_run(RunConfig(environment=str(toy_env)), tmp_path / "runs")
+    store.add_epoch(1, [Idea(id="i", epoch=1, index=1, title="t", text="x", prompt_kind="simple", origin="m")])
+
+    def patch(n: int) -> Patch:
+        return Patch(
+            id=f"i.p{n}",
+            idea_id="i",
+            attempt=n,
+            implementer="m",
+            status=PatchStatus.APPLIED,
+            diff_path=f"patches/i.attempt-{n}.diff",
+            diff_sha256=str(n),
+        )
+
+    store.record_implementation("i", [patch(1)], Job(id="job-i", idea_id="i", patch_id="i.p1", backend="local"), None)
+    with pytest.raises(StoreError, match="not awaiting a repair"):
+        store.record_repair("job-i", [patch(2)], "i.p2")
+    store.transition_job("job-i", JobState.LEASED)
+    crashed = JobOutcome(job_id="job-i", attempt=1, failure=FailureCategory.CRASHED, started_at=0.0, ended_at=1.0)
+    with pytest.raises(StoreError, match="outcome of attempt 2"):
+        store.hold_for_repair(crashed.model_copy(update={"attempt": 2}), Result(idea_id="i"))
+    store.hold_for_repair(crashed, Result(idea_id="i", job_id="job-i", failure=FailureCategory.CRASHED))
+    assert [j.id for j in store.jobs_awaiting_repair()] == ["job-i"] and store.results() == {}
+    store.record_repair("job-i", [patch(2)], "i.p2")
+    job = store.job("job-i")
+    assert (job.state, job.attempt, job.repairs, job.patch_id, job.awaiting_repair) == (
+        JobState.QUEUED,
+        2,
+        1,
+        "i.p2",
+        None,
+    )
+    assert not store.jobs_awaiting_repair() and store.results() == {}
