@@ -380,3 +380,23 @@ def test_the_store_holds_a_failed_result_until_the_repair_round_is_recorded(toy_
         None,
     )
     assert not store.jobs_awaiting_repair() and store.results() == {}
+
+
+def test_a_lost_worker_of_a_repair_round_still_gets_its_retries(toy_env, tmp_path):
+    """Lost-worker retries (max_attempts) count apart from repair rounds, which are attempts too."""
+    import types
+
+    from groundwork.execution.scheduler import Scheduler
+    from groundwork.records import Idea, Job, Patch, PatchStatus
+
+    store = create_run(RunConfig(environment=str(toy_env)), tmp_path / "runs")
+    store.add_epoch(1, [Idea(id="i", epoch=1, index=1, title="t", text="x", prompt_kind="simple", origin="m")])
+    patch = Patch(
+        id="i.p3", idea_id="i", attempt=3, implementer="m", status=PatchStatus.APPLIED, diff_path="p", diff_sha256="s"
+    )
+    job = Job(id="job-i", idea_id="i", patch_id="i.p3", backend="local", attempt=3, repairs=2)
+    store.record_implementation("i", [patch], job, None)
+    store.transition_job("job-i", JobState.LEASED)
+    scheduler = Scheduler(store, types.SimpleNamespace(slots=1), lambda job: None, max_attempts=3)
+    scheduler._lost(store.job("job-i"), "its worker died")
+    assert store.job("job-i").state == JobState.QUEUED and store.job("job-i").attempt == 4 and not store.results()
