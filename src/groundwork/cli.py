@@ -151,6 +151,9 @@ def run(
     ),
     edit_format: str = typer.Option("diff", "--edit-format", help="Implementer output: diff or search_replace."),
     max_revisions: int = typer.Option(2, "--max-revisions", min=0, help="Self-revisions after a patch fails."),
+    max_debug_rounds: int = typer.Option(
+        2, "--max-debug-rounds", min=0, help="Repairs of a model's patch whose run crashed (0: none)."
+    ),
     thinking_budget: Optional[int] = typer.Option(
         None, "--thinking-budget", help="Anthropic extended thinking tokens."
     ),
@@ -209,6 +212,7 @@ def run(
         max_dollars=max_dollars,
         edit_format=edit_format,
         max_revisions=max_revisions,
+        max_debug_rounds=max_debug_rounds,
         thinking_budget=thinking_budget,
         reasoning_effort=reasoning_effort,
         prompts_dir=str(prompts.resolve()) if prompts else None,

@@ -31,6 +31,7 @@ class RunConfig(BaseModel):
     implementer_llm: str | None = None  # None: the same as the ideator
     max_dollars: float | None = Field(default=None, ge=0)  # hard cap on LLM spend
     max_revisions: int = Field(default=2, ge=0)  # implementer self-revisions after a failed patch
+    max_debug_rounds: int = Field(default=2, ge=0)  # repairs of a model's patch whose run crashed
     edit_format: Literal["diff", "search_replace"] = "diff"
     thinking_budget: int | None = Field(default=None, ge=1024)  # Anthropic extended thinking
     reasoning_effort: Literal["low", "medium", "high"] | None = None  # OpenAI reasoning models

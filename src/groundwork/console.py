@@ -55,7 +55,9 @@ def rate_text(summary: RunSummary) -> str:
         return "execution rate: - (no idea finished yet)"
     return (
         f"execution rate: {f.valid}/{f.proposed} = {f.execution_rate:.0%}  "
-        f"(proposed {f.proposed} -> patch applied {f.applied} -> ran {f.ran} -> valid metric {f.valid})"
+        f"(proposed {f.proposed} -> patch applied {f.applied} -> ran {f.ran} -> valid metric {f.valid}"
+        + (f", {f.repaired} of them repaired after their run failed" if f.repaired else "")
+        + ")"
     )
 
 
@@ -109,7 +111,11 @@ def headline(summary: RunSummary) -> Group:
         for pair, f in sorted(summary.funnels.items()):
             rate = f"{f.execution_rate:.0%}" if f.execution_rate is not None else "-"
             lines.append(
-                Text(f"  {pair}: {f.valid}/{f.proposed} = {rate} (applied {f.applied}, ran {f.ran}, valid {f.valid})")
+                Text(
+                    f"  {pair}: {f.valid}/{f.proposed} = {rate} (applied {f.applied}, ran {f.ran}, valid {f.valid}"
+                    + (f", repaired {f.repaired}" if f.repaired else "")
+                    + ")"
+                )
             )
     if summary.llm_tokens:
         lines.append(Text(cost_text(summary)))

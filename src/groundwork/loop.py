@@ -34,22 +34,37 @@ from groundwork.ideation.novelty import make_novelty
 from groundwork.implementation.catalog_implementer import CatalogImplementer
 from groundwork.implementation.llm_implementer import LLMImplementer
 from groundwork.implementation.patching import PatchPolicy
+from groundwork.implementation.repair import log_excerpt, repairable
+from groundwork.llm.base import LLMError
 from groundwork.llm.factory import make_llm
 from groundwork.llm.pricing import PriceTable
 from groundwork.llm.recording import BudgetExceeded, RecordingLLM
 from groundwork.prompting import PromptLibrary
 from groundwork.protocols import (
     Backend,
+    FailedRun,
     IdeaDraft,
     Ideator,
     Implementer,
     JobSpec,
     PatchAttempt,
+    Repairer,
     Scored,
     SearchHistory,
     SearchStrategy,
 )
-from groundwork.records import FailureCategory, Idea, IdeaState, Job, JobState, Patch, PatchStatus, PromptKind, Result
+from groundwork.records import (
+    FailureCategory,
+    Idea,
+    IdeaState,
+    Job,
+    JobOutcome,
+    JobState,
+    Patch,
+    PatchStatus,
+    PromptKind,
+    Result,
+)
 from groundwork.runs import run_config, run_environment
 from groundwork.search.budget import CapReached, cap_reached, usage
 from groundwork.search.evolution import BestOfNStrategy, EvolutionStrategy, ExploitSchedule, SteadyStateStrategy
@@ -57,6 +72,7 @@ from groundwork.store import ArtifactStore, RunStore
 
 BASELINE_ID = "baseline"
 NOT_SEARCHED = (PromptKind.BASELINE, PromptKind.CONFIRM)  # runs that are not ideas of the search
+LOG_EXCERPT_CHARS = 6000  # of a failed job's log, shown to the implementer that repairs it
 
 
 class RunBusy(RuntimeError):
@@ -176,6 +192,7 @@ class ResearchLoop:
             self._spec,
             max_attempts=self.config.max_attempts,
             on_tick=self.on_change,
+            repairable=self._repairable,
         )
         try:
             scheduler.recover()
@@ -256,6 +273,7 @@ class ResearchLoop:
         """One scheduler tick; confirmation re-runs when results arrived since `seen` of them;
         the compute and time caps. Returns (jobs still queued or running, results seen)."""
         busy = scheduler.tick()
+        busy = self._repair_failed() or busy
         results = self.store.count_results()
         if results != seen:
             busy = self._queue_confirmations() or busy
@@ -450,6 +468,29 @@ class ResearchLoop:
                 raise failure
 
     def _record_attempts(self, idea: Idea, attempts: list[PatchAttempt], implementer: str) -> None:
+        patches = self._patches(idea, attempts, implementer)
+        applied = [p for p in patches if p.status == PatchStatus.APPLIED]
+        if applied:
+            resources = self.profile.resources.model_dump()
+            job = Job(
+                id=f"job-{idea.id}",
+                idea_id=idea.id,
+                patch_id=applied[0].id,
+                backend=self.parts.backend.name,
+                resources=resources,
+                seed=idea.payload.get("seed") if idea.prompt_kind == PromptKind.BASELINE else None,
+            )
+            self.store.record_implementation(idea.id, patches, job, None)
+        else:
+            reason = patches[-1].error if patches else "the implementer produced no patch"
+            failure = Result(idea_id=idea.id, failure=FailureCategory.PATCH_FAILED, detail=reason)
+            self.store.record_implementation(idea.id, patches, None, failure)
+
+    def _patches(
+        self, idea: Idea, attempts: list[PatchAttempt], implementer: str, repair_round: int = 0
+    ) -> list[Patch]:
+        """Attempts as patch records, numbered after the idea's stored ones, each diff
+        written to `patches/<idea>.attempt-N.diff` (rewritten alike by a resumed run)."""
         done = len(self.store.patches(idea.id))
         patches = []
         for n, attempt in enumerate(attempts, start=done + 1):
@@ -468,30 +509,104 @@ class ResearchLoop:
                     files=attempt.files,
                     codebase_hash=attempt.codebase_hash,
                     model=attempt.model,
+                    repair_round=repair_round,
                     cost_usd=attempt.cost_usd,
                     tokens=attempt.tokens,
                 )
             )
-        applied = [p for p in patches if p.status == PatchStatus.APPLIED]
-        if applied:
-            resources = self.profile.resources.model_dump()
-            job = Job(
-                id=f"job-{idea.id}",
-                idea_id=idea.id,
-                patch_id=applied[0].id,
-                backend=self.parts.backend.name,
-                resources=resources,
-                seed=idea.payload.get("seed") if idea.prompt_kind == PromptKind.BASELINE else None,
-            )
-            self.store.record_implementation(idea.id, patches, job, None)
+        return patches
+
+    # ---- run-time repair --------------------------------------------------------------
+
+    def _repairable(self, job: Job, outcome: JobOutcome) -> bool:
+        """Whether a failed job's result waits for a repair round: a crash or missing metric
+        of a searched idea whose patch a model wrote, with repair rounds left."""
+        if not isinstance(self.parts.implementer, Repairer) or job.repairs >= self.config.max_debug_rounds:
+            return False
+        if not repairable(outcome):
+            return False
+        idea = self.store.idea(job.idea_id)
+        return idea.prompt_kind not in NOT_SEARCHED
+
+    def _repair_failed(self) -> bool:
+        """Ask the implementer to correct each patch whose run failed and waits for a repair;
+        queue the corrected patch as the job's next attempt, or end the idea with its failed
+        result. True when a job was queued."""
+        held = self.store.jobs_awaiting_repair()
+        if not held:
+            return False
+        queued = False
+        # Model calls run in threads; each idea's records are written here as it finishes.
+        with ThreadPoolExecutor(max_workers=self.parts.implementation_workers) as pool:
+            futures = {pool.submit(self._repair_attempts, *self._failed_run(job)): job for job in held}
+            failure: BaseException | None = None
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    attempts, why_not = future.result()
+                except BaseException as exc:  # keep what the others finished; raise the first failure
+                    failure = failure or exc
+                    continue
+                queued = self._record_repair(job, attempts, why_not) or queued
+                self.on_change()
+            if failure is not None:
+                raise failure
+        return queued
+
+    def _failed_run(self, job: Job) -> tuple[Idea, FailedRun]:
+        """What a repair of a held job is shown (read here: the store serves this thread)."""
+        assert job.awaiting_repair is not None
+        idea = self.store.idea(job.idea_id)
+        patch = next(p for p in self.store.patches(idea.id) if p.id == job.patch_id)
+        failed = FailedRun(
+            diff=self.artifacts.get_text(patch.diff_path),
+            failure=str(job.awaiting_repair.failure),
+            detail=job.awaiting_repair.detail,
+            log_tail=log_excerpt(self._job_log(job), LOG_EXCERPT_CHARS),
+            round=job.repairs + 1,
+        )
+        return idea, failed
+
+    def _repair_attempts(self, idea: Idea, failed: FailedRun) -> tuple[list[PatchAttempt], str]:
+        """(the implementer's attempts, why there are none). A model call that cannot be
+        answered (a replay without a repair call, the dollar cap) means no repair."""
+        assert isinstance(self.parts.implementer, Repairer)
+        try:
+            return self.parts.implementer.repair(idea, self.env.codebase_dir, failed), ""
+        except (LLMError, BudgetExceeded) as exc:
+            return [], f"no repair: {exc}"
+
+    def _job_log(self, job: Job) -> str:
+        rel = f"{job.job_dir}/job.log"
+        local = self.store.run_dir / rel
+        if local.is_file():  # read only the end: a log may be tens of megabytes
+            with open(local, "rb") as fh:
+                fh.seek(max(0, local.stat().st_size - 8 * LOG_EXCERPT_CHARS))
+                return fh.read().decode("utf-8", errors="replace")
+        try:
+            return self.artifacts.get_text(rel)[-8 * LOG_EXCERPT_CHARS :]
+        except FileNotFoundError:
+            return ""
+
+    def _record_repair(self, job: Job, attempts: list[PatchAttempt], why_not: str) -> bool:
+        idea = self.store.idea(job.idea_id)
+        patches = self._patches(idea, attempts, self.parts.implementer.label, repair_round=job.repairs + 1)
+        applied = next((p for p in patches if p.status == PatchStatus.APPLIED), None)
+        ran = next(p for p in self.store.patches(idea.id) if p.id == job.patch_id)
+        if applied is not None and applied.diff_sha256 == ran.diff_sha256:  # it would fail the same way
+            applied, why_not = None, "no repair: the corrected diff is the one that failed"
+        if applied is None:
+            why_not = why_not or (patches[-1].error if patches else "the implementer produced no patch")
+            detail = f"repair round {job.repairs + 1}: {why_not}"
         else:
-            reason = patches[-1].error if patches else "the implementer produced no patch"
-            failure = Result(idea_id=idea.id, failure=FailureCategory.PATCH_FAILED, detail=reason)
-            self.store.record_implementation(idea.id, patches, None, failure)
+            detail = f"repair round {job.repairs + 1}: {applied.id} queued"
+        self.store.record_repair(job.id, patches, applied.id if applied else None, detail)
+        return applied is not None
 
     def _queue_replicate(self, idea: Idea) -> None:
         """A confirmation re-runs its parent's applied patch with its own seed."""
-        parent = next(p for p in self.store.patches(idea.parents[0]) if p.status == PatchStatus.APPLIED)
+        # The patch its parent's job ran: after a repair round, the corrected one.
+        parent = next(p for p in reversed(self.store.patches(idea.parents[0])) if p.status == PatchStatus.APPLIED)
         job = Job(
             id=f"job-{idea.id}",
             idea_id=idea.id,

@@ -125,6 +125,17 @@ class PatchAttempt:
     tokens: int = 0
 
 
+@dataclass(frozen=True)
+class FailedRun:
+    """A patch that applied but whose run failed, as an implementer is shown it to repair."""
+
+    diff: str
+    failure: str  # the failure category, e.g. "crashed"
+    detail: str
+    log_tail: str  # the end of the job's log, the error line kept
+    round: int  # the repair round this is for, from 1
+
+
 @runtime_checkable
 class Ideator(Protocol):
     label: str  # shown wherever its ideas are, e.g. "catalog (no LLM)"
@@ -138,6 +149,15 @@ class Implementer(Protocol):
 
     def implement(self, idea: Idea, codebase: Path) -> list[PatchAttempt]:
         """Attempts in order; the last one applied, or none did."""
+        ...
+
+
+@runtime_checkable
+class Repairer(Protocol):
+    """An implementer that can also correct a patch whose run failed (optional)."""
+
+    def repair(self, idea: Idea, codebase: Path, failed: FailedRun) -> list[PatchAttempt]:
+        """Attempts of a corrected diff against `codebase`, in order, as `implement`'s."""
         ...
 
 

@@ -98,6 +98,7 @@ class Patch(_Record):
     files: list[str] = Field(default_factory=list)
     codebase_hash: str = ""  # hash of the patched codebase when it applied
     model: str = ""  # the implementer model, when one wrote it
+    repair_round: int = 0  # 0: the first implementation; k: written in repair round k, after a run failed
     cost_usd: float = 0.0
     tokens: int = 0
     created_at: float = Field(default_factory=now)
@@ -118,6 +119,10 @@ class Job(_Record):
     started_at: float | None = None
     ended_at: float | None = None
     exit_code: int | None = None
+    repairs: int = 0  # repair rounds so far: each ran a corrected patch as a new attempt
+    # A failed run of a repairable idea: its result, held (no result row yet) until a repair
+    # round is queued or the idea ends with it.
+    awaiting_repair: Result | None = None
     created_at: float = Field(default_factory=now)
 
 
@@ -131,6 +136,7 @@ class Result(_Record):
     detail: str = ""
     flags: dict[str, Any] = Field(default_factory=dict)
     seconds: float | None = None
+    repair_rounds: int = 0  # repair rounds before the run that gave this result
     created_at: float = Field(default_factory=now)
 
     @property

@@ -103,7 +103,8 @@ def load_details(store: RunStore, labeller: LLM | None = None) -> RunDetails:
     for idea in store.ideas():
         row = rows.get(idea.id) or _extra_row(idea, results.get(idea.id), jobs.get(idea.id))
         own = patches.get(idea.id, [])
-        chosen = next((p for p in own if p.status == PatchStatus.APPLIED), own[-1] if own else None)
+        # The last applied patch is the one that ran last (a repair round's supersedes the first).
+        chosen = next((p for p in reversed(own) if p.status == PatchStatus.APPLIED), own[-1] if own else None)
         details.append(
             IdeaDetail(row, idea, results.get(idea.id), jobs.get(idea.id), own, _read_diff(store.run_dir, chosen))
         )

@@ -66,7 +66,8 @@ def _overview(run: RunDetails) -> dict[str, str]:
         "baseline": _fmt(s.baseline.metric if s.baseline else None),
         "noise": _fmt(s.noise_std) if s.noise_std is not None else "not measured",
         "best": f"{_fmt(best.metric)} by {best.id} ({s.verdict(best)})" if best else "-",
-        "rate": f"{f.valid}/{f.proposed} = {f.execution_rate:.0%}" if f.proposed else "-",
+        "rate": (f"{f.valid}/{f.proposed} = {f.execution_rate:.0%}" if f.proposed else "-")
+        + (f" ({f.repaired} saved by a repair round)" if f.repaired else ""),
         "cost": f"${s.llm_spent_usd:.2f}" + (f" (+${s.llm_replayed_usd:.2f} replayed)" if s.llm_replayed_usd else ""),
         "compute": compute,
     }

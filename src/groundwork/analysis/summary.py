@@ -54,6 +54,7 @@ class Funnel:
     applied: int = 0
     ran: int = 0
     valid: int = 0
+    repaired: int = 0  # of the valid: valid only thanks to a repair round (their first run failed)
 
     @property
     def execution_rate(self) -> float | None:
@@ -170,7 +171,7 @@ def summarize(store: RunStore) -> RunSummary:
             status = "ok" if result.valid else str(result.failure)
             detail = _headline(result.detail)
         elif job is not None:
-            status, detail = str(job.state), ""
+            status, detail = ("repairing" if job.awaiting_repair else str(job.state)), ""
         else:
             status, detail = ("implementing" if idea.state == IdeaState.PROPOSED else str(idea.state)), ""
         own = patches.get(idea.id, [])
@@ -312,6 +313,7 @@ def _funnel(results: list[Result]) -> Funnel:
         applied=sum(1 for r in results if r.failure != FailureCategory.PATCH_FAILED),
         ran=sum(1 for r in results if r.failure in RAN),
         valid=sum(1 for r in results if r.valid),
+        repaired=sum(1 for r in results if r.valid and r.repair_rounds > 0),
     )
 
 

@@ -20,6 +20,7 @@ from groundwork.records import FailureCategory, Job, JobOutcome, JobState, Resul
 from groundwork.store import RunStore
 
 SpecFactory = Callable[[Job], JobSpec]
+Repairable = Callable[[Job, JobOutcome], bool]  # a failed job whose result waits for a repair round
 
 
 def result_from_outcome(job: Job, outcome: JobOutcome) -> Result:
@@ -33,6 +34,7 @@ def result_from_outcome(job: Job, outcome: JobOutcome) -> Result:
         detail=outcome.detail,
         flags=outcome.flags,
         seconds=round(outcome.ended_at - outcome.started_at, 3),
+        repair_rounds=job.repairs,
     )
 
 
@@ -46,6 +48,7 @@ class Scheduler:
         max_attempts: int = 3,
         poll_interval_s: float = 0.2,
         on_tick: Callable[[], None] | None = None,
+        repairable: Repairable | None = None,
     ):
         self.store = store
         self.backend = backend
@@ -53,6 +56,7 @@ class Scheduler:
         self.max_attempts = max_attempts
         self.poll_interval_s = poll_interval_s
         self.on_tick = on_tick or (lambda: None)
+        self.repairable = repairable or (lambda job, outcome: False)
         self._busy_slots: dict[str, int] = {}  # job id -> slot
         self._busy_need: dict[str, dict[str, float]] = {}  # job id -> resources it holds
         self._unplaceable_since: dict[str, float] = {}  # job id -> when it first did not fit the backend
@@ -247,11 +251,13 @@ class Scheduler:
             return  # a stale report of an attempt that was already settled
         if isinstance(report, LostJob):
             self._lost(job, report.reason)
+        elif report.failure is not None and self.repairable(job, report):
+            self.store.hold_for_repair(report, result_from_outcome(job, report))
         else:
             self.store.finish_job(report, result_from_outcome(job, report))
 
     def _lost(self, job: Job, reason: str) -> None:
-        if job.attempt < self.max_attempts:
+        if job.attempt - job.repairs < self.max_attempts:  # repair rounds are attempts of their own
             self.store.requeue_job(job.id, f"attempt {job.attempt} lost: {reason}")
             return
         t = now()

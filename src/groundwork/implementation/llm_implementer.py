@@ -1,5 +1,6 @@
 """The language-model implementer: idea + editable files -> a diff that applies, revising
-itself with the exact failure (up to N times). The first attempt that applies wins."""
+itself with the exact failure (up to N times). The first attempt that applies wins. A diff
+whose run crashed can be repaired: the model sees its change, the failure and the log."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 from groundwork.environments import Environment
 from groundwork.implementation.diff_text import extract_diff
 from groundwork.implementation.patching import PatchError, PatchPolicy, trial_apply
+from groundwork.implementation.repair import non_finite_loss
 from groundwork.implementation.search_replace import parse_search_replace, search_replace_to_diff
 from groundwork.llm.base import LLM, LLMRequest
 from groundwork.prompting import PromptLibrary, environment_context
-from groundwork.protocols import PatchAttempt
+from groundwork.protocols import FailedRun, PatchAttempt
 from groundwork.records import Idea
 
 
@@ -52,12 +54,37 @@ class LLMImplementer:
 
     def implement(self, idea: Idea, codebase: Path) -> list[PatchAttempt]:
         messages = [{"role": "user", "content": self.prompts.render("implementer_task", idea=idea)}]
+        return self._converse(idea, codebase, messages, f"implement:{idea.id}")
+
+    def repair(self, idea: Idea, codebase: Path, failed: FailedRun) -> list[PatchAttempt]:
+        """A corrected diff (against `codebase`, the baseline) for a patch that applied but
+        whose run failed: the model sees its change, the failure and the log's end."""
+        diff = failed.diff if failed.diff.endswith("\n") or not failed.diff else failed.diff + "\n"
+        report = self.prompts.render(
+            "implementer_repair",
+            failure=failed.failure,
+            detail=_unless_in_log(failed.detail.strip(), failed.log_tail),
+            diff=diff,
+            log_tail=failed.log_tail,
+            round=failed.round,
+            non_finite_loss=non_finite_loss(failed.detail + "\n" + failed.log_tail),
+        )
+        messages = [
+            {"role": "user", "content": self.prompts.render("implementer_task", idea=idea)},
+            {"role": "assistant", "content": f"```diff\n{diff}```"},
+            {"role": "user", "content": report},
+        ]
+        return self._converse(idea, codebase, messages, f"repair:{idea.id}:round-{failed.round}")
+
+    def _converse(self, idea: Idea, codebase: Path, messages: list[dict], key: str) -> list[PatchAttempt]:
+        """Ask for a diff, then revise with the exact error until one applies (up to
+        `max_revisions` times)."""
         attempts: list[PatchAttempt] = []
         for n in range(1, self.max_revisions + 2):
             response = self.llm.complete(
                 LLMRequest(
                     role="implementer",
-                    call_key=f"implement:{idea.id}:attempt-{n}",
+                    call_key=f"{key}:attempt-{n}",
                     system=self.system,
                     context=self.context,
                     messages=list(messages),
@@ -82,7 +109,8 @@ class LLMImplementer:
             )
             if attempt.applied:
                 break
-            messages += [
+            messages = [
+                *messages,
                 {"role": "assistant", "content": response.text},
                 {"role": "user", "content": self.prompts.render("implementer_revision", error=attempt.error)},
             ]
@@ -99,3 +127,10 @@ class LLMImplementer:
         except Exception as exc:  # whatever an answer holds, the idea fails, never the run
             return PatchAttempt(diff="", applied=False, error=f"the answer could not be read as an edit: {exc!r}")
         return trial_apply(diff, codebase, self.policy)
+
+
+def _unless_in_log(detail: str, log_tail: str) -> str:
+    """The failure's first line, and the rest only when the log excerpt does not already
+    show it (a crash's detail ends with the log's last lines)."""
+    first, _, rest = detail.partition("\n")
+    return detail if rest.strip() and rest.strip() not in log_tail else first

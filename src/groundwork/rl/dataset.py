@@ -71,7 +71,7 @@ def idea_rows(run_dir: Path, failure_reward: float | None = None) -> list[dict[s
             result = results.get(idea.id)
             patches = store.patches(idea.id)
             applied = [p for p in patches if p.status == PatchStatus.APPLIED]
-            patch = applied[0] if applied else (patches[-1] if patches else None)
+            patch = applied[-1] if applied else (patches[-1] if patches else None)  # the last ran (repairs)
             rl = idea.payload.get("rl", {})
             valid = result is not None and result.valid
             rows.append(

@@ -60,6 +60,7 @@ JOB_TRANSITIONS = {
     # finished: it can go straight to a terminal state, or back to the queue.
     JobState.LEASED: {JobState.RUNNING, JobState.QUEUED, *TERMINAL_JOB_STATES},
     JobState.RUNNING: {JobState.QUEUED, *TERMINAL_JOB_STATES},
+    JobState.FAILED: {JobState.QUEUED},  # a repair round: the corrected patch runs as a new attempt
 }
 
 
@@ -331,6 +332,68 @@ class RunStore:
                 exit_code=outcome.exit_code,
             )
             self._insert_result(c, result)
+
+    def hold_for_repair(self, outcome: JobOutcome, result: Result) -> None:
+        """Record a failed job's end with its result held on the job, not yet the idea's:
+        a repair round follows (`record_repair`)."""
+        with self.transaction() as c:
+            job = Job.model_validate_json(
+                c.execute("SELECT data FROM jobs WHERE id = ?", (outcome.job_id,)).fetchone()["data"]
+            )
+            if job.attempt != outcome.attempt:
+                raise StoreError(f"job {job.id}: outcome of attempt {outcome.attempt}, current attempt {job.attempt}")
+            self._update_job(
+                c,
+                outcome.job_id,
+                outcome.job_state(),
+                f"{result.failure}: awaiting repair",
+                ended_at=outcome.ended_at,
+                exit_code=outcome.exit_code,
+                awaiting_repair=result,
+            )
+
+    def jobs_awaiting_repair(self) -> list[Job]:
+        rows = self._conn.execute(
+            "SELECT data FROM jobs WHERE state = ? AND idea_id NOT IN (SELECT idea_id FROM results) ORDER BY rowid",
+            (JobState.FAILED.value,),
+        ).fetchall()
+        return [job for job in (Job.model_validate_json(r["data"]) for r in rows) if job.awaiting_repair is not None]
+
+    def record_repair(self, job_id: str, attempts: list[Patch], patch_id: str | None, detail: str = "") -> None:
+        """A repair round's patch attempts and their consequence, atomically: the job queued
+        again (a new attempt) with the patch `patch_id`, or, with none, the held result
+        becoming the idea's result."""
+        with self.transaction() as c:
+            job = Job.model_validate_json(c.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()["data"])
+            held = job.awaiting_repair
+            if held is None or job.state != JobState.FAILED:
+                raise StoreError(f"job {job_id} is not awaiting a repair")
+            for patch in attempts:
+                c.execute(
+                    "INSERT INTO patches VALUES (?, ?, ?, ?, ?)",
+                    (patch.id, job.idea_id, patch.attempt, patch.status.value, patch.model_dump_json()),
+                )
+            if patch_id is None:
+                self._update_job(c, job_id, JobState.FAILED, awaiting_repair=None)
+                self._event(c, "job", job_id, JobState.FAILED.value, JobState.FAILED.value, detail or "not repaired")
+                self._insert_result(c, held)
+                return
+            self._update_job(
+                c,
+                job_id,
+                JobState.QUEUED,
+                detail or f"repair round {job.repairs + 1}",
+                patch_id=patch_id,
+                attempt=job.attempt + 1,
+                repairs=job.repairs + 1,
+                awaiting_repair=None,
+                slot=None,
+                worker="",
+                started_at=None,
+                ended_at=None,
+                exit_code=None,
+                job_dir="",
+            )
 
     # ---- results ------------------------------------------------------------------
 
