@@ -25,7 +25,7 @@ from groundwork.loop import ResearchLoop
 from groundwork.reconnect import reconnect
 from groundwork.rl.commands import dataset_app, rl_app
 from groundwork.rl.config import is_rl_run
-from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run
+from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run, run_config
 from groundwork.store import RunStore, StoreError
 
 app = typer.Typer(help="Execution-grounded automated AI research.", no_args_is_help=True, add_completion=False)
@@ -522,7 +522,7 @@ def env_baseline(
     store = create_run(config, runs_dir)
     _drive(store)
     summary = summarize(store)
-    path = save_noise_floor(summary)
+    path = save_noise_floor(summary, run_config(store).budget)
     mean, std = summary.noise or (0.0, 0.0)
     console.print(
         f"noise floor of {summary.environment} ({summary.profile}): {summary.metric} = "

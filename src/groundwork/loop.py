@@ -318,7 +318,8 @@ class ResearchLoop:
         if len(baseline_values) >= 2:
             noise_std: float | None = statistics.stdev(baseline_values)
         else:
-            noise_std = (load_noise_floor(self.info["environment"], self.info["profile"]) or {}).get("std")
+            floor = load_noise_floor(self.info["environment"], self.info["profile"], self.profile.budget)
+            noise_std = (floor or {}).get("std")
         return SearchHistory(
             metric=self.env.manifest.metric,
             baseline=results.get(BASELINE_ID),

@@ -41,6 +41,10 @@ def environment_job_spec(
     manifest = env.manifest
     codebase = env.codebase_dir.resolve()
     profile = profile.with_budget(None, time_budget_s)
+    if profile.budget == "compute" and not profile.resources.gpus:
+        # A fixed thread count (the profile's cpus, not this machine's share) fixes the order
+        # of floating-point reductions: one seed gives one number on any machine, any slots.
+        threads = profile.resources.cpus
     if locked_hashes is None:
         locked_hashes = {rel: file_sha256(codebase / rel) for rel in manifest.files.locked}
     return JobSpec(
