@@ -135,7 +135,7 @@ def test_small_preset_trains_on_tokens_and_is_scored_per_token(tmp_path, token_d
     assert gpu_settings["GROUNDWORK_SCALE"] == "small" and gpu_settings["GROUNDWORK_DEVICE"] == "cuda"
     assert gpu_settings["GROUNDWORK_COMPILE"] == "1"
     env = {**gpu_settings, "GROUNDWORK_DEVICE": "cpu", "GROUNDWORK_COMPILE": "aot_eager"}
-    env |= {"GROUNDWORK_MAX_TRAIN_TOKENS": "2560", "TORCH_LOGS": "recompiles,graph_code"}
+    env |= {"GROUNDWORK_COMPUTE_TOKENS": "2560", "TORCH_LOGS": "recompiles,graph_code"}
     outcome = _run(tmp_path, _codebase(tmp_path, "small"), token_data, "small", env)
     assert outcome.failure is None, outcome.detail
     log = (tmp_path / "job" / "job.log").read_text()
@@ -159,7 +159,7 @@ def test_full_preset_relaunches_under_torchrun_with_two_ranks(tmp_path, token_da
         "GROUNDWORK_NPROC": "2",
         "GROUNDWORK_DEVICE": "cpu",
         "GROUNDWORK_COMPILE": "aot_eager",
-        "GROUNDWORK_MAX_TRAIN_TOKENS": "2048",
+        "GROUNDWORK_COMPUTE_TOKENS": "2048",
         "TORCH_LOGS": "recompiles",
     }
     outcome = _run(tmp_path, _codebase(tmp_path, "full"), token_data, "full", env)

@@ -251,3 +251,43 @@ def test_a_job_starts_while_the_epochs_other_ideas_are_still_being_implemented(t
     ResearchLoop(store, dataclasses.replace(parts, implementer=SlowSecondImplementer())).run()
     assert seen_running == [True]
     assert store.run_info()["status"] == "finished" and len(store.results()) == 3
+
+
+def test_a_failing_baseline_is_retried_once_then_stops_the_run_and_resume_tries_again(toy_env, tmp_path):
+    """No idea runs without its reference: a baseline that crashes runs once more, then the
+    run stops with the failure, the job log and what to do; once the cause is gone,
+    resume runs the baseline again and the run goes on."""
+    broken = tmp_path / "broken"
+    broken.write_text("")
+    train = toy_env / "baseline" / "train.py"
+    train.write_text(
+        train.read_text().replace(
+            'if __name__ == "__main__":\n',
+            'if __name__ == "__main__":\n'
+            f'    if os.path.exists({str(broken)!r}):\n        raise SystemExit("toy: broken")\n',
+        )
+    )
+    runs = tmp_path / "runs"
+    args = _run_args(toy_env, runs, "--epochs", "1", "--ideas", "2", "--sandbox", "off")
+    proc = subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert "the baseline failed twice (crashed: training exited with code 1" in output.replace("\n", " ")
+    assert "job.log" in output and "groundwork resume" in output
+    store = RunStore(runs / "r")
+    assert store.run_info()["status"] == "baseline_failed"
+    assert {i.id for i in store.ideas()} == {"baseline"}  # no idea was proposed, none ran
+    job = store.job("job-baseline")
+    assert job.attempt == 2 and job.state == JobState.FAILED
+    assert (runs / "r" / job.job_dir / "job.log").is_file()
+    assert any("baseline retried once" in e["detail"] for e in store.events("job"))
+
+    broken.unlink()
+    resumed = subprocess.run(
+        [*GROUNDWORK, "resume", str(runs / "r")], capture_output=True, text=True, env=cli_env(), timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    store = RunStore(runs / "r")
+    results = store.results()
+    assert store.run_info()["status"] == "finished" and results["baseline"].valid
+    assert store.job("job-baseline").attempt == 3 and len(results) == 3

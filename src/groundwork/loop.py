@@ -8,6 +8,7 @@ the loop, adopts jobs still running, and skips whatever is already recorded.
 from __future__ import annotations
 
 import fcntl
+import logging
 import math
 import os
 import socket
@@ -71,6 +72,17 @@ from groundwork.search.evolution import BestOfNStrategy, EvolutionStrategy, Expl
 from groundwork.store import ArtifactStore, RunStore
 
 BASELINE_ID = "baseline"
+log = logging.getLogger(__name__)
+
+
+class BaselineFailed(RuntimeError):
+    """The baseline failed twice: the run has no reference and stops."""
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no detail"
+
+
 NOT_SEARCHED = (PromptKind.BASELINE, PromptKind.CONFIRM)  # runs that are not ideas of the search
 LOG_EXCERPT_CHARS = 6000  # of a failed job's log, shown to the implementer that repairs it
 
@@ -112,7 +124,7 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
     plan = plan_slots(
         config.slots, profile.resources.gpus, cluster=config.backend != "local", cpus_per_job=profile.resources.cpus
     )
-    budget_s = config.time_budget_s or profile.time_budget_s
+    budget = profile.prompt_budget()
     prompts = PromptLibrary(Path(config.prompts_dir) if config.prompts_dir else None)
     prices = PriceTable.load()
 
@@ -127,7 +139,7 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
         )
     else:
         novelty = make_novelty(config.novelty)
-        ideator = LLMIdeator(model(config.ideator_llm, "ideator"), env, prompts, budget_s, novelty=novelty, **thinking)
+        ideator = LLMIdeator(model(config.ideator_llm, "ideator"), env, prompts, budget, novelty=novelty, **thinking)
     if config.implementer == "catalog":
         if config.ideator_llm != "catalog":
             raise ValueError(
@@ -141,7 +153,7 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
             env,
             prompts,
             policy,
-            budget_s,
+            budget,
             max_revisions=config.max_revisions,
             edit_format=config.edit_format,
             **thinking,
@@ -171,12 +183,13 @@ class ResearchLoop:
         self.store = store
         self.config = run_config(store)
         self.env = run_environment(store)
-        self.profile = self.env.profile(self.config.profile)
+        self.profile = self.env.profile(self.config.profile).with_budget(self.config.budget, self.config.time_budget_s)
         self.parts = components or build_components(self.env, self.profile, self.config, store.run_dir)
         self.artifacts = ArtifactStore(store.run_dir, self.config.artifacts_url, on_put=store.record_artifact)
         self.on_change = on_change or (lambda: None)
         self.info = store.run_info()["info"]
         self.data_dir: Path | None = None  # set by run(), or beforehand by a caller that prepared it
+        self._baseline_retried = False  # by this controller: a resumed run retries once more
 
     # ---- the loop -----------------------------------------------------------------
 
@@ -212,6 +225,9 @@ class ResearchLoop:
                 raise
         except BudgetExceeded:
             raise  # already recorded
+        except BaselineFailed as exc:
+            self.store.set_run_status("baseline_failed", str(exc))
+            raise
         except KeyboardInterrupt:
             scheduler.cancel_running("interrupted by the user")
             self.store.set_run_status("interrupted", "Ctrl+C")
@@ -276,6 +292,7 @@ class ResearchLoop:
         busy = self._repair_failed() or busy
         results = self.store.count_results()
         if results != seen:
+            busy = self._check_baseline(scheduler) or busy
             busy = self._queue_confirmations() or busy
         self._check_caps(scheduler)
         return busy, results
@@ -337,7 +354,8 @@ class ResearchLoop:
         if len(baseline_values) >= 2:
             noise_std: float | None = statistics.stdev(baseline_values)
         else:
-            noise_std = (load_noise_floor(self.info["environment"], self.info["profile"]) or {}).get("std")
+            floor = load_noise_floor(self.info["environment"], self.info["profile"], self.profile.budget)
+            noise_std = (floor or {}).get("std")
         return SearchHistory(
             metric=self.env.manifest.metric,
             baseline=results.get(BASELINE_ID),
@@ -409,6 +427,36 @@ class ResearchLoop:
                 ],
             )
         self._implement_pending()
+
+    def _check_baseline(self, scheduler: Scheduler) -> bool:
+        """Every idea is measured against the baseline: a baseline that failed runs once more
+        (the reason is logged; a slow start-up on a busy machine is the usual one), and failing
+        again stops the run, its running jobs back in the queue. A resumed run gives a failed
+        baseline its second chance again. True when the baseline was queued again."""
+        result = self.store.results().get(BASELINE_ID)
+        if result is None or result.valid:
+            return False
+        reason = f"{result.failure}: {_first_line(result.detail)}"
+        job_id = f"job-{BASELINE_ID}"
+        if not self._baseline_retried:
+            self._baseline_retried = True
+            log.warning("the baseline failed (%s); running it once more", reason)
+            self.store.retry_job(job_id, f"baseline retried once after it failed ({reason})")
+            return True
+        scheduler.cancel_running("the baseline failed twice: the run stops")  # re-queued: resume runs them
+        job = self.store.job(job_id)
+        log_path = self.store.run_dir / job.job_dir / "job.log" if job.job_dir else self.store.run_dir
+        advice = (
+            "the job ran out of time: on a slow or busy machine give the profile a larger kill_limit_s "
+            "(compute budgets) or grace_s (time budgets), or run where fewer processes compete"
+            if result.failure == FailureCategory.TIMED_OUT
+            else "the unmodified codebase does not run here: fix the environment (see the log)"
+        )
+        raise BaselineFailed(
+            f"the baseline failed twice ({reason}); every idea is measured against it, so the run stops. "
+            f"Job log: {log_path}. What to do: {advice}; then `groundwork resume {self.store.run_dir}` "
+            "runs the baseline again"
+        )
 
     def _propose(self, epoch: int, count: int | None = None) -> int:
         history = self.history()

@@ -24,7 +24,7 @@ class LLMImplementer:
         env: Environment,
         prompts: PromptLibrary,
         policy: PatchPolicy,
-        budget_s: float,
+        budget: str,
         *,
         max_revisions: int = 2,
         edit_format: str = "diff",
@@ -43,7 +43,7 @@ class LLMImplementer:
         self.thinking_budget = thinking_budget
         self.reasoning_effort = reasoning_effort
         self.max_tokens = max_tokens
-        self.context = environment_context(prompts, env, budget_s, line_numbers=False)
+        self.context = environment_context(prompts, env, budget, line_numbers=False)
         self.system = prompts.render(
             "implementer_system",
             editable=env.manifest.files.editable,

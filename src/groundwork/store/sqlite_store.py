@@ -315,6 +315,34 @@ class RunStore:
                 job_dir="",
             )
 
+    def retry_job(self, job_id: str, reason: str) -> Job:
+        """Run a job that ended once more, as a fresh attempt: its result is discarded and
+        the event log keeps `reason` (the run's baseline gets a second chance this way)."""
+        with self.transaction() as c:
+            row = c.execute("SELECT state, data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no job {job_id!r} in this run")
+            job = Job.model_validate_json(row["data"])
+            if job.state not in TERMINAL_JOB_STATES:
+                raise InvalidTransition("job", job_id, job.state.value, JobState.QUEUED.value)
+            c.execute("DELETE FROM results WHERE idea_id = ?", (job.idea_id,))
+            fresh = job.model_copy(
+                update={
+                    "state": JobState.QUEUED,
+                    "attempt": job.attempt + 1,
+                    "slot": None,
+                    "worker": "",
+                    "started_at": None,
+                    "ended_at": None,
+                    "job_dir": "",
+                }
+            )
+            c.execute(
+                "UPDATE jobs SET state = ?, data = ? WHERE id = ?", (fresh.state.value, fresh.model_dump_json(), job_id)
+            )
+            self._event(c, "job", job_id, job.state.value, JobState.QUEUED.value, reason)
+            return fresh
+
     def finish_job(self, outcome: JobOutcome, result: Result) -> None:
         """Record a job's end and the idea's result together, once."""
         with self.transaction() as c:
