@@ -185,6 +185,9 @@ class JobSpec:
     environment: str = ""
     prepare_command: list[str] = field(default_factory=list)
     training_files: list[str] | None = None
+    # Codebase files training must not see (the hidden evaluation): the runner puts them in
+    # the work folder, from the pristine baseline, only for the evaluation.
+    hidden_files: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

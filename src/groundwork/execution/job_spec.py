@@ -70,4 +70,5 @@ def environment_job_spec(
         environment=env.name,
         prepare_command=list(manifest.run.prepare),
         training_files=manifest.data.training_files,
+        hidden_files=list(manifest.files.hidden),
     )

@@ -130,12 +130,14 @@ def run_with_deadline(
     *,
     memory_limit_mb: float = 0,
     log_limit_mb: float = 0,
+    pass_fds: tuple[int, ...] = (),
 ) -> PhaseEnd:
     """Run `command` in a new process group, output to `log`. At the deadline, or when
     its process tree holds more than `memory_limit_mb` of resident memory (0: no limit),
     the whole tree is killed; after a normal exit any processes it left behind in its
     group are killed too, so nothing outlives its phase. Output past `log_limit_mb`
-    (0: no limit) is dropped. The phase dies with the process that started it."""
+    (0: no limit) is dropped. The phase dies with the process that started it. `pass_fds`
+    stay open in the command (as in subprocess.Popen)."""
     start = time.monotonic()
     capped = log_limit_mb > 0
     proc = subprocess.Popen(
@@ -146,6 +148,7 @@ def run_with_deadline(
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         preexec_fn=_new_session_dying_with_parent,
+        pass_fds=pass_fds,
     )
     if pid_file is not None:
         pid_file.write_text(str(proc.pid))
