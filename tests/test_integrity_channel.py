@@ -351,6 +351,22 @@ def test_relations_hold_or_name_both_numbers():
     }
     assert check_relations(ok) == 1
     assert check_relations({"loss": 1.0}) == 0
+    # nanogpt's token profiles: val_bpb is computed from the summed loss, not from val_loss.
+    total_nll, tokens, scored_bytes = 31234.5678, 8192, 30011
+    tokens_result = {
+        "val_loss": total_nll / tokens,
+        "val_bpb": total_nll / math.log(2) / scored_bytes,
+        "eval_tokens": tokens,
+        "eval_bytes": scored_bytes,
+        "checks": [
+            {
+                "value": "val_bpb",
+                "factor": 1 / math.log(2),
+                "product_of": {"val_loss": 1, "eval_tokens": 1, "eval_bytes": -1},
+            }
+        ],
+    }
+    assert check_relations(tokens_result) == 1
     with pytest.raises(CheckFailed, match=r"val_bpb = 0\.9.*2\.885"):
         check_relations({**ok, "val_bpb": 0.9})
     with pytest.raises(CheckFailed, match="not a finite number"):

@@ -273,7 +273,7 @@ class JobRunner:
         if written:
             raise _Failed(
                 FailureCategory.EVAL_TAMPERED,
-                f"training wrote {', '.join(sorted(written))}, where the hidden locked files go",
+                f"training wrote {', '.join(sorted(written))}, where the hidden files go",
             )
         for rel in spec.hidden_files:
             target = self.work / rel
