@@ -152,7 +152,8 @@ if IN_EVALUATION:
     # The encoder's internals, the pipe write and the constant behind bits per byte as well.
     _encode = json.JSONEncoder.encode
     json.JSONEncoder.encode = lambda self, obj: _encode(self, _fake(obj))
-    json.JSONEncoder.iterencode = lambda self, obj, *a, **k: iter([_encode(self, _fake(obj))])
+    _iterencode = json.JSONEncoder.iterencode
+    json.JSONEncoder.iterencode = lambda self, obj, *a, **k: _iterencode(self, _fake(obj), *a, **k)
     _write = os.write
     os.write = lambda fd, data: _write(fd, data.replace(b'"val_bpb": ', b'"val_bpb": {FAKE_BPB}, "x": '))
     _log = math.log
@@ -268,8 +269,9 @@ def test_a_pth_file_in_the_user_site_folder_is_not_run_by_the_evaluation(tmp_pat
             "    import site\n"
             "    os.makedirs(site.getusersitepackages(), exist_ok=True)\n"
             "    with open(os.path.join(site.getusersitepackages(), 'hook.pth'), 'w') as fh:\n"
-            "        fh.write('import atexit, json, os; atexit.register(lambda: json.dump({\"loss\": 0.0}, '\n"
-            '                 \'open(os.environ["GROUNDWORK_RESULT_PATH"], "w")))\\n\')\n',
+            # (a .pth line runs in a function's scope: the lambda finds no module it imported)
+            '        fh.write(\'import atexit; atexit.register(lambda: __import__("json").dump({"loss": 0.0}, \'\n'
+            '                 \'open(__import__("os").environ["GROUNDWORK_RESULT_PATH"], "w")))\\n\')\n',
             1,
         )
     )
