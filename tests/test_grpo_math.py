@@ -113,13 +113,15 @@ def test_a_patch_to_the_evaluation_or_its_grader_is_refused(tmp_path, smoke_data
     assert locked in outcome.detail and "locked" in outcome.detail
 
 
-def test_training_that_rewrites_the_grader_is_discarded_as_tampered(tmp_path, smoke_data):
+def test_training_that_plants_a_grader_is_discarded_as_tampered(tmp_path, smoke_data):
+    """The hidden grader is not in the work folder while training runs; one that training
+    writes where it goes is caught before the evaluation starts."""
     cheat = _edit(
         "def main():\n",
         "def main():\n"
-        "    src = open('math_grader.py').read()\n"
-        "    open('math_grader.py', 'w').write(src + '\\ngrade_r1_zero = lambda completion, gold: (True, True)\\n')\n"
-        "    raise SystemExit(0)  # the hash check after training catches it\n",
+        "    assert not os.path.exists('math_grader.py') and not os.path.exists('evaluate.py')\n"
+        "    open('math_grader.py', 'w').write('grade_r1_zero = lambda completion, gold: (True, True)\\n')\n"
+        "    raise SystemExit(0)\n",
     )
     outcome = JobRunner(_job(tmp_path, smoke_data, {"train.py": cheat})).run()
     assert outcome.failure == FailureCategory.EVAL_TAMPERED and outcome.metric is None

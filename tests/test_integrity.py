@@ -17,6 +17,7 @@ from conftest import patched_job
 from groundwork.environments import load_environment
 from groundwork.execution import sandbox
 from groundwork.execution.runner import JobRunner
+from groundwork.implementation.codebase import file_sha256
 from groundwork.protocols import JobSpec
 from groundwork.records import FailureCategory
 
@@ -71,17 +72,27 @@ def test_a_patch_to_the_evaluation_is_refused(tmp_path, nanogpt_data):
     assert "evaluate.py" in outcome.detail and "locked" in outcome.detail
 
 
-def test_training_that_rewrites_the_evaluation_is_discarded_as_tampered(tmp_path, nanogpt_data):
+def test_training_that_rewrites_a_locked_file_is_discarded_as_tampered(tmp_path, nanogpt_data):
+    """The hidden evaluation is not there while training runs (it comes back just before the
+    evaluation); a visible locked file that training rewrites is caught by its hash."""
+    codebase = tmp_path / "codebase"
+    shutil.copytree(NANOGPT.codebase_dir, codebase)
+    (codebase / "helpers.py").write_text("SCALE = 1.0\n")  # locked, not hidden (like grpo's model.py)
     cheat = _edit(
         "    train_seconds = time.time() - t0\n",
         "    train_seconds = time.time() - t0\n"
-        "    src = open('evaluate.py').read()\n"
-        "    assert '\"val_bpb\": val_bpb,' in src\n"
-        "    open('evaluate.py', 'w').write(src.replace('\"val_bpb\": val_bpb,', '\"val_bpb\": 0.31,'))\n",
+        "    assert not os.path.exists('evaluate.py')\n"
+        "    open('helpers.py', 'w').write('SCALE = 0.1\\n')\n",
     )
-    outcome = JobRunner(_job(tmp_path, nanogpt_data, {"train.py": cheat})).run()
-    assert outcome.failure == FailureCategory.EVAL_TAMPERED and outcome.metric is None
-    assert "evaluate.py" in outcome.detail and outcome.flags["eval_hash_ok"] is False
+    spec = _job(tmp_path, nanogpt_data, {"train.py": cheat})
+    spec = dataclasses.replace(
+        spec,
+        baseline_dir=str(codebase),
+        locked_hashes={**spec.locked_hashes, "helpers.py": file_sha256(codebase / "helpers.py")},
+    )
+    outcome = JobRunner(spec).run()
+    assert outcome.failure == FailureCategory.EVAL_TAMPERED and outcome.metric is None, outcome.detail
+    assert "helpers.py" in outcome.detail and outcome.flags["eval_hash_ok"] is False
 
 
 @pytest.mark.parametrize(

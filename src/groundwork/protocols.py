@@ -209,6 +209,9 @@ class JobSpec:
     pass_env: list[str] = field(default_factory=list)  # the controller's variables the manifest passes to jobs
     # Early abort: an `execution.early_abort.AbortRule` as a dict; None: the job runs its budget.
     abort_rule: dict[str, Any] | None = None
+    # Codebase files training must not see (the hidden evaluation): the runner puts them in
+    # the work folder, from the pristine baseline, only for the evaluation.
+    hidden_files: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

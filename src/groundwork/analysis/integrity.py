@@ -36,12 +36,21 @@ def integrity_flags(
     fewest a floor is measured from)."""
     flags = result.flags
     found: list[str] = []
-    if result.failure == FailureCategory.EVAL_TAMPERED or flags.get("eval_hash_ok") is False:
+    if flags.get("result_channel") == "tampered":
+        found.append(f"tampered result channel (something besides the evaluation wrote on it): {result.detail}")
+    elif flags.get("metric_checks") == "failed":
+        found.append(f"metric contradicts the values the evaluation logged beside it: {result.detail}")
+    elif result.failure == FailureCategory.EVAL_TAMPERED or flags.get("eval_hash_ok") is False:
         found.append(f"tampered locked files: {result.detail or 'a locked file hash changed'}")
     if result.failure == FailureCategory.METRIC_IMPLAUSIBLE or flags.get("in_plausible_range") is False:
         found.append(f"implausible metric: {result.detail or 'outside the plausible range'}")
     if flags.get("training_wrote_result_file"):
         found.append("training wrote the result file itself (discarded; only the locked evaluation counts)")
+    if flags.get("stray_result_file"):
+        found.append(
+            "a result file appeared although the evaluation sent its result on the result channel "
+            "(discarded): something in the evaluation's process wrote it"
+        )
     for key, value in {**result.metrics, **flags}.items():
         if "causal" in key.lower() and value is False:
             found.append(f"causality guard failed ({key}): the model may look at future tokens")

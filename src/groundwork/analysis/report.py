@@ -161,8 +161,9 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
     )
     figures["integrity"] = _figure(
         plots.integrity(runs),
-        "Results caught by integrity checks: tampered locked files, implausible metrics, causality guard, "
-        "train-vs-eval gaps, gains too large for the baseline's noise.",
+        "Results caught by integrity checks: tampered locked files or result channel, metrics that contradict "
+        "their own checks, implausible metrics, causality guard, train-vs-eval gaps, gains too large for the "
+        "baseline's noise.",
         "reward-hacking flags",
     )
     rl_tables = [rl_step_table(run.run_dir) for run in runs]

@@ -82,4 +82,5 @@ def environment_job_spec(
         training_files=manifest.data.training_files,
         pass_env=list(manifest.run.pass_env),
         abort_rule=abort_rule,
+        hidden_files=list(manifest.files.hidden),
     )

@@ -199,6 +199,7 @@ def run_with_deadline(
     memory_limit_mb: float = 0,
     log_limit_mb: float = 0,
     stop_when: Callable[[], bool] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> PhaseEnd:
     """Run `command` in a new session, output to `log`. At the deadline, or when the
     phase's processes hold more than `memory_limit_mb` of resident memory (0: no limit),
@@ -207,7 +208,8 @@ def run_with_deadline(
     that did not exist before it started: in a subreaper (`become_subreaper`) that
     includes children that started their own session and double-forked. Output past
     `log_limit_mb` (0: no limit) is dropped. `stop_when`, asked between checks, ends
-    it early when true. The phase dies with the process that started it."""
+    it early when true. `pass_fds` stay open in the command (as in subprocess.Popen). The
+    phase dies with the process that started it."""
     start = time.monotonic()
     me = os.getpid()
     before = set(_descendants(me))  # not this phase's: never touched
@@ -224,6 +226,7 @@ def run_with_deadline(
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         preexec_fn=_new_session_dying_with_parent,
+        pass_fds=pass_fds,
     )
     if pid_file is not None:
         pid_file.write_text(str(proc.pid))

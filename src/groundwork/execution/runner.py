@@ -24,8 +24,9 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from groundwork.execution import resources, sandbox
+from groundwork.execution import resources, result_channel, sandbox
 from groundwork.execution.early_abort import AbortRule, compute_share, read_curve
+from groundwork.execution.metric_checks import CheckFailed, check_relations
 from groundwork.execution.processes import PhaseEnd, become_subreaper, is_subreaper, run_with_deadline
 from groundwork.files import write_atomic
 from groundwork.implementation.codebase import codebase_hash, copy_codebase, file_sha256
@@ -97,6 +98,33 @@ def _training_view(env: dict[str, str]) -> dict[str, str]:
     return {**env, "GROUNDWORK_DATA_DIR": view} if view else env
 
 
+def _evaluation_view(env: dict[str, str], result_fd: int, work: Path) -> dict[str, str]:
+    """The evaluation's environment: the result channel announced, and no way for files that
+    training wrote to run at the evaluation's start-up: a sitecustomize.py in a PYTHONPATH
+    entry inside the work folder (a relative or empty entry resolves there, in the
+    evaluation's working folder: relative ones are taken from the runner's folder instead),
+    or a *.pth in the user's site folder."""
+    inside = Path(work).resolve()
+    entries = [
+        path
+        for path in (os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)
+        if not Path(path).resolve().is_relative_to(inside)
+    ]
+    view = {**env, result_channel.FD_ENV: str(result_fd), "PYTHONNOUSERSITE": "1"}
+    if entries:
+        view["PYTHONPATH"] = os.pathsep.join(entries)
+    else:
+        view.pop("PYTHONPATH", None)
+    return view
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _expand(command: list[str]) -> list[str]:
     return [arg.replace("{python}", sys.executable) for arg in command]
 
@@ -129,6 +157,7 @@ class JobRunner:
         self.sandbox_warning = ""
         self.memory_limit_mb = memory_cap_mb(spec.memory_limit_mb)
         self.flags["memory_limit_mb"] = self.memory_limit_mb
+        self.hidden_present = True  # False while training runs without the hidden files
 
     def run(self) -> JobOutcome:
         started = time.time()
@@ -200,19 +229,51 @@ class JobRunner:
             if result_path.exists():  # only the locked evaluation may write the result
                 self.flags["training_wrote_result_file"] = True
                 result_path.unlink()
+            self._restore_hidden()
             self._header(log, "evaluate (locked)")
-            end = self._phase(spec.eval_command, env, log, spec.eval_timeout_s)
+            pipe = result_channel.ResultPipe()
+            try:
+                eval_env = _evaluation_view(env, pipe.write_fd, self.work)
+                end = self._phase(spec.eval_command, eval_env, log, spec.eval_timeout_s, pass_fds=(pipe.write_fd,))
+            except BaseException:
+                pipe.close()
+                raise
+            sent = self._read_channel(pipe.finish())
             code, timed_out = end.exit_code, end.timed_out
             self._check_locked("during evaluation")
             self._check_limits(end, "evaluation")
             if timed_out:
                 raise _Failed(FailureCategory.TIMED_OUT, f"evaluation ran past {spec.eval_timeout_s:g}s and was killed")
+            if sent.opened and code == result_channel.TAMPERED_EXIT:
+                self.flags["result_channel"] = "tampered"
+                raise _Failed(
+                    FailureCategory.EVAL_TAMPERED,
+                    f"the evaluation found its result channel closed or replaced:\n{_tail(self.log_path, 3)}",
+                    code,
+                )
             if code != 0:
                 raise _Failed(
                     FailureCategory.CRASHED, f"evaluation exited with code {code}:\n{_tail(self.log_path)}", code
                 )
-        metric, metrics = self._read_metric(result_path)
+            if sent.opened and sent.result is None:
+                self.flags["result_channel"] = "tampered"
+                raise _Failed(
+                    FailureCategory.EVAL_TAMPERED,
+                    "the evaluation opened the result channel and exited cleanly without sending its result: "
+                    "something in its process closed or replaced the channel",
+                )
+        metric, metrics = self._read_metric(result_path, sent.result)
         return metric, metrics, 0
+
+    def _read_channel(self, received: result_channel.Received) -> result_channel.Sent:
+        """What the evaluation sent on its pipe; anything but its own messages is tampering."""
+        try:
+            sent = result_channel.parse(received)
+        except result_channel.ChannelTampered as exc:
+            self.flags["result_channel"] = "tampered"
+            raise _Failed(FailureCategory.EVAL_TAMPERED, str(exc)) from None
+        self.flags["result_channel"] = "pipe" if sent.opened else "file"
+        return sent
 
     def _materialise(self) -> None:
         spec = self.spec
@@ -235,6 +296,30 @@ class JobRunner:
             raise _Failed(
                 FailureCategory.PATCH_FAILED, "the patched codebase differs from the one the implementer checked"
             )
+        # Checked whole above; training never sees the hidden files (the evaluation among
+        # them): they come back from the pristine baseline just before the evaluation.
+        for rel in spec.hidden_files:
+            _remove(self.work / rel)
+        self.hidden_present = not spec.hidden_files
+
+    def _restore_hidden(self) -> None:
+        spec = self.spec
+        written = [rel for rel in spec.hidden_files if os.path.lexists(self.work / rel)]
+        if written:
+            raise _Failed(
+                FailureCategory.EVAL_TAMPERED,
+                f"training wrote {', '.join(sorted(written))}, where the hidden files go",
+            )
+        for rel in spec.hidden_files:
+            target = self.work / rel
+            if not target.resolve().is_relative_to(self.work.resolve()):
+                raise _Failed(
+                    FailureCategory.EVAL_TAMPERED, f"the path of the hidden file {rel} leads out of the work folder"
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(spec.baseline_dir) / rel, target)
+        self.hidden_present = True
+        self._check_locked("before the evaluation")
 
     def _choose_sandbox(self) -> None:
         mode = self.spec.sandbox
@@ -274,12 +359,16 @@ class JobRunner:
             )
 
     def _check_locked(self, when: str) -> None:
+        absent = set() if self.hidden_present else set(self.spec.hidden_files)
         changed = [
             rel
             for rel, expected in self.spec.locked_hashes.items()
-            if not (self.work / rel).is_file()
-            or (self.work / rel).is_symlink()
-            or file_sha256(self.work / rel) != expected
+            if rel not in absent
+            and (
+                not (self.work / rel).is_file()
+                or (self.work / rel).is_symlink()
+                or file_sha256(self.work / rel) != expected
+            )
         ]
         self.flags["eval_hash_ok"] = not changed
         if changed:
@@ -318,7 +407,15 @@ class JobRunner:
         rule = AbortRule.from_dict(self.spec.abort_rule) if self.spec.abort_rule else None
         return _AbortWatch(rule, self.work / "out" / "train_log.jsonl")
 
-    def _phase(self, command: list[str], env: dict[str, str], log, timeout_s: float, stop_when=None) -> PhaseEnd:
+    def _phase(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        log,
+        timeout_s: float,
+        stop_when=None,
+        pass_fds: tuple[int, ...] = (),
+    ) -> PhaseEnd:
         """One phase under the job's limits. Sandboxed, it sees the file system it needs and
         no more: the interpreter, its data folder (the one in `env`), the work folder."""
         command = _expand(command)
@@ -338,25 +435,33 @@ class JobRunner:
             memory_limit_mb=self.memory_limit_mb,
             log_limit_mb=self.spec.log_limit_mb,
             stop_when=stop_when,
+            pass_fds=pass_fds,
         )
 
     def _header(self, log, title: str) -> None:
         log.write(f"\n===== groundwork: {title} | {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode())
         log.flush()
 
-    def _read_metric(self, path: Path) -> tuple[float, dict]:
+    def _read_metric(self, path: Path, sent: dict | None = None) -> tuple[float, dict]:
+        """The metric from what the evaluation sent on the result channel or, when it sent
+        nothing there, from its result file; then the relations the result states."""
         spec = self.spec
-        if not path.is_file():
-            raise _Failed(FailureCategory.NO_METRIC, f"the evaluation wrote no {spec.result_file}")
-        try:
-            metrics = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise _Failed(FailureCategory.NO_METRIC, f"{spec.result_file} is not valid JSON: {exc}") from None
+        if sent is not None:
+            if os.path.lexists(path):  # the evaluation sent its result: this file is someone else's
+                self.flags["stray_result_file"] = True
+                _remove(path)
+            metrics, source = sent, "the evaluation's result"
+        else:
+            metrics, source = self._result_file(path), spec.result_file
         value = metrics.get(spec.metric_name) if isinstance(metrics, dict) else None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _Failed(
-                FailureCategory.NO_METRIC, f"{spec.result_file} has no finite number {spec.metric_name!r}: {value!r}"
-            )
+            raise _Failed(FailureCategory.NO_METRIC, f"{source} has no finite number {spec.metric_name!r}: {value!r}")
+        try:
+            self.flags["metric_checks"] = check_relations(metrics)
+        except CheckFailed as exc:
+            self.flags["metric_checks"] = "failed"
+            raise _Failed(FailureCategory.EVAL_TAMPERED, f"{source}: {exc}") from None
+        metrics = {key: v for key, v in metrics.items() if key != "checks"}  # checked: not a measurement
         low, high = spec.plausible_range
         self.flags["in_plausible_range"] = low <= value <= high
         if not low <= value <= high:
@@ -365,6 +470,14 @@ class JobRunner:
                 f"{spec.metric_name} = {value:g} is outside the plausible range [{low:g}, {high:g}]",
             )
         return float(value), metrics
+
+    def _result_file(self, path: Path) -> object:
+        if not path.is_file():
+            raise _Failed(FailureCategory.NO_METRIC, f"the evaluation wrote no {self.spec.result_file}")
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise _Failed(FailureCategory.NO_METRIC, f"{self.spec.result_file} is not valid JSON: {exc}") from None
 
     def _curve(self) -> list[dict]:
         path = self.work / "out" / "train_log.jsonl"

@@ -11,19 +11,24 @@ hashes in its manifest), and grades each completion with
 this file's own strict grader. train.py is never imported, and its reward function plays
 no part in the score.
 
-Written atomically to GROUNDWORK_RESULT_PATH:
+Sent to the job runner on the result channel (GROUNDWORK_RESULT_FD, a pipe: see "The result
+channel" below; sent once, then the process ends at once), or, run by hand without one,
+written atomically to GROUNDWORK_RESULT_PATH:
   accuracy                 share of held-out problems answered correctly in the exact format (the metric)
   eval_problems            how many held-out problems were scored
+  correct                  how many of them were right; the runner checks accuracy = correct /
+                           eval_problems (`checks`)
   format_rate              share of greedy completions in the exact format, right or wrong
   sampled_accuracy         accuracy of one sample per problem at temperature 1 (fixed seed), for reference
   max_train_eval_accuracy  the best of train.py's periodic validation accuracies (train_log.jsonl);
                            reported apart because a maximum over noisy evaluations is inflated,
                            and because train.py computes it (it is not checked)
   steps, train_seconds     as saved by train.py
-On any error nothing is written and the exit status is non-zero.
+On any error nothing is sent or written and the exit status is non-zero.
 
 Environment: GROUNDWORK_DATA_DIR (required), GROUNDWORK_OUT_DIR (default "out"),
-GROUNDWORK_RESULT_PATH (default "result.json"), GROUNDWORK_PROFILE (default "tiny"),
+GROUNDWORK_RESULT_FD (from the job runner), GROUNDWORK_RESULT_PATH (default "result.json",
+without a channel), GROUNDWORK_PROFILE (default "tiny"),
 GROUNDWORK_NUM_THREADS (default 1).
 """
 import os
@@ -57,6 +62,77 @@ SAMPLE_SEED = 0
 def fail(message: str) -> NoReturn:
     print(f"evaluate.py: error: {message}", file=sys.stderr, flush=True)
     sys.exit(1)
+
+
+# The result channel (GROUNDWORK_RESULT_FD, given by the job runner): a pipe, opened before
+# any code a run can edit is imported. The result is serialised and sent through functions
+# bound here, before that import, so a patched json, open, os.write or repr cannot touch it;
+# it is sent once and the process ends at once (os._exit), so no atexit handler, signal
+# handler, finaliser or thread left behind by imported code runs after it, and what was sent
+# cannot be rewritten. Without the variable (run by hand) the result goes to the result file.
+CHANNEL_OPENING = b"groundwork-result-channel 1\n"
+CHANNEL_TAMPERED = 3  # exit status: the channel was closed or replaced under the evaluation
+WRITE, FSTAT, EXIT, TYPE, ISFINITE = os.write, os.fstat, os._exit, type, math.isfinite
+INT_TEXT, FLOAT_TEXT = int.__repr__, float.__repr__
+QUOTE = json.encoder.c_encode_basestring_ascii or json.encoder.py_encode_basestring_ascii
+
+
+def encode(value) -> str:
+    """JSON text of a result (dicts, lists, strings, numbers, None) from the bound primitives."""
+    kind = TYPE(value)
+    if value is None or value is True or value is False:
+        return "null" if value is None else "true" if value else "false"
+    if kind is int:
+        return INT_TEXT(value)
+    if kind is float:
+        return FLOAT_TEXT(value) if ISFINITE(value) else "null"
+    if kind is str:
+        return QUOTE(value)
+    if kind is list or kind is tuple:
+        return "[" + ", ".join([encode(item) for item in value]) + "]"
+    if kind is dict:
+        return "{" + ", ".join([QUOTE(key) + ": " + encode(item) for key, item in value.items()]) + "}"
+    fail(f"the result holds a {kind.__name__}, which the result channel does not carry")
+
+
+def send_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[WRITE(fd, data):]
+
+
+def open_channel():
+    """(fd, identity of the pipe) when the runner gave one, after sending the opening line."""
+    value = os.environ.get("GROUNDWORK_RESULT_FD", "")
+    if not value:
+        return None
+    try:
+        stat = FSTAT(int(value))
+        send_all(int(value), CHANNEL_OPENING)
+    except (ValueError, OSError) as exc:
+        fail(f"GROUNDWORK_RESULT_FD={value!r} is not an open pipe to write the result to: {exc}")
+    return int(value), (stat.st_dev, stat.st_ino)
+
+
+def report(result: dict, result_path: str, channel) -> None:
+    """Send the result on the channel and end the process there, or write the result file."""
+    if channel is None:
+        tmp = f"{result_path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, result_path)
+        return
+    fd, identity = channel
+    message = (encode(result) + "\n").encode("ascii")
+    try:
+        stat = FSTAT(fd)
+        if (stat.st_dev, stat.st_ino) != identity:
+            raise OSError("it is no longer the pipe the runner gave")
+        send_all(fd, message)
+    except OSError as exc:  # closed or replaced by code this process ran: exit status 3 says so
+        print(f"evaluate.py: error: the result channel was tampered with: {exc}", file=sys.stderr, flush=True)
+        EXIT(CHANNEL_TAMPERED)
+    EXIT(0)
 
 
 def load_local(name: str):
@@ -97,9 +173,16 @@ def grade(prompt: str, completion_ids) -> tuple[bool, bool]:
     return True, int(digits) == a + b
 
 
-@torch.no_grad()
 def score(model, problems: list, temperature: float = 0.0, seed: int = SAMPLE_SEED) -> tuple[float, float]:
     """(accuracy, format_rate) of one completion per problem."""
+    right, formed = count(model, problems, temperature, seed)
+    n = max(1, len(problems))
+    return right / n, formed / n
+
+
+@torch.no_grad()
+def count(model, problems: list, temperature: float = 0.0, seed: int = SAMPLE_SEED) -> tuple[int, int]:
+    """(correct, well-formed) completions, one per problem."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     right = formed = 0
@@ -110,8 +193,7 @@ def score(model, problems: list, temperature: float = 0.0, seed: int = SAMPLE_SE
             ok_format, ok_answer = grade(p["prompt"], row)
             formed += ok_format
             right += ok_answer
-    n = max(1, len(problems))
-    return right / n, formed / n
+    return right, formed
 
 
 def heldout_problems(data_dir: str) -> list:
@@ -148,6 +230,7 @@ def max_train_eval(out_dir: str):
 
 
 def main() -> None:
+    channel = open_channel()
     data_dir = os.environ.get("GROUNDWORK_DATA_DIR", "")
     out_dir = os.environ.get("GROUNDWORK_OUT_DIR", "out")
     result_path = os.environ.get("GROUNDWORK_RESULT_PATH", "result.json")
@@ -173,11 +256,13 @@ def main() -> None:
     if not all(torch.isfinite(p).all() for p in model.state_dict().values()):
         fail("the policy has non-finite weights")
 
-    accuracy, format_rate = score(model, problems)
+    correct, formed = count(model, problems)
+    accuracy, format_rate = correct / max(1, len(problems)), formed / max(1, len(problems))
     sampled_accuracy, _ = score(model, problems, temperature=1.0)
     result = {
         "accuracy": accuracy,
         "eval_problems": len(problems),
+        "correct": correct,
         "eval_profile": profile,
         "format_rate": format_rate,
         "sampled_accuracy": sampled_accuracy,
@@ -185,14 +270,13 @@ def main() -> None:
         "steps": ckpt.get("steps"),
         "train_seconds": ckpt.get("train_seconds"),
         "eval_seconds": round(time.time() - t0, 3),
+        # The runner checks accuracy = correct / eval_problems (a rewritten metric breaks it).
+        "checks": [{"value": "accuracy", "product_of": {"correct": 1, "eval_problems": -1}}] if problems else [],
     }
-    tmp = f"{result_path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, result_path)
     print(f"accuracy {accuracy:.4f} on {len(problems)} held-out problems (greedy) | format {format_rate:.3f} | "
-          f"sampled T=1 {sampled_accuracy:.4f} | {time.time() - t0:.1f}s -> {result_path}", flush=True)
+          f"sampled T=1 {sampled_accuracy:.4f} | {time.time() - t0:.1f}s -> "
+          f"{result_path if channel is None else 'the result channel'}", flush=True)
+    report(result, result_path, channel)
 
 
 if __name__ == "__main__":

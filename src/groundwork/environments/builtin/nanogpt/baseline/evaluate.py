@@ -21,12 +21,19 @@ Causality guard: for a few of the scored batches, the same batch is run again wi
 row's bytes after a cut point replaced by bytes from another scored window; the logits up to
 the cut must not move. A model that reads later bytes fails, however low its loss.
 
-The result is written atomically; on any error nothing is written and the exit status is
-non-zero.
+The result goes to the job runner on the result channel (GROUNDWORK_RESULT_FD, a pipe: see
+"The result channel" below): opened before train.py is imported, sent once with functions
+bound before that import, and the process ends the moment it is sent, so nothing train.py
+left behind (an atexit handler, a timer, a thread, a forked child) can rewrite it. Beside
+val_bpb it carries val_loss, eval_tokens and eval_bytes and the relation between them
+(`checks`), which the runner verifies. Run by hand (no channel), the result is written
+atomically to GROUNDWORK_RESULT_PATH. On any error nothing is sent or written and the exit
+status is non-zero.
 
 Environment: GROUNDWORK_DATA_DIR (required), GROUNDWORK_PROFILE (default "tiny"),
-GROUNDWORK_OUT_DIR (default "out"), GROUNDWORK_RESULT_PATH (default "result.json"),
-GROUNDWORK_NUM_THREADS (default 1).
+GROUNDWORK_OUT_DIR (default "out"), GROUNDWORK_RESULT_FD (from the job runner),
+GROUNDWORK_RESULT_PATH (default "result.json", without a channel), GROUNDWORK_NUM_THREADS
+(default 1).
 """
 import os
 import sys
@@ -65,11 +72,83 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Bound before train.py is imported, so an edited train.py cannot swap the functions that
 # compute the metric by reassigning torch attributes at import time.
 LOG_SOFTMAX, GATHER, ALLCLOSE = torch.log_softmax, torch.gather, torch.allclose
+LN2 = math.log(2)  # (math.log too)
 
 
 def fail(message: str) -> NoReturn:
     print(f"evaluate.py: error: {message}", file=sys.stderr, flush=True)
     sys.exit(1)
+
+
+# The result channel (GROUNDWORK_RESULT_FD, given by the job runner): a pipe, opened before
+# any code a run can edit is imported. The result is serialised and sent through functions
+# bound here, before that import, so a patched json, open, os.write or repr cannot touch it;
+# it is sent once and the process ends at once (os._exit), so no atexit handler, signal
+# handler, finaliser or thread left behind by imported code runs after it, and what was sent
+# cannot be rewritten. Without the variable (run by hand) the result goes to the result file.
+CHANNEL_OPENING = b"groundwork-result-channel 1\n"
+CHANNEL_TAMPERED = 3  # exit status: the channel was closed or replaced under the evaluation
+WRITE, FSTAT, EXIT, TYPE, ISFINITE = os.write, os.fstat, os._exit, type, math.isfinite
+INT_TEXT, FLOAT_TEXT = int.__repr__, float.__repr__
+QUOTE = json.encoder.c_encode_basestring_ascii or json.encoder.py_encode_basestring_ascii
+
+
+def encode(value) -> str:
+    """JSON text of a result (dicts, lists, strings, numbers, None) from the bound primitives."""
+    kind = TYPE(value)
+    if value is None or value is True or value is False:
+        return "null" if value is None else "true" if value else "false"
+    if kind is int:
+        return INT_TEXT(value)
+    if kind is float:
+        return FLOAT_TEXT(value) if ISFINITE(value) else "null"
+    if kind is str:
+        return QUOTE(value)
+    if kind is list or kind is tuple:
+        return "[" + ", ".join([encode(item) for item in value]) + "]"
+    if kind is dict:
+        return "{" + ", ".join([QUOTE(key) + ": " + encode(item) for key, item in value.items()]) + "}"
+    fail(f"the result holds a {kind.__name__}, which the result channel does not carry")
+
+
+def send_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[WRITE(fd, data):]
+
+
+def open_channel():
+    """(fd, identity of the pipe) when the runner gave one, after sending the opening line."""
+    value = os.environ.get("GROUNDWORK_RESULT_FD", "")
+    if not value:
+        return None
+    try:
+        stat = FSTAT(int(value))
+        send_all(int(value), CHANNEL_OPENING)
+    except (ValueError, OSError) as exc:
+        fail(f"GROUNDWORK_RESULT_FD={value!r} is not an open pipe to write the result to: {exc}")
+    return int(value), (stat.st_dev, stat.st_ino)
+
+
+def report(result: dict, result_path: str, channel) -> None:
+    """Send the result on the channel and end the process there, or write the result file."""
+    if channel is None:
+        tmp = f"{result_path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, result_path)
+        return
+    fd, identity = channel
+    message = (encode(result) + "\n").encode("ascii")
+    try:
+        stat = FSTAT(fd)
+        if (stat.st_dev, stat.st_ino) != identity:
+            raise OSError("it is no longer the pipe the runner gave")
+        send_all(fd, message)
+    except OSError as exc:  # closed or replaced by code this process ran: exit status 3 says so
+        print(f"evaluate.py: error: the result channel was tampered with: {exc}", file=sys.stderr, flush=True)
+        EXIT(CHANNEL_TAMPERED)
+    EXIT(0)
 
 
 def load_file(name: str, path: str):
@@ -137,6 +216,7 @@ def token_windows(data_dir: str, eval_tokens: int, window: int, prepare):
 
 
 def main() -> None:
+    channel = open_channel()
     data_dir = os.environ.get("GROUNDWORK_DATA_DIR", "")
     out_dir = os.environ.get("GROUNDWORK_OUT_DIR", "out")
     result_path = os.environ.get("GROUNDWORK_RESULT_PATH", "result.json")
@@ -215,26 +295,28 @@ def main() -> None:
     if not math.isfinite(val_loss):
         fail(f"non-finite validation loss {val_loss}")
     # Bits per byte: for bytes, the loss in bits; for tokens, all the bits over all the bytes.
-    val_bpb = val_loss / math.log(2) if token_bytes is None else total_nll / math.log(2) / scored_bytes
+    val_bpb = val_loss / LN2 if token_bytes is None else total_nll / LN2 / scored_bytes
 
     result = {
         "val_loss": val_loss,
         "val_bpb": val_bpb,
         "eval_tokens": counted,
+        "eval_bytes": counted if token_bytes is None else scored_bytes,
         "eval_profile": profile,
         "eval_device": device,
         "train_seconds": ckpt.get("train_seconds"),
         "tokens_seen": ckpt.get("tokens_seen"),
         "steps": ckpt.get("steps"),
+        # How val_bpb follows from the loss: the runner checks it (a rewritten metric breaks it).
+        "checks": [{"value": "val_bpb", "factor": 1 / LN2,
+                    "product_of": {"val_loss": 1} if token_bytes is None
+                    else {"val_loss": 1, "eval_tokens": 1, "eval_bytes": -1}}],
     }
-    tmp = f"{result_path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, result_path)
     unit = "nats/byte" if token_bytes is None else "nats/token"
     print(f"val_loss {val_loss:.4f} {unit} | val_bpb {val_bpb:.4f} | "
-          f"{counted} tokens on {device} in {time.time() - t0:.1f}s -> {result_path}", flush=True)
+          f"{counted} tokens on {device} in {time.time() - t0:.1f}s -> "
+          f"{result_path if channel is None else 'the result channel'}", flush=True)
+    report(result, result_path, channel)
 
 
 if __name__ == "__main__":
