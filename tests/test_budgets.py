@@ -54,7 +54,10 @@ def _error(env_dir: Path) -> str:
             r"profiles\.p\.compute_budget\.tokens = 0.*greater than 0",
         ),
         ("compute_budget = {tokens = 1.5}\ntime_budget_s = 3", r"compute_budget\.tokens = 1\.5.*valid integer"),
-        ("compute_budget = {tokens = true}\ntime_budget_s = 3", r"compute_budget\.tokens = True.*valid integer"),
+        (
+            "compute_budget = {tokens = true}\ntime_budget_s = 3",
+            r"compute_budget = .*a number is expected, not true/false \(at tokens\)",
+        ),
         ('compute_budget = {tokens = "9"}\ntime_budget_s = 3', r"compute_budget\.tokens = '9'.*valid integer"),
         ("compute_budget = {Tokens = 9}\ntime_budget_s = 3", r"compute_budget\.Tokens.*\[a-z\]"),
         (

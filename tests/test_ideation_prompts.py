@@ -187,5 +187,7 @@ def test_the_best_tried_ideas_carry_a_curve_summary_and_lists_keep_to_their_budg
 
 
 def test_the_implementer_prompt_explains_how_hunk_headers_count_lines():
-    system = PromptLibrary().render("implementer_system", editable=["train.py"], edit_format="diff")
+    system = PromptLibrary().render(
+        "implementer_system", editable=["train.py"], edit_format="diff", allow_new=[], allow_delete=False
+    )
     assert "without line numbers" in system and "number of context and" in system and "removed (`-`) lines" in system

@@ -76,7 +76,9 @@ def test_a_profiles_declared_memory_caps_its_jobs_by_default(toy_env, tmp_path):
         [*GROUNDWORK, "run", "--env", str(toy_env), "--runs-dir", str(runs), "--name", "r", "--epochs", "0"],
         capture_output=True, text=True, env=cli_env(), timeout=240,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the baseline is killed at the cap (twice: a failed baseline is retried once), so the run stops
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "the baseline failed twice" in proc.stdout and "memory limit of 120 MB" in proc.stdout
     baseline = RunStore(runs / "r").results()["baseline"]
     assert "memory limit of 120 MB" in baseline.detail
     assert baseline.flags["memory_limit_mb"] == 120

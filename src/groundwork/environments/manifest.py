@@ -47,12 +47,13 @@ def _wants_number(annotation: Any) -> bool:
     return annotation in (int, float) or any(_wants_number(arg) for arg in get_args(annotation))
 
 
-def _holds_bool(value: Any) -> bool:
+def _bool_places(value: Any, where: str = "") -> list[str]:
+    """Where in a value true/false stands (`tokens`, `[1]`; "" for the value itself)."""
     if isinstance(value, (list, tuple)):
-        return any(_holds_bool(v) for v in value)
+        return [p for i, v in enumerate(value) for p in _bool_places(v, f"{where}[{i}]")]
     if isinstance(value, dict):
-        return any(_holds_bool(v) for v in value.values())
-    return isinstance(value, bool)
+        return [p for k, v in value.items() for p in _bool_places(v, f"{where}.{k}" if where else str(k))]
+    return [where] if isinstance(value, bool) else []
 
 
 class _Strict(BaseModel):
@@ -62,8 +63,10 @@ class _Strict(BaseModel):
     @classmethod
     def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         # pydantic reads true as 1: a number written as true/false is a mistake, not a 1 or 0
-        if info.field_name and _wants_number(cls.model_fields[info.field_name].annotation) and _holds_bool(value):
-            raise ValueError("a number is expected, not true/false")
+        places = _bool_places(value)
+        if info.field_name and _wants_number(cls.model_fields[info.field_name].annotation) and places:
+            named = ", ".join(p for p in places if p)
+            raise ValueError("a number is expected, not true/false" + (f" (at {named})" if named else ""))
         return value
 
 
