@@ -10,9 +10,11 @@ in its job folder, so every served result can be told from an executed one.
 
 Only valid outcomes are kept: a failure may come from the moment (a timeout on a busy
 machine), and a failed job is cheap to run again. A job without a codebase hash is never
-served. Use it only where the budget is a compute budget: under a wall-clock budget the
-metric follows the machine's load, and a memo would freeze one moment's load into every
-run that shares the job.
+served. Nor is one the clock may have paced: unless the job's env says its budget is a
+compute budget (GROUNDWORK_BUDGET=compute), an outcome is kept only when training ended
+well inside the time budget (`CLOCK_MARGIN`), that is when a token or step cap ended it,
+not the clock. Under the clock the metric follows the machine's load, and a memo would
+freeze one moment's load into every run that shares the job.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from groundwork.files import write_atomic
 from groundwork.protocols import Backend, JobSpec, LostJob
 from groundwork.records import JobOutcome
 
+CLOCK_MARGIN = 0.8  # training that ended before this share of the time budget was not paced by the clock
 PROVENANCE_FILE = "job-cache.json"  # in a served job's folder: where its outcome came from
 # What decides a job's outcome. Left out: where it runs (job folder, slot, GPU ids), its
 # name and attempt, the run's snapshot folder (its content is in the hashes) and the diff's
@@ -52,6 +55,14 @@ KEY_FIELDS = (
     "sandbox",
     "memory_limit_mb",
 )
+
+
+def paced_by_compute(outcome: JobOutcome, spec: JobSpec) -> bool:
+    """Whether the job's training was ended by compute (tokens, steps), not by the clock."""
+    if spec.env.get("GROUNDWORK_BUDGET") == "compute":
+        return True
+    seconds = outcome.flags.get("train_seconds")
+    return isinstance(seconds, (int, float)) and seconds < CLOCK_MARGIN * spec.time_budget_s
 
 
 def job_key(spec: JobSpec) -> str | None:
@@ -78,7 +89,7 @@ class JobCache:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def put(self, key: str, outcome: JobOutcome, spec: JobSpec) -> None:
-        if outcome.failure is not None or self._path(key).is_file():
+        if outcome.failure is not None or not paced_by_compute(outcome, spec) or self._path(key).is_file():
             return
         entry = {"key": key, "job_id": spec.job_id, "job_dir": spec.job_dir, "outcome": outcome.model_dump(mode="json")}
         write_atomic(self._path(key), json.dumps(entry, indent=1), sync=False)

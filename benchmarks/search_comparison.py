@@ -51,7 +51,7 @@ from groundwork.search.budget import active_hours  # noqa: E402
 from groundwork.store import RunStore  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from job_cache import CachingBackend, JobCache, served_jobs  # noqa: E402
+from job_cache import CLOCK_MARGIN, CachingBackend, JobCache, served_jobs  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CONTROL = "best-of-n"
@@ -78,7 +78,7 @@ NOTES = [
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env", default="nanogpt")
-    ap.add_argument("--profile", default="micro")
+    ap.add_argument("--profile", default="tiny")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(12)), help="paired run seeds")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--ideas-per-epoch", type=int, default=4)
@@ -161,6 +161,16 @@ def curve(store: RunStore, direction: str) -> dict:
     }
 
 
+def clock_paced(store: RunStore, budget_s: float) -> int:
+    """Executed jobs whose training ran to near the time budget: the clock, not the token
+    cap, may have ended them, so their metric may follow the machine's load."""
+    return sum(
+        1
+        for r in store.results().values()
+        if "job_cache" not in r.flags and (r.flags.get("train_seconds") or 0) >= CLOCK_MARGIN * budget_s
+    )
+
+
 def job_seconds(store: RunStore) -> list[float]:
     """Seconds of each executed job (served ones left out)."""
     return [
@@ -170,7 +180,7 @@ def job_seconds(store: RunStore) -> list[float]:
     ]
 
 
-def describe_run(store: RunStore, tag: str, strategy: str, seed: int, name: str) -> dict:
+def describe_run(store: RunStore, tag: str, strategy: str, seed: int, name: str, budget_s: float) -> dict:
     summary = summarize(store)
     best = summary.best
     return {
@@ -186,6 +196,7 @@ def describe_run(store: RunStore, tag: str, strategy: str, seed: int, name: str)
         "jobs": len(store.jobs()),
         "jobs_served_from_cache": served_jobs(store.run_dir),
         "job_seconds": [round(s, 2) for s in job_seconds(store)],
+        "clock_paced_jobs": clock_paced(store, budget_s),
         **curve(store, summary.direction),
     }
 
@@ -348,7 +359,7 @@ def main() -> int:
             console.print(f"[red]{name} failed[/]: {type(exc).__name__}: {exc}")
             runs.append({"ideator": tag, "strategy": strategy, "seed": seed, "run": name, "error": str(exc)})
             continue
-        runs.append(describe_run(store, tag, strategy, seed, name))
+        runs.append(describe_run(store, tag, strategy, seed, name, profile.time_budget_s))
         last = runs[-1]
         console.print(
             f"[{n}/{len(plan)}] {name}: best gain {last['gain'][-1] if last['gain'] else None} "
@@ -391,6 +402,7 @@ def write(args, env, noise: dict, runs: list[dict], started: float, cache: JobCa
             "total": sum(r["jobs"] for r in done) + (noise.get("seeds") or 0),
             "served_from_cache": sum(r["jobs_served_from_cache"] for r in done) + noise["jobs_served_from_cache"],
             "executed_seconds_mean": round(statistics.fmean(executed), 2) if executed else None,
+            "clock_paced": sum(r["clock_paced_jobs"] for r in done),
             "cache_entries": len(cache) if cache is not None else None,
         },
         "baselines": baseline_check(done),

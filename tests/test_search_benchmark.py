@@ -156,11 +156,22 @@ def test_job_cache_serves_an_identical_job_once_executed_and_survives_a_restart(
     assert (Path(same.job_dir) / PROVENANCE_FILE).is_file()
 
 
-def test_job_cache_keeps_no_failure(toy_env, tmp_path):
+def test_job_cache_keeps_no_failure_and_no_job_the_clock_may_have_paced(toy_env, tmp_path):
+    from dataclasses import replace
+
     from groundwork.records import FailureCategory, JobOutcome
 
     cache = JobCache(tmp_path / "cache")
-    spec = _toy_spec(toy_env, tmp_path / "job", "job-a")
+    spec = _toy_spec(toy_env, tmp_path / "job", "job-a")  # a time budget of 3 s
     failed = JobOutcome(job_id="job-a", attempt=1, failure=FailureCategory.TIMED_OUT, started_at=0.0, ended_at=1.0)
     cache.put(job_key(spec), failed, spec)
+    clock_paced = JobOutcome(
+        job_id="job-a", attempt=1, metric=1.0, flags={"train_seconds": 2.9}, started_at=0, ended_at=3
+    )
+    cache.put(job_key(spec), clock_paced, spec)
     assert len(cache) == 0 and cache.get(job_key(spec)) is None
+    compute = replace(spec, env={**spec.env, "GROUNDWORK_BUDGET": "compute"})  # the clock only kills it
+    cache.put(job_key(compute), clock_paced, compute)
+    capped = clock_paced.model_copy(update={"flags": {"train_seconds": 0.5}})  # a token cap ended it
+    cache.put(job_key(spec), capped, spec)
+    assert len(cache) == 2 and cache.get(job_key(spec))["outcome"]["metric"] == 1.0
