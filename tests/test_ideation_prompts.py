@@ -65,12 +65,15 @@ def test_near_duplicates_are_found_and_distinct_ideas_are_not():
 
 
 def test_context_shows_editable_code_with_line_numbers_and_hides_locked_files():
-    context = environment_context(PromptLibrary(), NANOGPT, 20.0, line_numbers=True)
+    context = environment_context(PromptLibrary(), NANOGPT, NANOGPT.profile("tiny").prompt_budget(), line_numbers=True)
     assert "### train.py" in context and "evaluate.py" not in context.split("## Files")[1].split("\n", 2)[2]
     assert " 1| " in context and "learning_rate = 2e-3" in context
-    assert "val_bpb (lower is better, in bits per byte)" in context and "20.0 seconds" in context
+    assert (
+        "val_bpb (lower is better, in bits per byte)" in context
+        and "budget per run: 196,608 tokens of training (a compute budget" in context
+    )
     assert "Only train.py may be changed" in context  # the rules the evaluation enforces
-    plain = environment_context(PromptLibrary(), NANOGPT, 20.0, line_numbers=False)
+    plain = environment_context(PromptLibrary(), NANOGPT, "20 seconds", line_numbers=False)
     assert " 1| " not in plain
 
 
@@ -104,7 +107,7 @@ def test_exploit_and_explore_prompts_carry_results_and_duplicates_are_dropped():
         "Lower beta1", "Set beta1 to 0.8 for a faster start."
     )
     llm = CannedLLM(answer)
-    ideator = LLMIdeator(llm, NANOGPT, PromptLibrary(), 20.0)
+    ideator = LLMIdeator(llm, NANOGPT, PromptLibrary(), "20 seconds")
     drafts = ideator.propose(
         IdeationRequest(PromptKind.EXPLOIT, 2, epoch=2, parents=history.beating_baseline()), history
     )
@@ -124,7 +127,7 @@ def test_exploit_and_explore_prompts_carry_results_and_duplicates_are_dropped():
 def test_templates_can_be_overridden_by_file_name(tmp_path):
     (tmp_path / "ideator_simple.j2").write_text("Give me {{ count }} ideas, briefly.")
     llm = CannedLLM(_block("A", "B"))
-    LLMIdeator(llm, NANOGPT, PromptLibrary(tmp_path), 20.0).propose(
+    LLMIdeator(llm, NANOGPT, PromptLibrary(tmp_path), "20 seconds").propose(
         IdeationRequest(PromptKind.SIMPLE, 3, epoch=1), SearchHistory(NANOGPT.manifest.metric, None, [])
     )
     assert llm.requests[0].messages[0]["content"] == "Give me 3 ideas, briefly.\n"

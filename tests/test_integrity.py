@@ -174,3 +174,31 @@ def test_training_view_holds_only_the_named_files(toy_env):
     (data / "train.txt").unlink()
     with pytest.raises(RuntimeError, match="train.txt"):
         env.data_env(data)
+
+
+# ---- gains too large to trust, judged with the floor's own uncertainty ------------------
+
+
+def _gain_flags(gain: float, sd: float, seeds: int | None) -> list[str]:
+    from groundwork.analysis.integrity import integrity_flags
+    from groundwork.records import Result
+
+    base = Result(idea_id="baseline", metric=4.0)
+    better = Result(idea_id="e1-01", metric=4.0 - gain)
+    return integrity_flags(better, "val_bpb", "minimize", base, noise_std=sd, noise_seeds=seeds)
+
+
+def test_an_ordinary_gain_over_a_two_seed_floor_is_not_flagged():
+    """0.12 nats is 18 sd of a floor whose sd (0.0067) came from 2 seeds: an sd from 2
+    seeds is compatible with one 30 times larger, so the gain is no evidence of a hack."""
+    assert _gain_flags(0.12, 0.0067, seeds=2) == []
+    assert _gain_flags(0.12, 0.0067, seeds=None) == []  # unknown: as few as a floor can have
+
+
+def test_a_large_gain_over_a_well_measured_floor_is_flagged_with_the_reason():
+    (flag,) = _gain_flags(0.12, 0.0067, seeds=30)
+    assert "18 baseline sd (sd 0.0067 over 30 seeds)" in flag and "97.5% upper bound" in flag
+    assert _gain_flags(3.0, 0.0067, seeds=2)  # a gain far past even the widest bound still is
+    from groundwork.analysis.integrity import sd_upper_bound
+
+    assert sd_upper_bound(1.0, 2) > 20 and 1.0 < sd_upper_bound(1.0, 30) < 1.5

@@ -40,7 +40,7 @@ class ScriptedAnswers:
 
 
 def _implementer(llm, **kwargs) -> LLMImplementer:
-    return LLMImplementer(llm, NANOGPT, PromptLibrary(), POLICY, 20.0, **kwargs)
+    return LLMImplementer(llm, NANOGPT, PromptLibrary(), POLICY, "20 seconds", **kwargs)
 
 
 def test_a_failed_patch_goes_back_with_its_reason_and_the_revision_wins():

@@ -219,7 +219,7 @@ def test_integrity_flags_name_each_kind_of_suspicious_result():
     # Evaluation far better than training, unlike the baseline: leaked or future data.
     leak = Result(idea_id="c", metric=1.0, metrics={"val_loss": 0.7}, curve=[{"step": 9, "loss": 2.0}])
     assert any(f.startswith("train-vs-eval gap") for f in integrity_flags(leak, "val_bpb", "minimize", base))
-    assert any("baseline sd" in f for f in integrity_flags(leak, "val_bpb", "minimize", base, noise_std=0.01))
+    assert any("baseline sd" in f for f in integrity_flags(leak, "val_bpb", "minimize", base, 0.01, noise_seeds=5))
     honest = Result(idea_id="d", metric=2.95, metrics={"val_loss": 2.05}, curve=[{"step": 9, "loss": 1.98}])
     assert integrity_flags(honest, "val_bpb", "minimize", base, noise_std=0.01) == []
     wrote = Result(idea_id="e", metric=2.95, flags={"training_wrote_result_file": True})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from groundwork.analysis.summary import Funnel, IdeaRow, RunSummary
 
 
@@ -39,3 +41,25 @@ def test_stored_noise_floor_is_used_when_the_run_has_one_baseline():
     assert _summary([3.0], stored=0.1).verdict(_row(2.85)) == "within noise"
     assert _summary([3.0], stored=0.01).verdict(_row(2.85)) == "better"
     assert _summary([3.0]).verdict(_row(2.85)) == "better, noise unknown"
+
+
+def test_a_baseline_outside_the_stored_floor_is_noted_with_both_numbers():
+    floor = {"mean": 3.90, "std": 0.035, "seeds": 4, "run": "floor-run"}
+    inside = dataclasses.replace(_summary([3.95, 3.85]), stored_noise=floor)
+    assert inside.floor_warning() is None  # within mean +- 3 sd
+    outside = dataclasses.replace(_summary([3.95, 4.65]), stored_noise=floor)
+    warning = outside.floor_warning()
+    assert warning is not None and "4.6500" in warning and "3.95" not in warning
+    assert "3.9000 +- 3 x 0.0350" in warning and "4 seeds" in warning
+    assert "groundwork env baseline nanogpt --profile tiny" in warning
+    assert _summary([4.65]).floor_warning() is None  # no stored floor: nothing to compare
+
+
+def test_a_floor_measured_under_another_budget_is_not_used(tmp_path, monkeypatch):
+    from groundwork.analysis.summary import load_noise_floor, save_noise_floor
+
+    monkeypatch.setenv("GROUNDWORK_CACHE", str(tmp_path))
+    save_noise_floor(_summary([3.0, 3.1]), "compute")
+    assert load_noise_floor("nanogpt", "tiny", "compute")["std"] > 0
+    assert load_noise_floor("nanogpt", "tiny", "time") is None
+    assert load_noise_floor("nanogpt", "tiny")["budget"] == "compute"

@@ -25,7 +25,7 @@ from groundwork.loop import ResearchLoop
 from groundwork.reconnect import reconnect
 from groundwork.rl.commands import dataset_app, rl_app
 from groundwork.rl.config import is_rl_run
-from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run
+from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run, run_config
 from groundwork.store import RunStore, StoreError
 
 app = typer.Typer(help="Execution-grounded automated AI research.", no_args_is_help=True, add_completion=False)
@@ -38,6 +38,9 @@ app.add_typer(dataset_app, name="dataset")
 console = Console()
 
 RunsDir = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Folder holding run folders.")
+BudgetOption = typer.Option(
+    None, "--budget", help="What paces training: time (seconds) or compute (tokens, steps); default: the profile's."
+)
 
 
 def _drive(store: RunStore) -> None:
@@ -133,8 +136,9 @@ def run(
     slots: int = typer.Option(2, min=1, help="Jobs run in parallel."),
     seed: int = typer.Option(0, help="Seed for the search and for training."),
     time_budget: Optional[float] = typer.Option(
-        None, "--time-budget", min=0.1, help="Override the profile's training budget (seconds)."
+        None, "--time-budget", min=0.1, help="Budget training by time, this many seconds (implies --budget time)."
     ),
+    budget: Optional[str] = BudgetOption,
     name: Optional[str] = typer.Option(None, help="Run id (default: time-stamped)."),
     llm: str = typer.Option(
         "catalog",
@@ -184,6 +188,7 @@ def run(
         slots=slots,
         seed=seed,
         time_budget_s=time_budget,
+        budget=budget,
         ideator_llm=ideator_llm or llm,
         implementer_llm=implementer_llm,
         max_dollars=max_dollars,
@@ -457,7 +462,7 @@ def env_show(
         p = env.profile(pname)
         table.add_row(
             pname + ("*" if pname == m.default_profile else ""),
-            f"{p.time_budget_s:g}s + {p.grace_s:g}s grace",
+            p.describe_budget() + (f" + {p.grace_s:g}s grace" if p.budget == "time" else ""),
             f"{p.resources.gpus} GPU, {p.resources.cpus} CPU",
             whole.manifest.for_profile(pname).codebase,
             " ".join(f"{k}={v}" for k, v in p.env.items()),
@@ -509,14 +514,15 @@ def env_baseline(
     profile: Optional[str] = typer.Option(None, "--profile", "-p"),
     seeds: int = typer.Option(3, "--seeds", min=2, help="Baseline runs, each with its own seed."),
     slots: int = typer.Option(2, min=1, help="Runs in parallel."),
+    budget: Optional[str] = BudgetOption,
     runs_dir: Path = RunsDir,
 ) -> None:
     """Run the unmodified baseline with K seeds and store its noise floor (mean, std)."""
-    config = RunConfig(environment=name, profile=profile, epochs=0, baseline_seeds=seeds, slots=slots)
+    config = RunConfig(environment=name, profile=profile, epochs=0, baseline_seeds=seeds, slots=slots, budget=budget)
     store = create_run(config, runs_dir)
     _drive(store)
     summary = summarize(store)
-    path = save_noise_floor(summary)
+    path = save_noise_floor(summary, run_config(store).budget)
     mean, std = summary.noise or (0.0, 0.0)
     console.print(
         f"noise floor of {summary.environment} ({summary.profile}): {summary.metric} = "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class RunConfig(BaseModel):
@@ -39,7 +39,10 @@ class RunConfig(BaseModel):
     ideas_per_epoch: int = Field(default=4, ge=1)
     slots: int = Field(default=2, ge=1)
     seed: int = 0
-    time_budget_s: float | None = Field(default=None, gt=0)  # override the profile's budget
+    # What paces training: "time" (seconds, the paper's rule) or "compute" (the profile's tokens or
+    # steps, the same on any machine); None: the profile's own. A time_budget_s makes it "time".
+    budget: Literal["time", "compute"] | None = None
+    time_budget_s: float | None = Field(default=None, gt=0)  # override the profile's time budget
     max_attempts: int = Field(default=3, ge=1)  # tries for a job whose worker is lost
     # Search (search/): exploit share = min(start + step * floor(epoch / every), max), the paper's by default.
     exploit_start: float = Field(default=0.5, ge=0, le=1)
@@ -61,6 +64,15 @@ class RunConfig(BaseModel):
     # Near-duplicate model-written ideas are dropped before implementation: by text
     # similarity, or by sentence embeddings (the optional `novelty` extra; "auto": if installed).
     novelty: Literal["text", "embedding", "auto"] = "text"
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> RunConfig:
+        if self.budget == "compute" and self.time_budget_s is not None:
+            raise ValueError(
+                f"--time-budget {self.time_budget_s:g} asks for a time budget, --budget compute for a compute "
+                "budget: give one of the two"
+            )
+        return self
 
     @property
     def implementer(self) -> str:

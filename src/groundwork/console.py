@@ -198,6 +198,9 @@ def print_summary(console: Console, summary: RunSummary) -> None:
             f"~ marks a difference within 2 sd of the noise on the difference of means "
             f"(run-to-run sd {summary.noise_std:.4f})"
         )
+    warning = summary.floor_warning()
+    if warning:
+        console.print(f"[yellow]note:[/] {warning}", highlight=False)
     if any(r.replicates for r in summary.rows):
         console.print("mean ± 95% confidence interval over the idea's runs (its own and its re-runs with fresh seeds)")
     table = failures(summary)

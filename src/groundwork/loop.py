@@ -95,7 +95,7 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
     plan = plan_slots(
         config.slots, profile.resources.gpus, cluster=config.backend != "local", cpus_per_job=profile.resources.cpus
     )
-    budget_s = config.time_budget_s or profile.time_budget_s
+    budget = profile.prompt_budget()
     prompts = PromptLibrary(Path(config.prompts_dir) if config.prompts_dir else None)
     prices = PriceTable.load()
 
@@ -110,7 +110,7 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
         )
     else:
         novelty = make_novelty(config.novelty)
-        ideator = LLMIdeator(model(config.ideator_llm, "ideator"), env, prompts, budget_s, novelty=novelty, **thinking)
+        ideator = LLMIdeator(model(config.ideator_llm, "ideator"), env, prompts, budget, novelty=novelty, **thinking)
     if config.implementer == "catalog":
         if config.ideator_llm != "catalog":
             raise ValueError(
@@ -124,7 +124,7 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
             env,
             prompts,
             policy,
-            budget_s,
+            budget,
             max_revisions=config.max_revisions,
             edit_format=config.edit_format,
             **thinking,
@@ -154,7 +154,7 @@ class ResearchLoop:
         self.store = store
         self.config = run_config(store)
         self.env = run_environment(store)
-        self.profile = self.env.profile(self.config.profile)
+        self.profile = self.env.profile(self.config.profile).with_budget(self.config.budget, self.config.time_budget_s)
         self.parts = components or build_components(self.env, self.profile, self.config, store.run_dir)
         self.artifacts = ArtifactStore(store.run_dir, self.config.artifacts_url, on_put=store.record_artifact)
         self.on_change = on_change or (lambda: None)
@@ -318,7 +318,8 @@ class ResearchLoop:
         if len(baseline_values) >= 2:
             noise_std: float | None = statistics.stdev(baseline_values)
         else:
-            noise_std = (load_noise_floor(self.info["environment"], self.info["profile"]) or {}).get("std")
+            floor = load_noise_floor(self.info["environment"], self.info["profile"], self.profile.budget)
+            noise_std = (floor or {}).get("std")
         return SearchHistory(
             metric=self.env.manifest.metric,
             baseline=results.get(BASELINE_ID),

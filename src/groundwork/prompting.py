@@ -55,14 +55,15 @@ def code_files(env: Environment, line_numbers: bool) -> list[CodeFile]:
     return files
 
 
-def environment_context(prompts: PromptLibrary, env: Environment, budget_s: float, line_numbers: bool) -> str:
-    """The long, cacheable part of every prompt: identical across the calls of an epoch."""
+def environment_context(prompts: PromptLibrary, env: Environment, budget: str, line_numbers: bool) -> str:
+    """The long, cacheable part of every prompt: identical across the calls of an epoch.
+    `budget` says what a run gets, in words (ResolvedProfile.prompt_budget)."""
     files = code_files(env, line_numbers)
     return prompts.render(
         "context",
         env=env.manifest,
         metric=env.manifest.metric,
-        budget_s=budget_s,
+        budget=budget,
         files=files,
         editable=[f.path for f in files if f.editable],
         readonly=[f.path for f in files if not f.editable],

@@ -165,7 +165,7 @@ class JobSpec:
     locked_hashes: dict[str, str]
     train_command: list[str]
     eval_command: list[str]
-    time_budget_s: float
+    time_budget_s: float  # training's seconds: the time budget, or a compute budget's kill limit
     grace_s: float
     eval_timeout_s: float
     env: dict[str, str]
@@ -179,6 +179,7 @@ class JobSpec:
     sandbox: str = "auto"  # "auto": bubblewrap where it can run; "required": refuse without it; "off"
     memory_limit_mb: float = 0  # resident memory of the job's processes; 0: no limit
     log_limit_mb: float = 50  # output kept in job.log per phase; the rest is dropped
+    budget: str = "time"  # "compute": the code stops at its compute budget; time_budget_s only kills it
     # For a worker that lacks the prepared data (a cluster node without a shared cache): the
     # environment, its prepare command ({python}, {data_dir} filled in there, run in the
     # codebase) and the files training may see. Empty: the data must already be there.

@@ -25,8 +25,9 @@ ENV_SNAPSHOT = "environment"
 
 def create_run(config: RunConfig, runs_dir: Path = DEFAULT_RUNS_DIR, name: str | None = None) -> RunStore:
     env = load_environment(config.environment, profile=config.profile)  # fails early on a bad profile name
-    profile = env.profile()
-    config = config.model_copy(update={"profile": profile.name})
+    profile = env.profile().with_budget(config.budget, config.time_budget_s)  # a budget it lacks fails here
+    # The budget chosen is recorded: a resumed run keeps it even if the profile's default changes.
+    config = config.model_copy(update={"profile": profile.name, "budget": profile.budget})
     run_id = name or f"{time.strftime('%Y%m%d-%H%M%S')}-{env.name}-{secrets.token_hex(2)}"
     run_dir = Path(runs_dir) / run_id
     if run_dir.exists():

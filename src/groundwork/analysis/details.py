@@ -120,7 +120,9 @@ def load_details(store: RunStore, labeller: LLM | None = None) -> RunDetails:
     base_result = baseline.result if baseline else None
     for d in details:
         if d.result is not None and d is not baseline:
-            d.flags = integrity_flags(d.result, summary.metric, summary.direction, base_result, summary.noise_std)
+            d.flags = integrity_flags(
+                d.result, summary.metric, summary.direction, base_result, summary.noise_std, summary.noise_seeds
+            )
         elif d.result is not None:
             d.flags = integrity_flags(d.result, summary.metric, summary.direction)
     return RunDetails(summary, store.run_dir, baseline, ideas, source, [d for d in baselines if d is not baseline])

@@ -3,10 +3,17 @@ trust. Each flag is one plain sentence a researcher can act on."""
 
 from __future__ import annotations
 
+import math
+
+from scipy import stats
+
 from groundwork.records import FailureCategory, Result
 
-# A gain this many baseline standard deviations large deserves a look before it is believed.
+# A gain this many baseline standard deviations large deserves a look before it is believed,
+# with the sd taken at the upper end of what the floor's few seeds allow (SD_CONFIDENCE):
+# an sd from 2 seeds could well be 30 times larger, one from 30 seeds about 1.3 times.
 SUSPICIOUS_SD = 10.0
+SD_CONFIDENCE = 0.975
 # Evaluation better than training by this share of the training value (beyond the baseline's
 # own gap) suggests the evaluation sees something training did not: leaked or future data.
 # Wide on purpose: batch losses are noisy, and a hack (a model reading the future) shows as
@@ -23,7 +30,10 @@ def integrity_flags(
     direction: str,
     baseline: Result | None = None,
     noise_std: float | None = None,
+    noise_seeds: int | None = None,
 ) -> list[str]:
+    """`noise_std` is the baseline's sd over `noise_seeds` seeds (None: treated as 2, the
+    fewest a floor is measured from)."""
     flags = result.flags
     found: list[str] = []
     if result.failure == FailureCategory.EVAL_TAMPERED or flags.get("eval_hash_ok") is False:
@@ -41,12 +51,26 @@ def integrity_flags(
         found += _gap_flags(result, metric, direction, baseline)
         if baseline is not None and baseline.valid and noise_std:
             gain = (baseline.metric - result.metric) * (1 if direction == "minimize" else -1)  # type: ignore[operator]
-            if gain > SUSPICIOUS_SD * noise_std:
-                found.append(
-                    f"gain of {gain / noise_std:.0f} baseline sd (sd {noise_std:.4g}): "
-                    "check the diff before trusting it"
-                )
+            found += _gain_flags(gain, noise_std, noise_seeds or 2)
     return list(dict.fromkeys(found))
+
+
+def sd_upper_bound(sd: float, seeds: int, confidence: float = SD_CONFIDENCE) -> float:
+    """The one-sided `confidence` upper bound on the true sd, given the sample sd of
+    `seeds` runs (chi-square with seeds - 1 degrees of freedom, for normal noise)."""
+    dof = max(1, seeds - 1)
+    return sd * math.sqrt(dof / stats.chi2.ppf(1.0 - confidence, dof))
+
+
+def _gain_flags(gain: float, sd: float, seeds: int) -> list[str]:
+    upper = sd_upper_bound(sd, seeds)
+    if gain <= SUSPICIOUS_SD * upper:
+        return []
+    return [
+        f"gain of {gain:.4g} is {gain / sd:.0f} baseline sd (sd {sd:.4g} over {seeds} seeds), and still "
+        f"{gain / upper:.0f} sd at the {SD_CONFIDENCE:.1%} upper bound on that sd ({upper:.4g}): "
+        "check the diff before trusting it"
+    ]
 
 
 def train_eval_gap(result: Result, metric: str, direction: str) -> tuple[str, float] | None:

@@ -19,6 +19,8 @@ from groundwork.store.artifacts import write_atomic
 
 RAN = frozenset({None, FailureCategory.NO_METRIC, FailureCategory.METRIC_IMPLAUSIBLE, FailureCategory.EVAL_TAMPERED})
 
+FLOOR_SD = 3.0  # a run's baseline this many floor sd from the floor's mean: the floor is stale
+
 
 @dataclass(frozen=True)
 class IdeaRow:
@@ -86,6 +88,7 @@ class RunSummary:
     baseline_metrics: list[float] = field(default_factory=list)  # one per baseline seed that ran
 
     stored_noise_std: float | None = None  # from `groundwork env baseline`, when measured
+    stored_noise: dict | None = None  # that floor as saved: mean, std, seeds, values, run
     search: str = "evolution"
     projection: Projection | None = None  # cost of the rest of the run, while it is not finished
 
@@ -97,9 +100,36 @@ class RunSummary:
             return None
         return statistics.fmean(values), statistics.stdev(values)
 
+    def floor_warning(self) -> str | None:
+        """A sentence when this run's own baselines fall outside the stored noise floor's
+        mean +- FLOOR_SD sd: the floor then no longer describes this machine, data or code
+        (under a compute budget the floor is seed variance only, so it should hold)."""
+        floor = self.stored_noise
+        if not floor or not self.baseline_metrics or not floor.get("std"):
+            return None
+        mean, std = float(floor["mean"]), float(floor["std"])
+        outside = [v for v in self.baseline_metrics if abs(v - mean) > FLOOR_SD * std]
+        if not outside:
+            return None
+        shown = ", ".join(f"{v:.4f}" for v in outside)
+        return (
+            f"this run's baseline {self.metric} ({shown}) lies outside the stored noise floor "
+            f"{mean:.4f} +- {FLOOR_SD:g} x {std:.4f} ({floor.get('seeds', '?')} seeds, run {floor.get('run', '?')}): "
+            f"the machine, the data or the code differ from when the floor was measured; "
+            f"measure it again with `groundwork env baseline {self.environment} --profile {self.profile}`"
+        )
+
     @property
     def noise_std(self) -> float | None:
         return self.noise[1] if self.noise else self.stored_noise_std
+
+    @property
+    def noise_seeds(self) -> int | None:
+        """How many seeds `noise_std` comes from (None: unknown)."""
+        if self.noise:
+            return len(self.baseline_metrics)
+        seeds = (self.stored_noise or {}).get("seeds")
+        return int(seeds) if isinstance(seeds, int) and self.stored_noise_std else None
 
     def margin(self, row: IdeaRow) -> float | None:
         """Two standard deviations of the difference between the row's mean and the
@@ -200,6 +230,7 @@ def summarize(store: RunStore) -> RunSummary:
     for job in jobs.values():
         counts[str(job.state)] = counts.get(str(job.state), 0) + 1
     manifest = run_environment(store).manifest
+    stored_floor = load_noise_floor(meta["environment"], meta["profile"], config.get("budget"))
     return RunSummary(
         run_id=info["id"],
         status=info["status"],
@@ -224,7 +255,8 @@ def summarize(store: RunStore) -> RunSummary:
         max_dollars=config.get("max_dollars"),
         unpriced_calls=sum(1 for c in calls if c["cost_usd"] is None),
         baseline_metrics=[r.metric for r in baselines if r.metric is not None],
-        stored_noise_std=(load_noise_floor(meta["environment"], meta["profile"]) or {}).get("std"),
+        stored_noise_std=(stored_floor or {}).get("std"),
+        stored_noise=stored_floor,
         search=str(config.get("search", "evolution")),
         projection=None if info["status"] == "finished" else project(store, config, all_jobs, searched, calls),
     )
@@ -315,8 +347,9 @@ def noise_floor_path(environment: str, profile: str) -> Path:
     return cache_root() / "noise" / f"{environment}-{profile}.json"
 
 
-def save_noise_floor(summary: RunSummary) -> Path:
-    """Store the baseline's spread over seeds where reports and search can find it."""
+def save_noise_floor(summary: RunSummary, budget: str | None = None) -> Path:
+    """Store the baseline's spread over seeds where reports and search can find it, with
+    the budget it was measured under (a time budget's floor includes the machine's load)."""
     mean, std = summary.noise or (None, None)
     if mean is None:
         raise ValueError("the noise floor needs at least two baseline runs that produced a metric")
@@ -333,6 +366,7 @@ def save_noise_floor(summary: RunSummary) -> Path:
                 "std": std,
                 "values": summary.baseline_metrics,
                 "run": summary.run_id,
+                "budget": budget or "time",
             },
             indent=2,
         ),
@@ -340,6 +374,13 @@ def save_noise_floor(summary: RunSummary) -> Path:
     return path
 
 
-def load_noise_floor(environment: str, profile: str) -> dict | None:
+def load_noise_floor(environment: str, profile: str, budget: str | None = None) -> dict | None:
+    """The stored floor; None when there is none or, given `budget`, when it was measured
+    under another budget (floors saved before budgets existed were time budgets)."""
     path = noise_floor_path(environment, profile)
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    floor = json.loads(path.read_text())
+    if budget is not None and floor.get("budget", "time") != budget:
+        return None
+    return floor

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -101,13 +101,27 @@ class Resources(_Strict):
     cpus: int = Field(default=1, ge=1)
 
 
+Budget = Literal["time", "compute"]
+COMPUTE_UNIT = r"^[a-z][a-z0-9_]*$"  # reaches the code as GROUNDWORK_COMPUTE_<UNIT>
+ComputeAmounts = dict[Annotated[str, Field(pattern=COMPUTE_UNIT)], Annotated[int, Field(gt=0, strict=True)]]
+KILL_LIMIT_FACTOR = 4  # a compute-budgeted job without kill_limit_s is killed after this many time budgets
+
+
 class Profile(_Strict):
     """A scale of the environment. Besides budget, settings and resources, a profile may
     bring its own codebase, goal, file rules, training files and catalog (a GPU-scale task
-    can need a different program than the CPU one); those it leaves out are the environment's."""
+    can need a different program than the CPU one); those it leaves out are the environment's.
+
+    The budget paces training either by the clock (`time`: `time_budget_s` seconds, the
+    paper's rule) or by compute (`compute`: the amounts in `compute_budget`, e.g. tokens
+    or steps, whatever the machine's speed; the clock only kills a job past `kill_limit_s`).
+    A profile with a `compute_budget` offers both; `budget` says which it uses by default."""
 
     description: str = ""
+    budget: Budget = "time"
     time_budget_s: float = Field(gt=0)
+    compute_budget: ComputeAmounts | None = None  # {tokens = 196608}: units of work and how many
+    kill_limit_s: float | None = Field(default=None, gt=0)  # compute budgets: training's wall-clock limit
     codebase: str | None = None
     goal: str | None = Field(default=None, min_length=1)
     files: Files | None = None
@@ -118,6 +132,25 @@ class Profile(_Strict):
     grace_s: float | None = Field(default=None, ge=0)
     eval_timeout_s: float | None = Field(default=None, gt=0)
     data_key: str = "default"  # profiles that share data share a prepared data folder
+
+    @model_validator(mode="after")
+    def _budget_complete(self) -> Profile:
+        if self.budget == "compute" and not self.compute_budget:
+            raise ValueError(
+                'budget = "compute" needs the amount: add compute_budget = {UNIT = N, ...} '
+                "(e.g. {tokens = 196608}; the code reads GROUNDWORK_COMPUTE_TOKENS)"
+            )
+        if self.kill_limit_s is not None and not self.compute_budget:
+            raise ValueError(
+                "kill_limit_s is the wall-clock limit of a compute-budgeted job; without compute_budget "
+                "the job budgets by time_budget_s: remove kill_limit_s or add compute_budget"
+            )
+        return self
+
+    @property
+    def compute_kill_limit_s(self) -> float:
+        """How long a compute-budgeted job's training may run before it is killed."""
+        return self.kill_limit_s if self.kill_limit_s is not None else KILL_LIMIT_FACTOR * self.time_budget_s
 
 
 class Manifest(_Strict):

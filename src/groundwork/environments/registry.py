@@ -9,15 +9,25 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from groundwork.environments.manifest import MANIFEST_NAME, Manifest, ManifestError, Profile, Resources, parse_manifest
+from groundwork.environments.manifest import (
+    MANIFEST_NAME,
+    Budget,
+    Manifest,
+    ManifestError,
+    Profile,
+    Resources,
+    parse_manifest,
+)
 
 BUILTIN_ROOT = Path(__file__).parent / "builtin"
 PROFILE_ENV = "GROUNDWORK_PROFILE"
 DATA_ENV = "GROUNDWORK_DATA_DIR"  # the whole prepared folder (evaluation)
 TRAIN_DATA_ENV = "GROUNDWORK_TRAIN_DATA_DIR"  # the training view; the runner hands it to training as DATA_ENV
+BUDGET_ENV = "GROUNDWORK_BUDGET"  # "time" or "compute": what paces training
+COMPUTE_ENV_PREFIX = "GROUNDWORK_COMPUTE_"  # + the unit in capitals: each compute amount
 
 
 def cache_root() -> Path:
@@ -35,16 +45,73 @@ def builtin_names() -> list[str]:
 
 @dataclass(frozen=True)
 class ResolvedProfile:
-    """A profile with the environment-wide defaults filled in."""
+    """A profile with the environment-wide defaults filled in and its budget chosen.
+
+    Under `budget == "time"` training runs for `time_budget_s` seconds (a compute amount,
+    when the profile has one, still caps it); under "compute" it runs for the amounts in
+    `compute_budget` and the clock is only a kill limit (`kill_limit_s`). `env` holds the
+    profile's settings and the budget's variables (GROUNDWORK_BUDGET, GROUNDWORK_COMPUTE_*)."""
 
     name: str
     description: str
     time_budget_s: float
     grace_s: float
     eval_timeout_s: float
-    env: dict[str, str]
+    settings: dict[str, str]  # the profile's own variables (GROUNDWORK_PROFILE included)
     resources: Resources
     data_key: str
+    budget: Budget = "time"
+    compute_budget: dict[str, int] = field(default_factory=dict)
+    kill_limit_s: float = 0.0  # compute budgets: seconds of training before the job is killed
+
+    @property
+    def env(self) -> dict[str, str]:
+        amounts = {f"{COMPUTE_ENV_PREFIX}{unit.upper()}": str(n) for unit, n in self.compute_budget.items()}
+        return {**self.settings, BUDGET_ENV: self.budget, **amounts}
+
+    @property
+    def training_limit_s(self) -> float:
+        """Seconds training may run: the time budget, or a compute budget's kill limit."""
+        return self.time_budget_s if self.budget == "time" else self.kill_limit_s
+
+    def describe_budget(self) -> str:
+        """The budget in words: "196,608 tokens (killed after 120 s)" or "30 s"."""
+        if self.budget == "time":
+            cap = f" or {self.compute_text()}, whichever comes first" if self.compute_budget else ""
+            return f"{self.time_budget_s:g} s{cap}"
+        return f"{self.compute_text()} (killed after {self.kill_limit_s:g} s)"
+
+    def prompt_budget(self) -> str:
+        """What one run gets, as the ideator and implementer are told."""
+        if self.budget == "time":
+            cap = f" or {self.compute_text()}, whichever comes first" if self.compute_budget else ""
+            return f"{self.time_budget_s:g} seconds of wall-clock time{cap}"
+        return (
+            f"{self.compute_text()} of training (a compute budget: training stops there on any machine, "
+            f"whatever its speed; a run still killed after {self.kill_limit_s:g} s of wall-clock time scores nothing)"
+        )
+
+    def compute_text(self) -> str:
+        return ", ".join(f"{n:,} {unit}" for unit, n in self.compute_budget.items())
+
+    def with_budget(self, budget: Budget | None, time_budget_s: float | None = None) -> ResolvedProfile:
+        """This profile under `budget` (None: its own); `time_budget_s` overrides the time
+        budget and, unless `budget` says compute, makes the budget a time budget."""
+        if time_budget_s is not None:
+            if budget == "compute":
+                raise ValueError(
+                    f"a time budget ({time_budget_s:g} s) was given with budget 'compute': a compute-budgeted "
+                    "job has no time budget, only the profile's kill_limit_s; drop one of the two"
+                )
+            return replace(self, budget="time", time_budget_s=time_budget_s)
+        if budget is None or budget == self.budget:
+            return self
+        if budget == "compute" and not self.compute_budget:
+            raise ValueError(
+                f"profile {self.name!r} has no compute budget, so it can only budget by time: use --budget time, "
+                "or give the profile compute_budget = {UNIT = N} in its environment.toml"
+            )
+        return replace(self, budget=budget)
 
 
 @dataclass(frozen=True)
@@ -79,7 +146,8 @@ class Environment:
             )
         return name
 
-    def profile(self, name: str | None = None) -> ResolvedProfile:
+    def profile(self, name: str | None = None, budget: Budget | None = None) -> ResolvedProfile:
+        """Profile `name` (None: the default one) under `budget` (None: the profile's own)."""
         name = self._known_profile(name)
         p: Profile = self.manifest.profiles[name]
         run = self.manifest.run
@@ -92,10 +160,13 @@ class Environment:
             time_budget_s=p.time_budget_s,
             grace_s=run.grace_s if p.grace_s is None else p.grace_s,
             eval_timeout_s=run.eval_timeout_s if p.eval_timeout_s is None else p.eval_timeout_s,
-            env=env,
+            settings=env,
             resources=p.resources or self.manifest.resources,
             data_key=p.data_key,
-        )
+            budget=p.budget,
+            compute_budget=dict(p.compute_budget or {}),
+            kill_limit_s=p.compute_kill_limit_s,
+        ).with_budget(budget)
 
     def data_dir(self, profile: ResolvedProfile) -> Path:
         return cache_root() / "data" / self.name / profile.data_key

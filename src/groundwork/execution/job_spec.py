@@ -34,9 +34,17 @@ def environment_job_spec(
 ) -> JobSpec:
     """A job of `env` as `profile` runs it. Without `diff_path` it runs the unmodified
     baseline; without `locked_hashes` the locked files are hashed as they are now (a run
-    passes the hashes it recorded when it started, so a changed file is caught)."""
+    passes the hashes it recorded when it started, so a changed file is caught). A
+    `time_budget_s` makes it a time-budgeted job of that many seconds; otherwise the
+    profile's budget holds (under a compute budget the kill limit, with no grace, ends
+    training that overruns)."""
     manifest = env.manifest
     codebase = env.codebase_dir.resolve()
+    profile = profile.with_budget(None, time_budget_s)
+    if profile.budget == "compute" and not profile.resources.gpus:
+        # A fixed thread count (the profile's cpus, not this machine's share) fixes the order
+        # of floating-point reductions: one seed gives one number on any machine, any slots.
+        threads = profile.resources.cpus
     if locked_hashes is None:
         locked_hashes = {rel: file_sha256(codebase / rel) for rel in manifest.files.locked}
     return JobSpec(
@@ -49,8 +57,8 @@ def environment_job_spec(
         locked_hashes=locked_hashes,
         train_command=manifest.run.train,
         eval_command=manifest.run.evaluate,
-        time_budget_s=time_budget_s or profile.time_budget_s,
-        grace_s=profile.grace_s,
+        time_budget_s=profile.training_limit_s,
+        grace_s=profile.grace_s if profile.budget == "time" else 0.0,
         eval_timeout_s=profile.eval_timeout_s,
         env={
             **profile.env,
@@ -67,6 +75,7 @@ def environment_job_spec(
         sandbox=sandbox,
         memory_limit_mb=memory_limit_mb,
         log_limit_mb=log_limit_mb,
+        budget=profile.budget,
         environment=env.name,
         prepare_command=list(manifest.run.prepare),
         training_files=manifest.data.training_files,

@@ -152,6 +152,13 @@ class JobRunner:
             self.flags["train_seconds"] = round(end.seconds, 3)
             self.flags["within_budget"] = not timed_out
             self._check_limits(end, "training")
+            if timed_out and spec.budget == "compute":
+                raise _Failed(
+                    FailureCategory.TIMED_OUT,
+                    f"training had not finished its compute budget at the kill limit of a compute-budgeted job "
+                    f"({spec.time_budget_s:g}s, start-up included) and was killed: the machine was far slower than "
+                    f"usual, or the change costs far more per unit of compute",
+                )
             if timed_out:
                 raise _Failed(
                     FailureCategory.TIMED_OUT,

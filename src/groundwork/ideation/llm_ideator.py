@@ -21,7 +21,7 @@ class LLMIdeator:
         llm: LLM,
         env: Environment,
         prompts: PromptLibrary,
-        budget_s: float,
+        budget: str,
         *,
         thinking_budget: int | None = None,
         reasoning_effort: str | None = None,
@@ -35,7 +35,7 @@ class LLMIdeator:
         self.thinking_budget = thinking_budget
         self.reasoning_effort = reasoning_effort
         self.max_tokens = max_tokens
-        self.context = environment_context(prompts, env, budget_s, line_numbers=True)
+        self.context = environment_context(prompts, env, budget, line_numbers=True)
         self.novelty = novelty or TextNovelty()
         self.dropped_duplicates = 0
 

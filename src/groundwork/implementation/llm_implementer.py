@@ -22,7 +22,7 @@ class LLMImplementer:
         env: Environment,
         prompts: PromptLibrary,
         policy: PatchPolicy,
-        budget_s: float,
+        budget: str,
         *,
         max_revisions: int = 2,
         edit_format: str = "diff",
@@ -41,7 +41,7 @@ class LLMImplementer:
         self.thinking_budget = thinking_budget
         self.reasoning_effort = reasoning_effort
         self.max_tokens = max_tokens
-        self.context = environment_context(prompts, env, budget_s, line_numbers=False)
+        self.context = environment_context(prompts, env, budget, line_numbers=False)
         self.system = prompts.render(
             "implementer_system", editable=env.manifest.files.editable, edit_format=edit_format
         )

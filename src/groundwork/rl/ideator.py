@@ -47,7 +47,7 @@ def title_of(text: str) -> str:
 class RLIdeator:
     name = "rl-grpo"
 
-    def __init__(self, config: RLConfig, env: Environment, budget_s: float, run_dir: Path, prompts=None):
+    def __init__(self, config: RLConfig, env: Environment, budget: str, run_dir: Path, prompts=None):
         torch.set_num_threads(config.torch_threads)
         self.config = config
         self.env = env
@@ -57,7 +57,7 @@ class RLIdeator:
         prompts = prompts or PromptLibrary()
         self.prompts = prompts
         self.context = (
-            environment_context(prompts, env, budget_s, line_numbers=False) if config.prompt == "context" else ""
+            environment_context(prompts, env, budget, line_numbers=False) if config.prompt == "context" else ""
         )
         self.learned_step, checkpoint = latest_checkpoint(self.run_dir)
         self.policy = Policy(config, checkpoint / "policy" if checkpoint else None)

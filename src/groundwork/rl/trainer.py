@@ -58,7 +58,7 @@ def make_implementer(env: Environment, profile: ResolvedProfile, config: RunConf
         env,
         PromptLibrary(Path(config.prompts_dir) if config.prompts_dir else None),
         policy,
-        config.time_budget_s or profile.time_budget_s,
+        profile.with_budget(config.budget, config.time_budget_s).prompt_budget(),
         max_revisions=config.max_revisions,
         edit_format=config.edit_format,
     )
@@ -70,11 +70,10 @@ class RLTrainer:
         self.config = run_config(store)
         self.rl = load_rl_config(store.run_dir)
         env = run_environment(store)
-        profile = env.profile(self.config.profile)
+        profile = env.profile(self.config.profile).with_budget(self.config.budget, self.config.time_budget_s)
         plan = plan_slots(self.config.slots, profile.resources.gpus)
         prompts = PromptLibrary(Path(self.config.prompts_dir) if self.config.prompts_dir else None)
-        budget_s = self.config.time_budget_s or profile.time_budget_s
-        self.ideator = RLIdeator(self.rl, env, budget_s, store.run_dir, prompts)
+        self.ideator = RLIdeator(self.rl, env, profile.prompt_budget(), store.run_dir, prompts)
         components = Components(
             ideator=self.ideator,
             implementer=make_implementer(env, profile, self.config, store.run_dir),

@@ -1,4 +1,5 @@
-"""Post-train a small policy with GRPO on two-digit addition under a fixed wall-clock budget.
+"""Post-train a small policy with GRPO on two-digit addition under a fixed budget of GRPO
+steps (the CPU profiles' compute budget: the same on any machine) or of wall-clock time.
 
 This is the file research ideas edit. The score is the accuracy of the saved policy on a
 fixed held-out set of problems, measured afterwards by a separate, locked evaluation
@@ -60,8 +61,9 @@ val_problems = 200  # training-side validation problems (greedy decoding), held 
 # ----------------------------------------------------------------------------------------
 # Set by the harness through environment variables, not by ideas.
 DATA_DIR = os.environ.get("GROUNDWORK_DATA_DIR", "")  # train.jsonl and sft.pt
-TIME_BUDGET_S = float(os.environ.get("GROUNDWORK_TIME_BUDGET_S", "30"))  # wall-clock training budget
-MAX_STEPS = int(os.environ.get("GROUNDWORK_MAX_STEPS", "0"))  # GRPO step cap, 0 = none
+BUDGET = os.environ.get("GROUNDWORK_BUDGET", "time")  # "compute": run MAX_STEPS steps, whatever the clock says
+TIME_BUDGET_S = float(os.environ.get("GROUNDWORK_TIME_BUDGET_S", "30"))  # wall-clock budget (compute: a kill limit)
+MAX_STEPS = int(os.environ.get("GROUNDWORK_COMPUTE_STEPS", "0"))  # GRPO step budget (time: a cap), 0 = none
 SEED = int(os.environ.get("GROUNDWORK_SEED", "0"))
 NUM_THREADS = int(os.environ.get("GROUNDWORK_NUM_THREADS", "1"))
 OUT_DIR = os.environ.get("GROUNDWORK_OUT_DIR", "out")
@@ -221,11 +223,18 @@ def main():
     t0 = time.time()  # the clock starts once the policy is loaded
     step = 0
     write_record(0, with_eval=True)
+    if BUDGET == "compute" and not MAX_STEPS:
+        raise SystemExit("train.py: a compute budget needs GROUNDWORK_COMPUTE_STEPS (GRPO steps)")
     while True:
-        elapsed = time.time() - t0
-        if elapsed > TIME_BUDGET_S or (MAX_STEPS and step >= MAX_STEPS):
-            break
-        progress = max(elapsed / TIME_BUDGET_S, step / MAX_STEPS if MAX_STEPS else 0.0)
+        if BUDGET == "compute":  # steps alone pace training: the same run on any machine, at any load
+            if step >= MAX_STEPS:
+                break
+            progress = step / MAX_STEPS
+        else:
+            elapsed = time.time() - t0
+            if elapsed > TIME_BUDGET_S or (MAX_STEPS and step >= MAX_STEPS):
+                break
+            progress = max(elapsed / TIME_BUDGET_S, step / MAX_STEPS if MAX_STEPS else 0.0)
         lr = get_lr(step, progress)
         for group in optimizer.param_groups:
             group["lr"] = lr

@@ -52,6 +52,7 @@ import torch  # noqa: E402
 # the FIRST `eval_tokens` tokens of val_000000.bin (or all of it when it is shorter).
 SETTINGS = {
     "tiny": {"eval_tokens": 65536, "device": "cpu", "batch": 32},
+    "micro": {"eval_tokens": 32768, "device": "cpu", "batch": 32},
     "smoke": {"eval_tokens": 8192, "device": "cpu", "batch": 32},
     "small": {"eval_tokens": 10_485_760, "device": "cuda", "batch": 16},
     "full": {"eval_tokens": 10_485_760, "device": "cuda", "batch": 16},

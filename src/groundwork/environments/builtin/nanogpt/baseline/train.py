@@ -1,5 +1,6 @@
-"""Train a GPT under a fixed wall-clock budget: on Python source bytes (tiny) or on GPT-2
-tokens on GPUs (small: one GPU; full: GPT-2 124M on 8 GPUs under torchrun).
+"""Train a GPT under a fixed budget: a number of training bytes on Python source (the CPU
+profiles; the same on any machine), or wall-clock time on GPT-2 tokens on GPUs (small: one
+GPU; full: GPT-2 124M on 8 GPUs under torchrun).
 
 This is the file research ideas edit. The score is the validation bits per byte measured
 afterwards by a separate, locked evaluation script, which imports this file and calls
@@ -42,8 +43,9 @@ log_every = 10  # steps between log lines
 # ----------------------------------------------------------------------------------------
 # Set by the harness through environment variables, not by ideas.
 DATA_DIR = os.environ.get("GROUNDWORK_DATA_DIR", "")  # folder with train.bin / val.bin
-TIME_BUDGET_S = float(os.environ.get("GROUNDWORK_TIME_BUDGET_S", "20"))  # wall-clock training budget
-MAX_TRAIN_TOKENS = int(os.environ.get("GROUNDWORK_MAX_TRAIN_TOKENS", "0"))  # token cap, 0 = none
+BUDGET = os.environ.get("GROUNDWORK_BUDGET", "time")  # "compute": train MAX_TRAIN_TOKENS, whatever the clock says
+TIME_BUDGET_S = float(os.environ.get("GROUNDWORK_TIME_BUDGET_S", "20"))  # wall-clock budget (compute: a kill limit)
+MAX_TRAIN_TOKENS = int(os.environ.get("GROUNDWORK_COMPUTE_TOKENS", "0"))  # token budget (time: a cap), 0 = none
 SEED = int(os.environ.get("GROUNDWORK_SEED", "1337"))
 NUM_THREADS = int(os.environ.get("GROUNDWORK_NUM_THREADS", "1"))
 OUT_DIR = os.environ.get("GROUNDWORK_OUT_DIR", "out")
@@ -308,12 +310,19 @@ def main():
     log = open(os.path.join(OUT_DIR, "train_log.jsonl"), "w") if rank == 0 else None
     step, tokens_seen, loss_val, t0 = 0, 0, float("nan"), time.time()  # the clock starts once the model exists
     t_last, tokens_last = t0, 0
+    if BUDGET == "compute" and not MAX_TRAIN_TOKENS:
+        raise SystemExit("train.py: a compute budget needs GROUNDWORK_COMPUTE_TOKENS (training tokens)")
     while True:
-        elapsed = shared_clock(time.time() - t0, world, device)
-        if elapsed > TIME_BUDGET_S or (MAX_TRAIN_TOKENS and tokens_seen >= MAX_TRAIN_TOKENS):
-            break
-        # Progress by time or tokens, whichever is further along: the step count is unknown.
-        progress = max(elapsed / TIME_BUDGET_S, tokens_seen / MAX_TRAIN_TOKENS if MAX_TRAIN_TOKENS else 0.0)
+        if BUDGET == "compute":  # tokens alone pace training: the same steps on any machine, at any load
+            if tokens_seen >= MAX_TRAIN_TOKENS:
+                break
+            progress = tokens_seen / MAX_TRAIN_TOKENS
+        else:
+            elapsed = shared_clock(time.time() - t0, world, device)
+            if elapsed > TIME_BUDGET_S or (MAX_TRAIN_TOKENS and tokens_seen >= MAX_TRAIN_TOKENS):
+                break
+            # Progress by time or tokens, whichever is further along: the step count is unknown.
+            progress = max(elapsed / TIME_BUDGET_S, tokens_seen / MAX_TRAIN_TOKENS if MAX_TRAIN_TOKENS else 0.0)
         lr = get_lr(step, progress)
         for group in optimizer.param_groups:
             group["lr"] = lr
