@@ -78,7 +78,7 @@ NOTES = [
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env", default="nanogpt")
-    ap.add_argument("--profile", default="tiny")
+    ap.add_argument("--profile", default="micro")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(12)), help="paired run seeds")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--ideas-per-epoch", type=int, default=4)
@@ -359,7 +359,8 @@ def main() -> int:
             console.print(f"[red]{name} failed[/]: {type(exc).__name__}: {exc}")
             runs.append({"ideator": tag, "strategy": strategy, "seed": seed, "run": name, "error": str(exc)})
             continue
-        runs.append(describe_run(store, tag, strategy, seed, name, profile.time_budget_s))
+        clock_budget_s = profile.time_budget_s if profile.budget == "time" else math.inf  # compute: no clock pacing
+        runs.append(describe_run(store, tag, strategy, seed, name, clock_budget_s))
         last = runs[-1]
         console.print(
             f"[{n}/{len(plan)}] {name}: best gain {last['gain'][-1] if last['gain'] else None} "
