@@ -65,10 +65,11 @@ NOTES = [
     "Paired differences are arm minus best-of-N per seed, after each executed idea; the tests are on the last "
     "point. Wilcoxon drops zero differences (scipy's zero_method='wilcox'); the permutation test is exact "
     "(all sign flips) up to 2^16 of them.",
-    "A job served from the job cache (`jobs_served_from_cache`) is one that an earlier run had executed with the "
-    "same patched codebase, profile, seed and budget; its result is that run's. Steady-state proposes whenever a "
-    "slot frees, so its schedule depends on when results arrive (served ones arrive at once, executed ones "
-    "after training): its runs are one schedule among those the machine's timing can give.",
+    "A job served from the job cache (`jobs_served_from_cache`) is one that an earlier run (of this invocation or "
+    "an earlier one) had executed with the same patched codebase, profile, seed and compute budget; its result is "
+    "that run's. Evolution and best-of-N propose only at epoch barriers, so a served result changes nothing they "
+    "do. Steady-state runs never use the cache: they propose whenever a slot frees, so a result served at once "
+    "would change what they propose; their schedule still depends on the order results arrive in.",
     "The replayed recording (ideator replay:nanogpt-tiny, not a default) holds the answers of one evolution run; "
     "a request it lacks is answered with an unused answer of the same epoch. It exercises the strategies on "
     "model-written ideas offline; it is not a fair control. The catalog rows are.",
@@ -97,7 +98,9 @@ def parse_args() -> argparse.Namespace:
 
 
 class Runner:
-    """Makes or resumes one research run, through the job cache when there is one."""
+    """Makes or resumes one research run, through the job cache when there is one. A
+    steady-state run never goes through it: it proposes whenever a slot frees, so a result
+    served at once instead of after training would change what it proposes."""
 
     def __init__(self, runs_dir: Path, cache: JobCache | None):
         self.runs_dir = runs_dir
@@ -108,7 +111,7 @@ class Runner:
         store = RunStore(run_dir) if (run_dir / "store.sqlite").is_file() else create_run(config, self.runs_dir, name)
         if store.run_info()["status"] != "finished":
             loop = ResearchLoop(store)
-            if self.cache is not None:
+            if self.cache is not None and config.search != "steady-state":
                 loop.parts.backend = CachingBackend(loop.parts.backend, self.cache)
             loop.data_dir = loop.env.prepare(loop.profile, quiet=True)
             loop.run()
@@ -122,8 +125,9 @@ def measure_noise(args: argparse.Namespace, name: str, run: Runner) -> dict:
         environment=args.env, profile=args.profile, epochs=0, baseline_seeds=args.noise_seeds, slots=args.slots
     )
     store = run(config, f"{args.profile}-noise-floor-{args.noise_seeds}")
-    save_noise_floor(summarize(store))
-    floor = load_noise_floor(name, args.profile) or {}
+    budget = load_environment(args.env).profile(args.profile).budget
+    save_noise_floor(summarize(store), budget)  # the runs look the floor up under their budget
+    floor = load_noise_floor(name, args.profile, budget) or {}
     return {
         **floor,
         "seconds": round(active_hours(store.events()) * 3600, 1),
