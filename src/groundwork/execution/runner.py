@@ -480,17 +480,7 @@ class JobRunner:
             raise _Failed(FailureCategory.NO_METRIC, f"{self.spec.result_file} is not valid JSON: {exc}") from None
 
     def _curve(self) -> list[dict]:
-        path = self.work / "out" / "train_log.jsonl"
-        if not path.is_file():
-            return []
-        points = []
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                point = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(point, dict):
-                points.append(point)
+        points = read_curve(self.work / "out" / "train_log.jsonl")
         step = max(1, math.ceil(len(points) / MAX_CURVE_POINTS))
         return points[::step]
 

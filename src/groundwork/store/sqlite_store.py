@@ -343,14 +343,19 @@ class RunStore:
             self._event(c, "job", job_id, job.state.value, JobState.QUEUED.value, reason)
             return fresh
 
+    def _current_attempt(self, c: sqlite3.Connection, outcome: JobOutcome) -> Job:
+        """The job an outcome reports on; an outcome of another attempt than the current one is refused."""
+        job = Job.model_validate_json(
+            c.execute("SELECT data FROM jobs WHERE id = ?", (outcome.job_id,)).fetchone()["data"]
+        )
+        if job.attempt != outcome.attempt:
+            raise StoreError(f"job {job.id}: outcome of attempt {outcome.attempt}, current attempt {job.attempt}")
+        return job
+
     def finish_job(self, outcome: JobOutcome, result: Result) -> None:
         """Record a job's end and the idea's result together, once."""
         with self.transaction() as c:
-            job = Job.model_validate_json(
-                c.execute("SELECT data FROM jobs WHERE id = ?", (outcome.job_id,)).fetchone()["data"]
-            )
-            if job.attempt != outcome.attempt:
-                raise StoreError(f"job {job.id}: outcome of attempt {outcome.attempt}, current attempt {job.attempt}")
+            self._current_attempt(c, outcome)
             self._update_job(
                 c,
                 outcome.job_id,
@@ -365,11 +370,7 @@ class RunStore:
         """Record a failed job's end with its result held on the job, not yet the idea's:
         a repair round follows (`record_repair`)."""
         with self.transaction() as c:
-            job = Job.model_validate_json(
-                c.execute("SELECT data FROM jobs WHERE id = ?", (outcome.job_id,)).fetchone()["data"]
-            )
-            if job.attempt != outcome.attempt:
-                raise StoreError(f"job {job.id}: outcome of attempt {outcome.attempt}, current attempt {job.attempt}")
+            self._current_attempt(c, outcome)
             self._update_job(
                 c,
                 outcome.job_id,
