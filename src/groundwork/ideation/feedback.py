@@ -5,11 +5,11 @@ their size."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from groundwork.curves import curve_series
+from groundwork.log_lines import ERROR_LINE
 from groundwork.protocols import Scored
 
 if TYPE_CHECKING:
@@ -20,10 +20,6 @@ DESCRIPTION_CHARS = 600  # of each exploit parent's description
 ERROR_CHARS = 240  # of a failure's key error line
 CURVE_POINTS = 4  # first, last and evenly spaced points between
 CURVES_SHOWN = 3  # the best ideas of an explore list that get a curve summary
-
-# The line that names the error: a Python exception ("RuntimeError: ..."), or a script's own
-# "prog: error: ..." line (the locked evaluations write those).
-_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b|\S+: error\b)")
 
 
 def _trim(text: str, limit: int) -> str:
@@ -36,7 +32,7 @@ def key_error_line(detail: str) -> str:
     of the log tail it carries, else its first line."""
     lines = [line.strip() for line in detail.splitlines() if line.strip()]
     for line in reversed(lines):
-        if _ERROR_LINE.match(line):
+        if ERROR_LINE.match(line):
             return _trim(line, ERROR_CHARS)
     return _trim(lines[0], ERROR_CHARS) if lines else ""
 

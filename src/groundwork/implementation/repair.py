@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 
+from groundwork.log_lines import ERROR_LINE, TRACEBACK_START
 from groundwork.records import FailureCategory, JobOutcome
 
 # A crash or a missing metric is often a cheap bug in the patch. Everything else is final:
 # a timeout, and the integrity failures (tampering, an implausible metric, a failed guard).
 REPAIRABLE = frozenset({FailureCategory.CRASHED, FailureCategory.NO_METRIC})
 
-ERROR_LINE = re.compile(r"^\s*(\w+\.)*\w*(Error|Exception|Exit|Interrupt)\b|^\s*Traceback \(most recent call last\)")
 NON_FINITE_LOSS = re.compile(r"\bloss\b[^\n]{0,40}?\b(nan|-?inf)\b|\b(nan|inf)\b[^\n]{0,20}\bloss\b", re.IGNORECASE)
 CUT = "[... {n} lines cut ...]"
 
@@ -38,7 +38,7 @@ def log_excerpt(log: str, budget: int = 6000) -> str:
     lines = [_clip(line, budget // 4) for line in log.rstrip("\n").splitlines()]
     if sum(len(line) + 1 for line in lines) <= budget:
         return "\n".join(lines)
-    errors = [i for i, line in enumerate(lines) if ERROR_LINE.match(line)]
+    errors = [i for i, line in enumerate(lines) if ERROR_LINE.match(line) or TRACEBACK_START.match(line)]
     tail = _tail(lines, budget)
     start = len(lines) - len(tail)
     if not errors or errors[-1] >= start:
