@@ -137,8 +137,7 @@ def test_a_data_file_the_preparation_reads_must_be_hidden(tmp_path, repo_env):
 
     env, _ = repo_env
     manifest = env.root / "environment.toml"
-    manifest.write_text(
-        manifest.read_text().replace('hidden = ["input.txt", ', "hidden = [").replace('locked = ["input.txt", ', "locked = [")
-    )
+    text = manifest.read_text().replace('hidden = ["input.txt", ', "hidden = [")
+    manifest.write_text(text.replace('locked = ["input.txt", ', "locked = ["))
     with pytest.raises(ManifestError, match=r"files.hidden: 'input.txt' is read by the data preparation"):
         load_environment(env.root)
