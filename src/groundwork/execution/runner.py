@@ -267,7 +267,8 @@ class JobRunner:
                 )
             if code == result_channel.DIVERGED_EXIT:
                 raise _Failed(
-                    FailureCategory.DIVERGED, f"the evaluation found the model diverged:\n{_tail(self.log_path, 3)}",
+                    FailureCategory.DIVERGED,
+                    f"the evaluation found the model diverged:\n{_tail(self.log_path, 3)}",
                     code,
                 )
             if code != 0:
