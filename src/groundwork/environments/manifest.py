@@ -299,4 +299,45 @@ def _check_files(manifest: Manifest, root: Path) -> list[str]:
             for file in getattr(view.files, group):
                 if not (codebase / file).is_file():
                     problems.append(f"{prefix}files.{group}: {file!r} does not exist in {codebase}")
+        for file in data_sources_in_reach(view, codebase):
+            problems.append(
+                f"{prefix}files.hidden: {file!r} is read by the data preparation and sits in the codebase, so "
+                f"training could read the held-out examples it holds; add it to files.hidden and files.locked"
+            )
     return list(dict.fromkeys(problems))  # profiles sharing the defaults share their problems
+
+
+SKIPPED_DIRS = frozenset({".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache"})
+
+
+def data_sources_in_reach(view: Manifest, codebase: Path) -> list[str]:
+    """Codebase files (not code) that the data preparation reads, and that training would
+    find in its work folder: the preparation's own arguments, and names its scripts quote.
+    In a repository used as is (`codebase = "."`) this is typically the raw data file that
+    the held-out split is cut from."""
+    prepare = view.run.prepare or []
+    scripts = [codebase / arg for arg in prepare if arg.endswith(".py") and (codebase / arg).is_file()]
+    quoted = "\n".join(script.read_text(encoding="utf-8", errors="replace") for script in scripts)
+    hidden = set(view.files.hidden)
+    found = []
+    for path in _codebase_files(codebase):
+        rel = path.relative_to(codebase).as_posix()
+        if rel in hidden or path.suffix == ".py":
+            continue
+        named = rel in prepare or any(f"{q}{name}{q}" in quoted for name in {rel, path.name} for q in "'\"")
+        if named:
+            found.append(rel)
+    return found
+
+
+def _codebase_files(codebase: Path, depth: int = 3):
+    """The files of a codebase, a few folders deep (a repository may be large)."""
+    stack = [(codebase, 0)]
+    while stack:
+        folder, level = stack.pop()
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                if level + 1 < depth and entry.name not in SKIPPED_DIRS:
+                    stack.append((entry, level + 1))
+            elif entry.is_file():
+                yield entry

@@ -118,6 +118,17 @@ def _evaluation_view(env: dict[str, str], result_fd: int, work: Path) -> dict[st
     return view
 
 
+def first_non_finite_loss(curve: list[dict]) -> str:
+    """Where a training curve's loss first stops being a finite number ('' if it never does):
+    any number logged under a name holding "loss"."""
+    for point in curve:
+        for key, value in point.items():
+            if "loss" in key and isinstance(value, (int, float)) and not math.isfinite(value):
+                where = f"step {point['step']}" if "step" in point else f"point {curve.index(point) + 1}"
+                return f"{key} {value} at {where} of train_log.jsonl"
+    return ""
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -222,6 +233,9 @@ class JobRunner:
                     f"training ran past budget + grace ({spec.time_budget_s:g}s + {spec.grace_s:g}s) and was killed",
                 )
             self._check_locked("during training")
+            diverged = first_non_finite_loss(read_curve(self.work / "out" / "train_log.jsonl"))
+            if diverged:  # before the crash: a loss gone NaN is the cause, whatever broke next
+                raise _Failed(FailureCategory.DIVERGED, f"training diverged: {diverged}", code)
             if code != 0:
                 raise _Failed(
                     FailureCategory.CRASHED, f"training exited with code {code}:\n{_tail(self.log_path)}", code
@@ -249,6 +263,12 @@ class JobRunner:
                 raise _Failed(
                     FailureCategory.EVAL_TAMPERED,
                     f"the evaluation found its result channel closed or replaced:\n{_tail(self.log_path, 3)}",
+                    code,
+                )
+            if code == result_channel.DIVERGED_EXIT:
+                raise _Failed(
+                    FailureCategory.DIVERGED,
+                    f"the evaluation found the model diverged:\n{_tail(self.log_path, 3)}",
                     code,
                 )
             if code != 0:
