@@ -28,6 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from groundwork.environments.placeholders import JOB_PLACEHOLDERS, PREPARE_PLACEHOLDERS, unknown_placeholders
 from groundwork.redaction import is_secret_name
 
 MANIFEST_NAME = "environment.toml"
@@ -128,6 +129,19 @@ class RunCommands(_Strict):
     # Names of the controller's environment variables jobs get besides the built-in allow-list
     # (never a secret: *_API_KEY, *_TOKEN, *SECRET*, *PASSWORD* are refused).
     pass_env: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> RunCommands:
+        problems = []
+        for name in ("train", "evaluate", "prepare"):
+            allowed = PREPARE_PLACEHOLDERS if name == "prepare" else JOB_PLACEHOLDERS
+            unknown = unknown_placeholders(getattr(self, name), allowed)
+            if unknown:
+                listed = ", ".join("{" + n + "}" for n in allowed)
+                problems.append(f"run.{name} uses {', '.join('{' + n + '}' for n in unknown)}; it may use {listed}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("pass_env")
     @classmethod

@@ -24,6 +24,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
+from groundwork.environments import placeholders
 from groundwork.execution import resources, result_channel, sandbox
 from groundwork.execution.early_abort import AbortRule, compute_share, read_curve
 from groundwork.execution.metric_checks import CheckFailed, check_relations
@@ -136,8 +137,20 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _expand(command: list[str]) -> list[str]:
-    return [arg.replace("{python}", sys.executable) for arg in command]
+def _expand(command: list[str], env: dict[str, str], work: Path) -> list[str]:
+    """A phase's command with the manifest's placeholders filled in from what this phase
+    gets (training's `{data_dir}` is its training view)."""
+    return placeholders.fill(
+        command,
+        {
+            "python": sys.executable,
+            "data_dir": env.get("GROUNDWORK_DATA_DIR", ""),
+            "seed": env.get("GROUNDWORK_SEED", ""),
+            "budget_s": env.get("GROUNDWORK_TIME_BUDGET_S", ""),
+            "work_dir": str(work),
+            "output_dir": str(work / "out"),
+        },
+    )
 
 
 class _AbortWatch:
@@ -321,6 +334,7 @@ class JobRunner:
         for rel in spec.hidden_files:
             _remove(self.work / rel)
         self.hidden_present = not spec.hidden_files
+        (self.work / "out").mkdir(exist_ok=True)  # {output_dir} names a folder that exists
 
     def _restore_hidden(self) -> None:
         spec = self.spec
@@ -438,7 +452,7 @@ class JobRunner:
     ) -> PhaseEnd:
         """One phase under the job's limits. Sandboxed, it sees the file system it needs and
         no more: the interpreter, its data folder (the one in `env`), the work folder."""
-        command = _expand(command)
+        command = _expand(command, env, self.work)
         if self.sandboxed:
             visible = [Path(env["GROUNDWORK_DATA_DIR"])] if env.get("GROUNDWORK_DATA_DIR") else []
             visible += sandbox.named_paths(env, [*self.spec.pass_env, *sandbox.PATH_VARIABLES])
