@@ -28,6 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from groundwork.environments import placeholders
 from groundwork.redaction import is_secret_name
 
 MANIFEST_NAME = "environment.toml"
@@ -128,6 +129,16 @@ class RunCommands(_Strict):
     # Names of the controller's environment variables jobs get besides the built-in allow-list
     # (never a secret: *_API_KEY, *_TOKEN, *SECRET*, *PASSWORD* are refused).
     pass_env: list[str] = Field(default_factory=list)
+
+    @field_validator("*")
+    @classmethod
+    def _known_placeholders(cls, v: Any, info: ValidationInfo) -> Any:
+        # Every command (any list of arguments but pass_env) is checked, new ones included.
+        if info.field_name != "pass_env" and isinstance(v, list) and all(isinstance(a, str) for a in v):
+            problems = placeholders.unknown(info.field_name or "", v)
+            if problems:
+                raise ValueError("; ".join(problems))
+        return v
 
     @field_validator("pass_env")
     @classmethod

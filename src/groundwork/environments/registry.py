@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from groundwork.environments import placeholders
 from groundwork.environments.manifest import (
     MANIFEST_NAME,
     Budget,
@@ -191,7 +192,7 @@ class Environment:
         return files
 
     def prepare_command(self, profile: ResolvedProfile, python: str = sys.executable) -> list[str]:
-        return fill_command(self.manifest.run.prepare, python, self.data_dir(profile))
+        return fill_command(self.manifest.run.prepare, python, self.data_dir(profile), self.codebase_dir.resolve())
 
     def prepare(self, profile: ResolvedProfile, python: str = sys.executable, quiet: bool = False) -> Path:
         """Run the environment's locked data preparation (idempotent); return the data folder."""
@@ -219,9 +220,13 @@ class Environment:
         return data_dir
 
 
-def fill_command(template: list[str], python: str, data_dir: Path) -> list[str]:
-    """A manifest command with its `{python}` and `{data_dir}` placeholders filled in."""
-    return [a.replace("{python}", python).replace("{data_dir}", str(data_dir)) for a in template]
+def fill_command(template: list[str], python: str, data_dir: Path, work_dir: Path | None = None) -> list[str]:
+    """The prepare command with its placeholders filled in: `{python}`, `{data_dir}` and
+    `{work_dir}` (the codebase it runs in)."""
+    values = {"python": python, "data_dir": str(data_dir)}
+    if work_dir is not None:
+        values["work_dir"] = str(work_dir)
+    return placeholders.fill(template, values)
 
 
 def training_view(data_dir: Path, patterns: list[str] | None, env_name: str) -> Path:

@@ -24,6 +24,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
+from groundwork.environments import placeholders
 from groundwork.execution import resources, result_channel, sandbox
 from groundwork.execution.early_abort import AbortRule, compute_share, read_curve
 from groundwork.execution.metric_checks import CheckFailed, check_relations
@@ -125,8 +126,19 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _expand(command: list[str]) -> list[str]:
-    return [arg.replace("{python}", sys.executable) for arg in command]
+def _expand(command: list[str], spec: JobSpec, work: Path, env: dict[str, str]) -> list[str]:
+    """A phase's command with its placeholders filled from what this phase gets (`{data_dir}`
+    is the data folder of the phase's environment: training's view for training)."""
+    values = {
+        "python": spec.python or sys.executable,
+        "seed": env.get("GROUNDWORK_SEED", ""),
+        "budget_s": f"{spec.time_budget_s:g}",
+        "work_dir": str(work),
+        "output_dir": str(work / "out"),
+    }
+    if env.get("GROUNDWORK_DATA_DIR"):
+        values["data_dir"] = env["GROUNDWORK_DATA_DIR"]
+    return placeholders.fill(command, values)
 
 
 class _AbortWatch:
@@ -384,7 +396,7 @@ class JobRunner:
         except sandbox.EnvironmentRefused as exc:
             raise _Failed(FailureCategory.CRASHED, str(exc)) from None
         private = sandbox.private_dirs_env(self.work)
-        for folder in private.values():
+        for folder in [*private.values(), self.work / "out"]:  # {output_dir} exists for any script
             Path(folder).mkdir(parents=True, exist_ok=True)
         env = {**sandbox.job_environment(os.environ), **private, **passed, **spec.env}
         threads = str(spec.threads)
@@ -418,7 +430,7 @@ class JobRunner:
     ) -> PhaseEnd:
         """One phase under the job's limits. Sandboxed, it sees the file system it needs and
         no more: the interpreter, its data folder (the one in `env`), the work folder."""
-        command = _expand(command)
+        command = _expand(command, self.spec, self.work, env)
         if self.sandboxed:
             visible = [Path(env["GROUNDWORK_DATA_DIR"])] if env.get("GROUNDWORK_DATA_DIR") else []
             visible += sandbox.named_paths(env, [*self.spec.pass_env, *sandbox.PATH_VARIABLES])

@@ -50,7 +50,7 @@ def ensure_data(spec: JobSpec, codebase: Path, log_path: Path) -> bool:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one preparation per node; the others wait for it
         if data_dir.is_dir() and view.is_dir():  # another job on this node has just prepared it
             return False
-        command = fill_command(spec.prepare_command, sys.executable, data_dir)
+        command = fill_command(spec.prepare_command, sys.executable, data_dir, codebase.resolve())
         with open(log_path, "ab") as log:
             log.write(f"groundwork: preparing data on {host}: {' '.join(command)}\n".encode())
             log.flush()
