@@ -213,9 +213,9 @@ class JobSpec:
     # the work folder, from the pristine baseline, only for the evaluation.
     hidden_files: list[str] = field(default_factory=list)
     # `{python}` of the commands: the environment's own interpreter ("": the runner's), and
-    # the requirements it was built from, so a worker without it builds its own.
+    # the request it was built from (an `InterpreterRequest` as a dict), so a worker builds its own.
     python: str = ""
-    requirements: list[str] = field(default_factory=list)
+    interpreter: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

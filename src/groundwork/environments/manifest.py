@@ -172,6 +172,25 @@ class Data(_Strict):
     training_files: list[DataName] | None = Field(default=None, min_length=1)  # None: the whole folder
 
 
+class Dependencies(_Strict):
+    """The environment's own requirements: its commands run with an isolated interpreter
+    that has them (built once and cached; see `environments.interpreters`)."""
+
+    requirements: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    requirements_file: CodebasePath | None = None  # in the codebase, e.g. "requirements.txt"
+    find_links: list[CodebasePath] = Field(default_factory=list)  # folders of local wheels, beside the manifest
+    no_index: StrictBool = False  # install only from find_links (offline machines)
+    system_site_packages: StrictBool = False
+
+    @model_validator(mode="after")
+    def _something(self) -> Dependencies:
+        if not self.requirements and self.requirements_file is None:
+            raise ValueError(
+                'name the requirements: requirements = ["pkg>=1"] or requirements_file = "requirements.txt"'
+            )
+        return self
+
+
 class Resources(_Strict):
     gpus: int = Field(default=0, ge=0)
     cpus: int = Field(default=1, ge=1)
@@ -242,6 +261,7 @@ class Manifest(_Strict):
     run: RunCommands
     resources: Resources = Resources()
     data: Data = Data()
+    dependencies: Dependencies | None = None  # None: commands run with Groundwork's interpreter
     profiles: dict[str, Profile] = Field(min_length=1)
 
     def for_profile(self, name: str) -> Manifest:
@@ -306,6 +326,12 @@ def _check_files(manifest: Manifest, root: Path) -> list[str]:
         if not codebase.is_dir():
             problems.append(f"{prefix}codebase = {view.codebase!r}: folder {codebase} does not exist")
             continue
+        deps = view.dependencies
+        if deps and deps.requirements_file and not (codebase / deps.requirements_file).is_file():
+            problems.append(f"dependencies.requirements_file: {deps.requirements_file!r} does not exist in {codebase}")
+        for folder in deps.find_links if deps else []:
+            if not (root / folder).is_dir():
+                problems.append(f"dependencies.find_links: folder {root / folder} does not exist")
         for group in ("editable", "hidden", "locked"):
             for file in getattr(view.files, group):
                 if not (codebase / file).is_file():

@@ -434,6 +434,8 @@ class JobRunner:
         if self.sandboxed:
             visible = [Path(env["GROUNDWORK_DATA_DIR"])] if env.get("GROUNDWORK_DATA_DIR") else []
             visible += sandbox.named_paths(env, [*self.spec.pass_env, *sandbox.PATH_VARIABLES])
+            if self.spec.python:  # the environment's own interpreter: its folder (bin/python's parent's)
+                visible.append(Path(self.spec.python).parent.parent)
             command = sandbox.wrap(command, self.work, read_only=visible, writable=sandbox.extra_writable())
         tree = "subreaper" if is_subreaper() else "process group and descendants only"
         self.flags["process_tree"] = f"pid namespace (bwrap) + {tree}" if self.sandboxed else tree
