@@ -177,6 +177,10 @@ class JobRunner:
         failure, detail, exit_code = None, "", None
         try:
             self._choose_sandbox()
+            # Held-out data (hidden files, data outside training_files) is never in the work
+            # folder; only the sandbox also keeps training from reading the copies elsewhere.
+            held_out = bool(self.spec.hidden_files or self.spec.training_files is not None)
+            self.flags["held_out_protected"] = self.sandboxed or not held_out
             metric, metrics, exit_code = self._run_phases()
         except _Failed as failed:
             failure, detail, exit_code = failed.category, failed.detail, failed.exit_code
