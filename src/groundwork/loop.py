@@ -23,6 +23,7 @@ from pathlib import Path
 from groundwork.analysis.summary import load_noise_floor
 from groundwork.config import RunConfig
 from groundwork.environments import Environment
+from groundwork.environments.interpreters import record_in_run
 from groundwork.environments.registry import ResolvedProfile
 from groundwork.execution.backends import make_backend
 from groundwork.execution.early_abort import rule_from_baselines
@@ -212,6 +213,9 @@ class ResearchLoop:
             self._prepare_slots(scheduler)  # workers start while the data and the baseline are made ready
             if self.data_dir is None:  # the CLI prepares visibly before it starts the loop
                 self.data_dir = self.env.prepare(self.profile, quiet=True)
+            built = self.env.interpreter()  # built by the preparation: its requirements fail before any job
+            if built:
+                record_in_run(self.store.run_dir, built)
             self._ensure_baseline()
             try:
                 if self.config.search == "steady-state":

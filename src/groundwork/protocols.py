@@ -212,6 +212,10 @@ class JobSpec:
     # Codebase files training must not see (the hidden evaluation): the runner puts them in
     # the work folder, from the pristine baseline, only for the evaluation.
     hidden_files: list[str] = field(default_factory=list)
+    # `{python}` of the commands: the environment's own interpreter ("": the runner's), and
+    # the request it was built from (an `InterpreterRequest` as a dict), so a worker builds its own.
+    python: str = ""
+    interpreter: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from groundwork.environments.placeholders import JOB_PLACEHOLDERS, PREPARE_PLACEHOLDERS, unknown_placeholders
+from groundwork.environments import placeholders
 from groundwork.redaction import is_secret_name
 
 MANIFEST_NAME = "environment.toml"
@@ -130,18 +130,15 @@ class RunCommands(_Strict):
     # (never a secret: *_API_KEY, *_TOKEN, *SECRET*, *PASSWORD* are refused).
     pass_env: list[str] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _known_placeholders(self) -> RunCommands:
-        problems = []
-        for name in ("train", "evaluate", "prepare"):
-            allowed = PREPARE_PLACEHOLDERS if name == "prepare" else JOB_PLACEHOLDERS
-            unknown = unknown_placeholders(getattr(self, name), allowed)
-            if unknown:
-                listed = ", ".join("{" + n + "}" for n in allowed)
-                problems.append(f"run.{name} uses {', '.join('{' + n + '}' for n in unknown)}; it may use {listed}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+    @field_validator("*")
+    @classmethod
+    def _known_placeholders(cls, v: Any, info: ValidationInfo) -> Any:
+        # Every command (any list of arguments but pass_env) is checked, new ones included.
+        if info.field_name != "pass_env" and isinstance(v, list) and all(isinstance(a, str) for a in v):
+            problems = placeholders.unknown(info.field_name or "", v)
+            if problems:
+                raise ValueError("; ".join(problems))
+        return v
 
     @field_validator("pass_env")
     @classmethod
@@ -173,6 +170,25 @@ class Data(_Strict):
     evaluation gets the whole prepared folder."""
 
     training_files: list[DataName] | None = Field(default=None, min_length=1)  # None: the whole folder
+
+
+class Dependencies(_Strict):
+    """The environment's own requirements: its commands run with an isolated interpreter
+    that has them (built once and cached; see `environments.interpreters`)."""
+
+    requirements: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    requirements_file: CodebasePath | None = None  # in the codebase, e.g. "requirements.txt"
+    find_links: list[CodebasePath] = Field(default_factory=list)  # folders of local wheels, beside the manifest
+    no_index: StrictBool = False  # install only from find_links (offline machines)
+    system_site_packages: StrictBool = False
+
+    @model_validator(mode="after")
+    def _something(self) -> Dependencies:
+        if not self.requirements and self.requirements_file is None:
+            raise ValueError(
+                'name the requirements: requirements = ["pkg>=1"] or requirements_file = "requirements.txt"'
+            )
+        return self
 
 
 class Resources(_Strict):
@@ -245,6 +261,7 @@ class Manifest(_Strict):
     run: RunCommands
     resources: Resources = Resources()
     data: Data = Data()
+    dependencies: Dependencies | None = None  # None: commands run with Groundwork's interpreter
     profiles: dict[str, Profile] = Field(min_length=1)
 
     def for_profile(self, name: str) -> Manifest:
@@ -309,6 +326,12 @@ def _check_files(manifest: Manifest, root: Path) -> list[str]:
         if not codebase.is_dir():
             problems.append(f"{prefix}codebase = {view.codebase!r}: folder {codebase} does not exist")
             continue
+        deps = view.dependencies
+        if deps and deps.requirements_file and not (codebase / deps.requirements_file).is_file():
+            problems.append(f"dependencies.requirements_file: {deps.requirements_file!r} does not exist in {codebase}")
+        for folder in deps.find_links if deps else []:
+            if not (root / folder).is_dir():
+                problems.append(f"dependencies.find_links: folder {root / folder} does not exist")
         for group in ("editable", "hidden", "locked"):
             for file in getattr(view.files, group):
                 if not (codebase / file).is_file():

@@ -1,31 +1,53 @@
-"""The `{name}` placeholders a manifest's commands may hold, and filling them in.
+"""The `{name}` placeholders of a manifest's commands: which a command may use, and filling them.
 
-A flag-driven training script needs no wrapper: `train = ["{python}", "train.py",
-"--seed", "{seed}", "--out", "{output_dir}", "--data", "{data_dir}/train.txt"]`. Every job
-command gets them all; the data preparation, which runs once per data folder and not per
-job, gets `{python}` and `{data_dir}`."""
+A job's commands (train, evaluate and any other phase of a job) get every placeholder, so a
+script driven by command-line flags needs no wrapper. Data preparation runs once per data
+folder, shared by every job and seed, so it gets only what does not depend on a job.
+Only `{identifier}` is a placeholder: other braces (a JSON argument) pass through untouched.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 
-JOB_PLACEHOLDERS = {
-    "python": "the interpreter that runs the environment's commands",
-    "data_dir": "the data folder (training: its training view; the evaluation: the whole folder)",
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# What each placeholder becomes (the docs' table says the same).
+MEANINGS = {
+    "python": "the environment's interpreter (its own when it names requirements, else Groundwork's)",
+    "data_dir": "the data folder: training's view of it for train, the whole prepared folder otherwise",
     "seed": "the job's seed",
-    "budget_s": "the job's time budget in seconds",
-    "work_dir": "the job's work folder (the patched codebase; also the working directory)",
-    "output_dir": "the folder for checkpoints and train_log.jsonl (work_dir/out)",
+    "budget_s": "training's seconds (the time budget; under a compute budget the kill limit)",
+    "work_dir": "the job's work folder (the command's working folder)",
+    "output_dir": "the job's output folder (work_dir/out, where train_log.jsonl goes)",
 }
-PREPARE_PLACEHOLDERS = ("python", "data_dir")
-PATTERN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+JOB_PLACEHOLDERS = tuple(MEANINGS)
+PREPARE_PLACEHOLDERS = ("python", "data_dir", "work_dir")  # prepare: no job, no seed, no budget
 
 
-def unknown_placeholders(command: list[str], allowed) -> list[str]:
-    return sorted({name for arg in command for name in PATTERN.findall(arg) if name not in allowed})
+def names(args: Iterable[str]) -> list[str]:
+    """The placeholder names a command uses, in order, each once."""
+    return list(dict.fromkeys(m.group(1) for arg in args for m in PLACEHOLDER.finditer(arg)))
 
 
-def fill(command: list[str], values: dict[str, str]) -> list[str]:
-    """`command` with every `{name}` of `values` replaced (others were refused when the
-    manifest was read)."""
-    return [PATTERN.sub(lambda m: values.get(m.group(1), m.group(0)), arg) for arg in command]
+def unknown(command_name: str, args: Iterable[str]) -> list[str]:
+    """One problem per placeholder that command `command_name` cannot have."""
+    allowed = PREPARE_PLACEHOLDERS if command_name == "prepare" else JOB_PLACEHOLDERS
+    shown = ", ".join(f"{{{n}}}" for n in allowed)
+    problems = []
+    for name in names(args):
+        if name in allowed:
+            continue
+        why = (
+            " (data preparation runs once per data folder, for every job and seed: it has no job's values)"
+            if name in JOB_PLACEHOLDERS
+            else ""
+        )
+        problems.append(f"unknown placeholder {{{name}}} in run.{command_name}{why}; allowed there: {shown}")
+    return problems
+
+
+def fill(args: Iterable[str], values: Mapping[str, str]) -> list[str]:
+    """`args` with each placeholder that `values` holds replaced (others are left as written)."""
+    return [PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), arg) for arg in args]

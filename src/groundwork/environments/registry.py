@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from groundwork.environments import placeholders
+from groundwork.environments import interpreters, placeholders
 from groundwork.environments.manifest import (
     MANIFEST_NAME,
     Budget,
@@ -38,6 +38,11 @@ def cache_root() -> Path:
         return Path(override).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "groundwork"
+
+
+def interpreter_cache() -> Path:
+    """Where environments' own interpreters are built, beside the prepared data."""
+    return cache_root() / "interpreters"
 
 
 def builtin_names() -> list[str]:
@@ -191,10 +196,37 @@ class Environment:
                 files.append(rel)
         return files
 
-    def prepare_command(self, profile: ResolvedProfile, python: str = sys.executable) -> list[str]:
-        return fill_command(self.manifest.run.prepare, python, self.data_dir(profile))
+    def interpreter_request(self) -> interpreters.InterpreterRequest | None:
+        """What the environment's own interpreter holds; None: it runs with Groundwork's."""
+        deps = self.manifest.dependencies
+        if deps is None:
+            return None
+        lines = list(deps.requirements)
+        if deps.requirements_file:
+            lines += interpreters.read_requirements_file(self.codebase_dir / deps.requirements_file)
+        return interpreters.InterpreterRequest(
+            environment=self.name,
+            requirements=lines,
+            find_links=[str((self.root / f).resolve()) for f in deps.find_links],
+            no_index=deps.no_index,
+            system_site_packages=deps.system_site_packages,
+        )
 
-    def prepare(self, profile: ResolvedProfile, python: str = sys.executable, quiet: bool = False) -> Path:
+    def interpreter(self) -> interpreters.Interpreter | None:
+        """The environment's own interpreter, built on first use and cached; None without requirements."""
+        request = self.interpreter_request()
+        return None if request is None else interpreters.ensure(request, interpreter_cache())
+
+    def python(self) -> str:
+        """`{python}` of the environment's commands."""
+        built = self.interpreter()
+        return built.python if built else sys.executable
+
+    def prepare_command(self, profile: ResolvedProfile, python: str | None = None) -> list[str]:
+        python = python or self.python()
+        return fill_command(self.manifest.run.prepare, python, self.data_dir(profile), self.codebase_dir.resolve())
+
+    def prepare(self, profile: ResolvedProfile, python: str | None = None, quiet: bool = False) -> Path:
         """Run the environment's locked data preparation (idempotent); return the data folder."""
         data_dir = self.data_dir(profile)
         command = self.prepare_command(profile, python)
@@ -220,9 +252,13 @@ class Environment:
         return data_dir
 
 
-def fill_command(template: list[str], python: str, data_dir: Path) -> list[str]:
-    """The data preparation's command with its `{python}` and `{data_dir}` filled in."""
-    return placeholders.fill(template, {"python": python, "data_dir": str(data_dir)})
+def fill_command(template: list[str], python: str, data_dir: Path, work_dir: Path | None = None) -> list[str]:
+    """The prepare command with its placeholders filled in: `{python}`, `{data_dir}` and
+    `{work_dir}` (the codebase it runs in)."""
+    values = {"python": python, "data_dir": str(data_dir)}
+    if work_dir is not None:
+        values["work_dir"] = str(work_dir)
+    return placeholders.fill(template, values)
 
 
 def training_view(data_dir: Path, patterns: list[str] | None, env_name: str) -> Path:

@@ -46,6 +46,10 @@ def environment_job_spec(
         # A fixed thread count (the profile's cpus, not this machine's share) fixes the order
         # of floating-point reductions: one seed gives one number on any machine, any slots.
         threads = profile.resources.cpus
+    # The environment's own interpreter (cached: built when its data was prepared), and the
+    # request a worker that lacks it builds it from.
+    request = env.interpreter_request()
+    built = env.interpreter() if request else None
     if locked_hashes is None:
         locked_hashes = {rel: file_sha256(codebase / rel) for rel in manifest.files.locked}
     return JobSpec(
@@ -83,4 +87,6 @@ def environment_job_spec(
         pass_env=list(manifest.run.pass_env),
         abort_rule=abort_rule,
         hidden_files=list(manifest.files.hidden),
+        python=built.python if built else "",
+        interpreter=request.to_dict() if request else None,
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from groundwork.execution.processes import die_with_parent
 from groundwork.execution.runner import LOG_FILE, OUTCOME_FILE, SPEC_FILE, save_spec
-from groundwork.execution.worker_data import WorkerDataError, ensure_data
+from groundwork.execution.worker_data import WorkerDataError, ensure_data, worker_interpreter
 from groundwork.protocols import JobSpec
 from groundwork.records import FailureCategory, JobOutcome
 from groundwork.store.artifacts import ArtifactStore, RemoteArtifacts, write_atomic
@@ -125,8 +125,9 @@ def run_remote_job(
             diff_path=diff_path,
             gpu_ids=list(job.spec.gpu_ids if gpu_ids is None else gpu_ids),
         )
-        spec_path = save_spec(spec)
+        save_spec(spec)
         try:
+            spec = worker_interpreter(spec)  # before the data: preparation runs with it too
             ensure_data(spec, baseline, job_dir / PREPARE_LOG)
         except WorkerDataError as exc:  # the job cannot run here: say why, as its outcome
             now = time.time()
@@ -136,6 +137,7 @@ def run_remote_job(
             )  # fmt: skip
             write_atomic(job_dir / OUTCOME_FILE, outcome.model_dump_json(indent=2))
         else:
+            spec_path = save_spec(spec)
             with open(job_dir / "runner.err", "ab") as err:
                 subprocess.run(
                     [sys.executable, "-m", "groundwork.execution.runner", str(spec_path)],

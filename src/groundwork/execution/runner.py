@@ -137,20 +137,19 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _expand(command: list[str], env: dict[str, str], work: Path) -> list[str]:
-    """A phase's command with the manifest's placeholders filled in from what this phase
-    gets (training's `{data_dir}` is its training view)."""
-    return placeholders.fill(
-        command,
-        {
-            "python": sys.executable,
-            "data_dir": env.get("GROUNDWORK_DATA_DIR", ""),
-            "seed": env.get("GROUNDWORK_SEED", ""),
-            "budget_s": env.get("GROUNDWORK_TIME_BUDGET_S", ""),
-            "work_dir": str(work),
-            "output_dir": str(work / "out"),
-        },
-    )
+def _expand(command: list[str], spec: JobSpec, work: Path, env: dict[str, str]) -> list[str]:
+    """A phase's command with its placeholders filled from what this phase gets (`{data_dir}`
+    is the data folder of the phase's environment: training's view for training)."""
+    values = {
+        "python": spec.python or sys.executable,
+        "seed": env.get("GROUNDWORK_SEED", ""),
+        "budget_s": f"{spec.time_budget_s:g}",
+        "work_dir": str(work),
+        "output_dir": str(work / "out"),
+    }
+    if env.get("GROUNDWORK_DATA_DIR"):
+        values["data_dir"] = env["GROUNDWORK_DATA_DIR"]
+    return placeholders.fill(command, values)
 
 
 class _AbortWatch:
@@ -189,6 +188,10 @@ class JobRunner:
         failure, detail, exit_code = None, "", None
         try:
             self._choose_sandbox()
+            # Held-out data (hidden files, data outside training_files) is never in the work
+            # folder; only the sandbox also keeps training from reading the copies elsewhere.
+            held_out = bool(self.spec.hidden_files or self.spec.training_files is not None)
+            self.flags["held_out_protected"] = self.sandboxed or not held_out
             metric, metrics, exit_code = self._run_phases()
         except _Failed as failed:
             failure, detail, exit_code = failed.category, failed.detail, failed.exit_code
@@ -418,7 +421,7 @@ class JobRunner:
         except sandbox.EnvironmentRefused as exc:
             raise _Failed(FailureCategory.CRASHED, str(exc)) from None
         private = sandbox.private_dirs_env(self.work)
-        for folder in private.values():
+        for folder in [*private.values(), self.work / "out"]:  # {output_dir} exists for any script
             Path(folder).mkdir(parents=True, exist_ok=True)
         env = {**sandbox.job_environment(os.environ), **private, **passed, **spec.env}
         threads = str(spec.threads)
@@ -452,10 +455,12 @@ class JobRunner:
     ) -> PhaseEnd:
         """One phase under the job's limits. Sandboxed, it sees the file system it needs and
         no more: the interpreter, its data folder (the one in `env`), the work folder."""
-        command = _expand(command, env, self.work)
+        command = _expand(command, self.spec, self.work, env)
         if self.sandboxed:
             visible = [Path(env["GROUNDWORK_DATA_DIR"])] if env.get("GROUNDWORK_DATA_DIR") else []
             visible += sandbox.named_paths(env, [*self.spec.pass_env, *sandbox.PATH_VARIABLES])
+            if self.spec.python:  # the environment's own interpreter: its folder (bin/python's parent's)
+                visible.append(Path(self.spec.python).parent.parent)
             command = sandbox.wrap(command, self.work, read_only=visible, writable=sandbox.extra_writable())
         tree = "subreaper" if is_subreaper() else "process group and descendants only"
         self.flags["process_tree"] = f"pid namespace (bwrap) + {tree}" if self.sandboxed else tree

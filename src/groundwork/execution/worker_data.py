@@ -9,6 +9,7 @@ different data cannot score a job.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import socket
@@ -16,12 +17,26 @@ import subprocess
 import sys
 from pathlib import Path
 
-from groundwork.environments.registry import DATA_ENV, TRAIN_DATA_ENV, fill_command, training_view
+from groundwork.environments import interpreters
+from groundwork.environments.registry import DATA_ENV, TRAIN_DATA_ENV, fill_command, interpreter_cache, training_view
 from groundwork.protocols import JobSpec
 
 
 class WorkerDataError(RuntimeError):
     """The job's data is not on this worker and cannot be prepared here."""
+
+
+def worker_interpreter(spec: JobSpec) -> JobSpec:
+    """The spec with `{python}` this worker's build of the environment's interpreter (the
+    controller's path means nothing here): built once per node and cached, like the data."""
+    if not spec.interpreter:
+        return spec
+    request = interpreters.InterpreterRequest.from_dict(spec.interpreter)
+    try:
+        built = interpreters.ensure(request, interpreter_cache())
+    except interpreters.InterpreterError as exc:
+        raise WorkerDataError(f"on worker {socket.gethostname()}: {exc}") from None
+    return dataclasses.replace(spec, python=built.python)
 
 
 def ensure_data(spec: JobSpec, codebase: Path, log_path: Path) -> bool:
@@ -50,7 +65,7 @@ def ensure_data(spec: JobSpec, codebase: Path, log_path: Path) -> bool:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one preparation per node; the others wait for it
         if data_dir.is_dir() and view.is_dir():  # another job on this node has just prepared it
             return False
-        command = fill_command(spec.prepare_command, sys.executable, data_dir)
+        command = fill_command(spec.prepare_command, spec.python or sys.executable, data_dir, codebase.resolve())
         with open(log_path, "ab") as log:
             log.write(f"groundwork: preparing data on {host}: {' '.join(command)}\n".encode())
             log.flush()
