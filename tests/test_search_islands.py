@@ -13,6 +13,8 @@ import time
 import pytest
 
 from conftest import GROUNDWORK, cli_env
+from groundwork.analysis.archive_grid import archive_grid
+from groundwork.analysis.details import load_details
 from groundwork.config import RunConfig
 from groundwork.environments.manifest import Metric
 from groundwork.loop import make_strategy
@@ -180,6 +182,10 @@ def test_islands_migrate_exactly_as_specified_across_a_kill_and_resume(toy_env, 
     for r in migrations:  # ring moves of ideas from the source island's own members
         assert all(dst == (src + 1) % 2 for _, src, dst in r["moves"])
     assert {i for _, _, i in _islands_of(reference)} == {0, 1}
+    grid = archive_grid(load_details(reference))  # the report's grid: every valid idea in one cell
+    assert grid["rows"][0] == "hyperparameter" and grid["cols"] == ["<=4", "5-16", "17-64", ">64"]
+    filled = [c for row in grid["cells"] for c in row if c]
+    assert len(filled) == grid["filled"] >= 1 and grid == archive_grid(load_details(reference))
 
     controller = subprocess.Popen(
         [*base, "--name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
