@@ -47,7 +47,9 @@ from groundwork.environments import load_environment  # noqa: E402
 from groundwork.loop import ResearchLoop  # noqa: E402
 from groundwork.records import PromptKind  # noqa: E402
 from groundwork.runs import create_run  # noqa: E402
+from groundwork.search.archive import idea_category  # noqa: E402
 from groundwork.search.budget import active_hours  # noqa: E402
+from groundwork.search.stats import noise_margin  # noqa: E402
 from groundwork.store import RunStore  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,6 +58,17 @@ from job_cache import CLOCK_MARGIN, CachingBackend, JobCache, served_jobs  # noq
 HERE = Path(__file__).resolve().parent
 CONTROL = "best-of-n"
 REPLAY = "replay:nanogpt-tiny"  # the recording holds two epochs of four ideas
+# Arms beyond the three strategies: a name and the run settings it stands for.
+ARMS = {
+    "islands-map-elites": {
+        "search": "evolution",
+        "islands": 2,
+        "migrate_every": 1,
+        "migrants": 1,
+        "archive": "map-elites",
+        "descriptors": ["category", "diff_size"],
+    },
+}
 NOTES = [
     "Gains are against each run's own baseline; for a seed every arm's baseline is the same job (same codebase, "
     "seed and compute budget), so the arms are paired.",
@@ -70,6 +83,9 @@ NOTES = [
     "that run's. Evolution and best-of-N propose only at epoch barriers, so a served result changes nothing they "
     "do. Steady-state runs never use the cache: they propose whenever a slot frees, so a result served at once "
     "would change what they propose; their schedule still depends on the order results arrive in.",
+    "Improving idea kinds (`improving_kinds`) count the distinct categories (search/archive.py's labels: the "
+    "idea's own, folded into six) of a run's ideas whose gain over the baseline exceeds the noise margin of one "
+    "run against one baseline run (2 sd * sqrt 2 of the noise floor); their paired tests are on that count.",
     "The replayed recording (ideator replay:nanogpt-tiny, not a default) holds the answers of one evolution run; "
     "a request it lacks is answered with an unused answer of the same epoch. It exercises the strategies on "
     "model-written ideas offline; it is not a fair control. The catalog rows are.",
@@ -83,7 +99,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(12)), help="paired run seeds")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--ideas-per-epoch", type=int, default=4)
-    ap.add_argument("--strategies", nargs="+", default=["evolution", CONTROL, "steady-state"])
+    ap.add_argument(
+        "--strategies", nargs="+", default=["evolution", CONTROL, "steady-state"], help=f"also: {', '.join(ARMS)}"
+    )
     ap.add_argument("--ideators", nargs="+", default=["catalog"], help=f"catalog, and/or {REPLAY}")
     ap.add_argument("--noise-seeds", type=int, default=5, help="baseline runs for the noise floor")
     ap.add_argument("--slots", type=int, default=2)
@@ -184,9 +202,31 @@ def job_seconds(store: RunStore) -> list[float]:
     ]
 
 
-def describe_run(store: RunStore, tag: str, strategy: str, seed: int, name: str, budget_s: float) -> dict:
+def improving_kinds(store: RunStore, direction: str, noise_std: float | None) -> list[str]:
+    """The distinct categories of searched ideas whose gain is beyond one run's noise margin."""
+    results = store.results()
+    baseline = results["baseline"].metric
+    if baseline is None:
+        return []
+    margin = noise_margin(noise_std, 1, 1) if noise_std else 0.0
+    sign = 1.0 if direction == "minimize" else -1.0
+    kinds = {
+        idea_category(i)
+        for i in store.ideas()
+        if i.prompt_kind not in (PromptKind.BASELINE, PromptKind.CONFIRM)
+        and i.id in results
+        and results[i.id].valid
+        and sign * (baseline - results[i.id].metric) > margin
+    }
+    return sorted(kinds)
+
+
+def describe_run(
+    store: RunStore, tag: str, strategy: str, seed: int, name: str, budget_s: float, noise_std: float | None = None
+) -> dict:
     summary = summarize(store)
     best = summary.best
+    kinds = improving_kinds(store, summary.direction, noise_std)
     return {
         "ideator": tag,
         "strategy": strategy,
@@ -201,6 +241,8 @@ def describe_run(store: RunStore, tag: str, strategy: str, seed: int, name: str,
         "jobs_served_from_cache": served_jobs(store.run_dir),
         "job_seconds": [round(s, 2) for s in job_seconds(store)],
         "clock_paced_jobs": clock_paced(store, budget_s),
+        "improving_kinds": len(kinds),
+        "improving_kind_names": kinds,
         **curve(store, summary.direction),
     }
 
@@ -271,6 +313,7 @@ def aggregate(runs: list[dict], seeds: list[int]) -> list[dict]:
                 "final": mean_ci(final) if final else None,
                 "valid_ideas_mean": statistics.fmean(r["valid"] for r in per_seed.values()),
                 "beyond_noise": sum(1 for r in per_seed.values() if r["verdict"] == "better"),
+                "improving_kinds": mean_ci([float(r["improving_kinds"]) for r in per_seed.values()]),
             }
         paired = {}
         control = by_arm.get(CONTROL, {})
@@ -292,7 +335,16 @@ def aggregate(runs: list[dict], seeds: list[int]) -> list[dict]:
                 if at and per_seed[s]["gain"][at - 1] is not None and control[s]["gain"][at - 1] is not None
             ]
             final = paired_tests([a for a, _ in pairs], [c for _, c in pairs]) if pairs else None
-            paired[f"{strategy} - {CONTROL}"] = {"seeds": both, "after_each_idea": after_each, "final": final}
+            kinds = paired_tests(
+                [float(per_seed[s]["improving_kinds"]) for s in both],
+                [float(control[s]["improving_kinds"]) for s in both],
+            )
+            paired[f"{strategy} - {CONTROL}"] = {
+                "seeds": both,
+                "after_each_idea": after_each,
+                "final": final,
+                "improving_kinds": kinds,
+            }
         table.append({"ideator": ideator, "executed_ideas_compared": at, "arms": arms, "paired": paired})
     return table
 
@@ -344,10 +396,11 @@ def main() -> int:
     for n, (ideator, seed, strategy) in enumerate(plan, start=1):
         tag = "catalog" if ideator == "catalog" else "replay"
         name = f"{args.profile}-{tag}-{strategy}-s{seed}-{args.epochs}x{args.ideas_per_epoch}"
+        arm = ARMS.get(strategy, {"search": strategy})
         config = RunConfig(
             environment=args.env,
             profile=args.profile,
-            search=strategy,
+            **arm,
             ideator_llm=ideator,
             epochs=args.epochs,
             ideas_per_epoch=args.ideas_per_epoch,
@@ -364,7 +417,7 @@ def main() -> int:
             runs.append({"ideator": tag, "strategy": strategy, "seed": seed, "run": name, "error": str(exc)})
             continue
         clock_budget_s = profile.time_budget_s if profile.budget == "time" else math.inf  # compute: no clock pacing
-        runs.append(describe_run(store, tag, strategy, seed, name, clock_budget_s))
+        runs.append(describe_run(store, tag, strategy, seed, name, clock_budget_s, noise.get("std")))
         last = runs[-1]
         console.print(
             f"[{n}/{len(plan)}] {name}: best gain {last['gain'][-1] if last['gain'] else None} "
@@ -421,7 +474,7 @@ def write(args, env, noise: dict, runs: list[dict], started: float, cache: JobCa
         plot(out, args.out.with_suffix(".png"))
 
 
-COLORS = {"evolution": "tab:blue", CONTROL: "tab:orange", "steady-state": "tab:green"}
+COLORS = {"evolution": "tab:blue", CONTROL: "tab:orange", "steady-state": "tab:green", "islands-map-elites": "tab:red"}
 
 
 def _band(ax, points: list[dict], color: str, label: str) -> None:

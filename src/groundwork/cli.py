@@ -110,6 +110,15 @@ def run(
     exploit_step: float = typer.Option(0.1, "--exploit-step", help="Exploit share added every --exploit-every."),
     exploit_every: int = typer.Option(2, "--exploit-every", min=1, help="Epochs between exploit share steps."),
     exploit_max: float = typer.Option(0.8, "--exploit-max", help="Highest exploit share."),
+    islands: int = typer.Option(1, "--islands", min=1, help="Sub-populations, each with its own exploit pool."),
+    migrate_every: int = typer.Option(2, "--migrate-every", min=1, help="Epochs between island migrations."),
+    migrants: int = typer.Option(1, "--migrants", min=1, help="Best ideas of each island sent to the next one."),
+    archive: str = typer.Option(
+        "none", "--archive", help="map-elites: draw exploit parents one per cell of --descriptors (none: off)."
+    ),
+    descriptors: str = typer.Option(
+        "category,diff_size", "--descriptors", help="Archive cells, comma-separated: category, diff_size, kind."
+    ),
     quorum: float = typer.Option(
         1.0, "--quorum", help="An epoch ends when this share of its ideas have results (1: all of them)."
     ),
@@ -226,6 +235,11 @@ def run(
         exploit_step=exploit_step,
         exploit_every=exploit_every,
         exploit_max=exploit_max,
+        islands=islands,
+        migrate_every=migrate_every,
+        migrants=migrants,
+        archive=archive,
+        descriptors=descriptors.split(","),
         quorum=quorum,
         straggler_s=straggler_s,
         confirm_seeds=confirm_seeds,

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from groundwork.search.archive import check_descriptors
+
 
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -52,6 +54,14 @@ class RunConfig(BaseModel):
     exploit_step: float = 0.1
     exploit_every: int = Field(default=2, ge=1)
     exploit_max: float = Field(default=0.8, ge=0, le=1)
+    # Islands (search/islands.py): sub-populations with their own exploit pools; every
+    # migrate_every epochs the best `migrants` of each join the next island (a ring).
+    islands: int = Field(default=1, ge=1)
+    migrate_every: int = Field(default=2, ge=1)
+    migrants: int = Field(default=1, ge=1)
+    # A MAP-Elites archive (search/archive.py): exploit parents drawn one per cell of these descriptors.
+    archive: Literal["none", "map-elites"] = "none"
+    descriptors: list[str] = Field(default_factory=lambda: ["category", "diff_size"])
     # An epoch ends when this share of its ideas have results, plus at most straggler_s
     # seconds for the rest (which keep running and are recorded when they end).
     quorum: float = Field(default=1.0, gt=0, le=1)
@@ -91,6 +101,16 @@ class RunConfig(BaseModel):
             raise ValueError(
                 f"--time-budget {self.time_budget_s:g} asks for a time budget, --budget compute for a compute "
                 "budget: give one of the two"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _structured_search(self) -> RunConfig:
+        self.descriptors = check_descriptors(self.descriptors)
+        if self.search == "best-of-n" and (self.islands > 1 or self.archive != "none"):
+            raise ValueError(
+                f"best-of-n search never exploits, so --islands {self.islands} / --archive {self.archive} would do "
+                "nothing: use --search evolution or steady-state"
             )
         return self
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from groundwork.analysis.summary import load_noise_floor
@@ -49,6 +49,7 @@ from groundwork.protocols import (
     Ideator,
     Implementer,
     JobSpec,
+    Migrating,
     PatchAttempt,
     Repairer,
     Scored,
@@ -68,8 +69,10 @@ from groundwork.records import (
     Result,
 )
 from groundwork.runs import run_config, run_environment
+from groundwork.search.archive import MapElitesArchive, changed_lines
 from groundwork.search.budget import CapReached, cap_reached, usage
 from groundwork.search.evolution import BestOfNStrategy, EvolutionStrategy, ExploitSchedule, SteadyStateStrategy
+from groundwork.search.islands import IslandStrategy
 from groundwork.store import ArtifactStore, RunStore
 
 BASELINE_ID = "baseline"
@@ -174,7 +177,11 @@ def make_strategy(config: RunConfig) -> SearchStrategy:
         return BestOfNStrategy(config.epochs, config.ideas_per_epoch, seed=config.seed)
     schedule = ExploitSchedule(config.exploit_start, config.exploit_step, config.exploit_every, config.exploit_max)
     kind = SteadyStateStrategy if config.search == "steady-state" else EvolutionStrategy
-    return kind(config.epochs, config.ideas_per_epoch, seed=config.seed, schedule=schedule)
+    parents = MapElitesArchive(config.descriptors, seed=config.seed) if config.archive == "map-elites" else None
+    strategy = kind(config.epochs, config.ideas_per_epoch, seed=config.seed, schedule=schedule, parents=parents)
+    if config.islands > 1:
+        return IslandStrategy(strategy, config.islands, config.migrate_every, config.migrants)
+    return strategy
 
 
 class ResearchLoop:
@@ -191,6 +198,7 @@ class ResearchLoop:
         self.info = store.run_info()["info"]
         self.data_dir: Path | None = None  # set by run(), or beforehand by a caller that prepared it
         self._baseline_retried = False  # by this controller: a resumed run retries once more
+        self._diff_line_cache: dict[str, int] = {}  # by diff sha256: lines changed (archive descriptors)
 
     # ---- the loop -----------------------------------------------------------------
 
@@ -369,7 +377,27 @@ class ResearchLoop:
             baseline_values=baseline_values,
             noise_std=noise_std,
             confirm_seeds=self.config.confirm_seeds,
+            diff_lines=self._diff_lines([s.idea.id for s in scored]) if self.config.archive != "none" else {},
+            migrations=self.store.migrations() if self.config.islands > 1 else [],
         )
+
+    def _diff_lines(self, idea_ids: list[str]) -> dict[str, int]:
+        """Lines changed by each idea's applied patch (the last applied: after a repair, the
+        corrected one), read once per diff."""
+        applied: dict[str, Patch] = {}
+        for patch in self.store.patches():
+            if patch.status == PatchStatus.APPLIED:
+                applied[patch.idea_id] = patch
+        cache = self._diff_line_cache
+        out = {}
+        for idea_id in idea_ids:
+            patch = applied.get(idea_id)
+            if patch is None:
+                continue
+            if patch.diff_sha256 not in cache:
+                cache[patch.diff_sha256] = changed_lines(self.artifacts.get_text(patch.diff_path))
+            out[idea_id] = cache[patch.diff_sha256]
+        return out
 
     def _queue_confirmations(self) -> bool:
         """Noise-aware selection: the `confirm_top` best ideas that beat the baseline are
@@ -464,9 +492,21 @@ class ResearchLoop:
 
     def _propose(self, epoch: int, count: int | None = None) -> int:
         history = self.history()
+        strategy = self.parts.strategy
+        if isinstance(strategy, Migrating):  # stored before the proposal: a resumed run replays it
+            due = strategy.due_migrations(epoch, history)
+            for round_ in due:
+                self.store.record_migration(round_)
+            history = self.history() if due else history
         drafts: list[tuple[PromptKind, IdeaDraft]] = []
-        for request in self.parts.strategy.plan_epoch(epoch, history, count):
-            drafts += [(request.kind, d) for d in self.parts.ideator.propose(request, history)]
+        for request in strategy.plan_epoch(epoch, history, count):
+            made = self.parts.ideator.propose(request, history)
+            if request.island is not None:
+                made = [replace(d, payload={**d.payload, "island": request.island}) for d in made]
+                # The next island's request sees these as proposed, so no two islands propose one idea.
+                drafted = self._drafted(epoch, len(drafts), request.kind, made)
+                history = replace(history, proposed=[*history.proposed, *drafted])
+            drafts += [(request.kind, d) for d in made]
         ideas = [
             Idea(
                 id=f"e{epoch}-{index:02d}",
@@ -486,6 +526,24 @@ class ResearchLoop:
         self.store.add_epoch(epoch, ideas)
         self.on_change()
         return len(ideas)
+
+    def _drafted(self, epoch: int, start: int, kind: PromptKind, drafts: list[IdeaDraft]) -> list[Idea]:
+        """Drafts of this proposal as provisional ideas (never stored under these ids)."""
+        return [
+            Idea(
+                id=f"draft-e{epoch}-{start + k}",
+                epoch=epoch,
+                index=start + k,
+                title=d.title,
+                text=d.text,
+                category=d.category,
+                prompt_kind=kind,
+                origin=self.parts.ideator.label,
+                parents=d.parents,
+                payload=d.payload,
+            )
+            for k, d in enumerate(drafts, start=1)
+        ]
 
     def _implement_pending(self, scheduler: Scheduler | None = None) -> None:
         """Implement every proposed idea, queueing a job for each that applies. With

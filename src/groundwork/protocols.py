@@ -37,6 +37,9 @@ class SearchHistory:
     baseline_values: list[float] = field(default_factory=list)  # the baseline's metric on each seed that ran
     noise_std: float | None = None  # the environment's run-to-run noise, when measured
     confirm_seeds: int = 0  # > 0: an idea enters the exploit pool only after this many re-runs
+    diff_lines: dict[str, int] = field(default_factory=dict)  # lines changed by each idea's applied diff (archive)
+    # Island migrations so far, as stored: {"round", "epoch", "moves": [[idea_id, from, to], ...]}.
+    migrations: list[dict] = field(default_factory=list)
 
     def valid(self) -> list[Scored]:
         return [s for s in self.scored if s.result.valid]
@@ -97,6 +100,7 @@ class IdeationRequest:
     parents: list[Scored] = field(default_factory=list)  # exploit: ideas to refine or combine
     tried: list[Scored] = field(default_factory=list)  # explore: what was tried, failures included
     seed: int = 0
+    island: int | None = None  # the sub-population its ideas join (island search only)
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,23 @@ class SearchStrategy(Protocol):
         """Requests for epoch `epoch` (in steady-state search: a batch) of `count` ideas
         (None: the strategy's ideas per epoch)."""
         ...
+
+
+@runtime_checkable
+class Migrating(Protocol):
+    """A strategy with sub-populations that exchange ideas (islands): before proposing, the
+    loop asks it for the migrations now due and stores them, so a resumed run replays them."""
+
+    def due_migrations(self, epoch: int, history: SearchHistory) -> list[dict]:
+        """New migration rounds ({"round", "epoch", "moves": [[idea_id, from, to], ...]}), given
+        those already stored in `history.migrations`."""
+        ...
+
+
+class ParentSelector(Protocol):
+    """Which scored ideas an exploit request refines or combines."""
+
+    def select(self, history: SearchHistory, epoch: int, k: int) -> list[Scored]: ...
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ import jinja2
 from markupsafe import Markup
 
 from groundwork import __version__
+from groundwork.analysis.archive_grid import archive_grid
 from groundwork.analysis.details import IdeaDetail, RunDetails
 from groundwork.analysis.rl_steps import STEP_COLUMNS, rl_step_table
+from groundwork.store import RunStore
 from groundwork.store.artifacts import write_atomic
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -240,8 +242,10 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
         }
         for run in runs
     ]
+    archives = [{"run": r.summary.run_id, **archive_grid(r, _descriptors(r))} for r in runs]
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     return env.get_template("report.html.j2").render(
+        archives=archives,
         title=" vs ".join(r.summary.run_id for r in runs) if multi else runs[0].summary.run_id,
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         version=__version__,
@@ -255,6 +259,15 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
         rl=rl,
         rl_columns=STEP_COLUMNS,
     )
+
+
+def _descriptors(run: RunDetails) -> list[str]:
+    """The run's archive descriptors when it searched with one, else category x diff size."""
+    try:
+        config = RunStore(run.run_dir).run_info()["config"]
+    except Exception:  # a run folder without its store: the default grid
+        return ["category", "diff_size"]
+    return list(config.get("descriptors") or ["category", "diff_size"])
 
 
 def write_report(runs: Sequence[RunDetails], out: Path, progress: Callable[[str], None] | None = None) -> Path:

@@ -8,7 +8,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from groundwork.protocols import IdeationRequest, SearchHistory
+from groundwork.protocols import IdeationRequest, ParentSelector, SearchHistory
 from groundwork.records import PromptKind
 
 
@@ -47,6 +47,7 @@ class EvolutionStrategy:
         seed: int = 0,
         schedule: ExploitSchedule = ExploitSchedule(),
         explore_sample: int = 40,
+        parents: ParentSelector | None = None,
     ):
         if epochs < 0 or ideas_per_epoch < 1:
             raise ValueError(f"epochs must be >= 0 and ideas_per_epoch >= 1, got {epochs} and {ideas_per_epoch}")
@@ -56,12 +57,24 @@ class EvolutionStrategy:
         self.seed = seed
         self.schedule = schedule
         self.explore_sample = explore_sample
+        self.parents = parents  # None: the top_k of the exploit pool
 
     def plan_epoch(self, epoch: int, history: SearchHistory, count: int | None = None) -> list[IdeationRequest]:
-        return self._requests(epoch, epoch, history, count or self.ideas_per_epoch)
+        return self._requests(epoch, self.share_epoch(epoch, history), history, count or self.ideas_per_epoch)
+
+    def share_epoch(self, epoch: int, history: SearchHistory) -> int:
+        """The epoch whose exploit share a request for `epoch` gets."""
+        return epoch
+
+    def epochs_done(self, epoch: int, history: SearchHistory) -> int:
+        """Epochs finished before `epoch` is proposed (island migrations count these)."""
+        return max(0, epoch - 1)
 
     def _requests(self, epoch: int, share_epoch: int, history: SearchHistory, count: int) -> list[IdeationRequest]:
-        winners = history.beating_baseline()[: self.top_k]
+        if self.parents is not None:
+            winners = self.parents.select(history, epoch, self.top_k)
+        else:
+            winners = history.beating_baseline()[: self.top_k]
         n_exploit = round(count * self.schedule.share(share_epoch)) if winners else 0
         n_explore = count - n_exploit
         requests = []
@@ -83,9 +96,11 @@ class SteadyStateStrategy(EvolutionStrategy):
 
     name = "steady-state"
 
-    def plan_epoch(self, epoch: int, history: SearchHistory, count: int | None = None) -> list[IdeationRequest]:
-        share_epoch = 1 + len(history.scored) // self.ideas_per_epoch
-        return self._requests(epoch, share_epoch, history, count or self.ideas_per_epoch)
+    def share_epoch(self, epoch: int, history: SearchHistory) -> int:
+        return 1 + len(history.scored) // self.ideas_per_epoch
+
+    def epochs_done(self, epoch: int, history: SearchHistory) -> int:
+        return len(history.scored) // self.ideas_per_epoch
 
 
 class BestOfNStrategy:

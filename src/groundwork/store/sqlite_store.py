@@ -448,6 +448,19 @@ class RunStore:
             "" if result.metric is None else f"{result.metric:.6g}",
         )
 
+    # ---- island migrations (search/islands.py) -------------------------------------------
+
+    def record_migration(self, round_: dict[str, Any]) -> None:
+        """Store one migration round as an event; a round already stored is kept as it is."""
+        with self.transaction() as c:
+            key = f"round-{int(round_['round'])}"
+            if c.execute("SELECT 1 FROM events WHERE entity = 'migration' AND entity_id = ?", (key,)).fetchone():
+                return
+            self._event(c, "migration", key, None, "migrated", json.dumps(round_))
+
+    def migrations(self) -> list[dict[str, Any]]:
+        return [json.loads(e["detail"]) for e in self.events("migration")]
+
     def count_results(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
