@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from groundwork.comparison import Comparison, Estimate
 from groundwork.records import Idea, JobOutcome, PromptKind, Result
-from groundwork.search.stats import Estimate, noise_margin
 
 if TYPE_CHECKING:  # the job runner imports this module: it starts faster without the manifest's models
     from groundwork.environments.manifest import Metric
@@ -52,39 +52,33 @@ class SearchHistory:
     def confirmed(self, scored: Scored) -> bool:
         return len(self.replicates.get(scored.idea.id, [])) >= self.confirm_seeds
 
+    @property
+    def comparison(self) -> Comparison:
+        """Ideas against the baseline's seeds (its one run's when only that one ran)."""
+        single = self.baseline is not None and self.baseline.valid
+        values = self.baseline_values or ([float(self.baseline.metric)] if single else [])  # type: ignore[union-attr,arg-type]
+        return Comparison(self.metric, values, self.noise_std)
+
     def ranked(self) -> list[Scored]:
         """Valid results, best first (by the mean over runs), respecting the metric's direction."""
-        sign = 1.0 if self.metric.direction == "minimize" else -1.0
-        return sorted(self.valid(), key=lambda s: sign * self.estimate(s).mean)
+        return self.comparison.ranked(self.valid(), self.values)
 
     @property
     def baseline_mean(self) -> float | None:
-        if self.baseline_values:
-            return sum(self.baseline_values) / len(self.baseline_values)
-        return float(self.baseline.metric) if self.baseline is not None and self.baseline.valid else None  # type: ignore[arg-type]
+        return self.comparison.baseline_mean
 
     def gain(self, scored: Scored) -> float:
         """Improvement of an idea's mean over the baseline's mean (positive is better)."""
-        base = self.baseline_mean
-        assert base is not None
-        diff = base - self.estimate(scored).mean
-        return diff if self.metric.direction == "minimize" else -diff
+        gain = self.comparison.gain(self.values(scored))
+        assert gain is not None
+        return gain
 
     def beating_baseline(self) -> list[Scored]:
         """The exploit pool: ideas whose gain is more than the noise (when it is measured),
         and, with confirmations on, only once their re-runs are in."""
-        if self.baseline_mean is None:
-            return []
-        pool = []
-        for s in self.ranked():
-            if not self.confirmed(s):
-                continue
-            margin = 0.0
-            if self.noise_std is not None:
-                margin = noise_margin(self.noise_std, len(self.values(s)), max(1, len(self.baseline_values)))
-            if self.gain(s) > margin:
-                pool.append(s)
-        return pool
+        comparison = self.comparison
+        ranked = comparison.ranked(self.valid(), self.values)
+        return [s for s in ranked if self.confirmed(s) and comparison.beats(self.values(s))]
 
 
 @dataclass(frozen=True)
