@@ -397,6 +397,6 @@ def test_a_lost_worker_of_a_repair_round_still_gets_its_retries(toy_env, tmp_pat
     job = Job(id="job-i", idea_id="i", patch_id="i.p3", backend="local", attempt=3, repairs=2)
     store.record_implementation("i", [patch], job, None)
     store.transition_job("job-i", JobState.LEASED)
-    scheduler = Scheduler(store, types.SimpleNamespace(slots=1), lambda job: None, max_attempts=3)
+    scheduler = Scheduler(store, types.SimpleNamespace(slots=1, wakeup=None), lambda job: None, max_attempts=3)
     scheduler._lost(store.job("job-i"), "its worker died")
     assert store.job("job-i").state == JobState.QUEUED and store.job("job-i").attempt == 4 and not store.results()

@@ -4,6 +4,8 @@ implementer or a backend is one new class that satisfies it. Only plain data cro
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -219,14 +221,30 @@ class LostJob:
 
 @runtime_checkable
 class Backend(Protocol):
-    """Runs jobs on `slots` slots. Optional members the scheduler uses when present:
-    `wakeup` (an event set when a job ends), `capacity()` and `capacity_grace_s` (resources
-    of a cluster that may grow), and `prepare(count, resources)`: jobs asking for
-    `resources` are about to be queued, get `count` slots ready for them (Ray starts its
-    worker processes ahead)."""
+    """Runs jobs on `slots` slots. `BackendBase` gives every member after `slots` a default;
+    a backend states only where it differs (the local, Ray and Slurm backends inherit it)."""
 
     name: str
     slots: int
+    # Set when a job ends, so the scheduler refills its slot at once; None: the scheduler polls.
+    wakeup: threading.Event | None
+    # Jobs run as processes of this machine: they die in a power cut with anything unsynced,
+    # so their leases are committed without waiting for a disk sync.
+    runs_here: bool
+    # `start` may be called from several threads at once: a batch's jobs start together.
+    concurrent_starts: bool
+    # A job larger than `capacity()` waits this long for the cluster to grow before it is
+    # refused (0: refused at once, for a backend that cannot grow).
+    capacity_grace_s: float
+
+    def capacity(self) -> dict[str, float]:
+        """What the backend has in all: "slots", and "gpus" and "cpus" where it knows them."""
+        ...
+
+    def prepare(self, count: int, resources: Mapping[str, object]) -> int:
+        """Jobs asking for `resources` are about to be queued: get `count` slots ready for
+        them (Ray starts its worker processes ahead). Returns how many it got ready."""
+        ...
 
     def start(self, spec: JobSpec) -> str:
         """Start a job; return a worker description (e.g. pid and host)."""
@@ -244,3 +262,21 @@ class Backend(Protocol):
     def cancel(self, job_id: str) -> None: ...
 
     def shutdown(self) -> None: ...
+
+
+class BackendBase:
+    """The defaults of `Backend`'s optional members (documented there): polled, jobs off
+    this machine, one start at a time, a fixed size, nothing to prepare."""
+
+    name: str
+    slots: int
+    wakeup: threading.Event | None = None
+    runs_here: bool = False
+    concurrent_starts: bool = False
+    capacity_grace_s: float = 0.0
+
+    def capacity(self) -> dict[str, float]:
+        return {"slots": float(self.slots)}
+
+    def prepare(self, count: int, resources: Mapping[str, object]) -> int:
+        return 0  # its jobs start at once: nothing to get ready
