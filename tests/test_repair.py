@@ -277,6 +277,7 @@ def test_log_excerpt_keeps_the_error_line_within_its_budget():
     assert non_finite_loss("step 40 | loss nan | lr 1e-3") and not non_finite_loss("step 40 | loss 2.1")
 
 
+@pytest.mark.slow
 def test_kill_9_while_the_repair_call_waits_then_resume_finishes_the_repair(toy_env, tmp_path):
     """The CLI path against the local HTTP stub: the controller is killed (SIGKILL) while the
     repair call is in flight; `groundwork resume` asks again and runs the repaired patch once."""

@@ -103,6 +103,7 @@ def _rl_run(tmp_path: Path, steps: int, **rl) -> tuple[RunStore, RLTrainer]:
     return store, trainer
 
 
+@pytest.mark.slow
 def test_grpo_raises_the_mean_reward_of_a_tiny_random_ideator(tmp_path):
     steps = 10
     store, trainer = _rl_run(tmp_path, steps, group_size=16, learning_rate=1e-2)
