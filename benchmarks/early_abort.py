@@ -134,7 +134,7 @@ def main() -> int:
     from groundwork.runs import run_environment
 
     metric = run_environment(store).manifest.metric
-    minimize = metric.direction == "minimize"
+    minimize = metric.lower_is_better
     settings = [replay(store, k, p, args.warmup, minimize) for k in KS for p in PATIENCES]
     default = next(s for s in settings if s["k"] == DEFAULT["k"] and s["patience"] == DEFAULT["patience"])
     meets = (

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from groundwork.execution.runner import OUTCOME_FILE
 from groundwork.files import write_atomic
-from groundwork.protocols import Backend, JobSpec, LostJob
+from groundwork.protocols import Backend, BackendBase, JobSpec, LostJob
 from groundwork.records import JobOutcome
 
 CLOCK_MARGIN = 0.8  # training that ended before this share of the time budget was not paced by the clock
@@ -98,7 +98,7 @@ class JobCache:
         return sum(1 for _ in self.root.glob("*.json")) if self.root.is_dir() else 0
 
 
-class CachingBackend:
+class CachingBackend(BackendBase):
     """A backend that serves a job from the memo when an identical one already ran, and
     otherwise runs it on `inner` and memoises its valid outcome."""
 
@@ -107,9 +107,9 @@ class CachingBackend:
         self.cache = cache
         self.name = inner.name
         self.slots = inner.slots
-        self.runs_here = getattr(inner, "runs_here", False)
-        self.concurrent_starts = getattr(inner, "concurrent_starts", False)
-        self.wakeup = getattr(inner, "wakeup", None) or threading.Event()
+        self.runs_here = inner.runs_here
+        self.concurrent_starts = inner.concurrent_starts
+        self.wakeup = inner.wakeup or threading.Event()
         self.served = 0  # jobs this backend served from the memo
         self._lock = threading.Lock()
         self._ready: list[JobOutcome] = []  # served outcomes, reported by the next poll

@@ -42,14 +42,15 @@ from rich.console import Console  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from groundwork.analysis.summary import load_noise_floor, save_noise_floor, summarize  # noqa: E402
+from groundwork.comparison import noise_margin  # noqa: E402
 from groundwork.config import RunConfig  # noqa: E402
 from groundwork.environments import load_environment  # noqa: E402
+from groundwork.environments.manifest import Objective  # noqa: E402
 from groundwork.loop import ResearchLoop  # noqa: E402
 from groundwork.records import PromptKind  # noqa: E402
 from groundwork.runs import create_run  # noqa: E402
 from groundwork.search.archive import idea_category  # noqa: E402
 from groundwork.search.budget import active_hours  # noqa: E402
-from groundwork.search.stats import noise_margin  # noqa: E402
 from groundwork.store import RunStore  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -153,14 +154,13 @@ def measure_noise(args: argparse.Namespace, name: str, run: Runner) -> dict:
     }
 
 
-def curve(store: RunStore, direction: str) -> dict:
+def curve(store: RunStore, objective: Objective) -> dict:
     """Best-so-far metric and gain over the baseline after each executed idea, in the
     order the ideas were proposed; an idea counts as executed when it has a result
     (failures included)."""
     results = store.results()
     ideas = [i for i in store.ideas() if i.prompt_kind not in (PromptKind.BASELINE, PromptKind.CONFIRM)]
     executed = sorted((i for i in ideas if i.id in results), key=lambda i: (i.epoch, i.index))
-    sign = 1.0 if direction == "minimize" else -1.0
     baseline = results["baseline"].metric
     best, best_so_far, gains, metrics, kinds, ids = None, [], [], [], [], []
     for idea in executed:
@@ -169,10 +169,10 @@ def curve(store: RunStore, direction: str) -> dict:
         metrics.append(metric)
         kinds.append(str(idea.prompt_kind))
         ids.append(idea.id)
-        if metric is not None and (best is None or sign * metric < sign * best):
+        if metric is not None and (best is None or objective.better(metric, best)):
             best = metric
         best_so_far.append(best)
-        gains.append(None if best is None or baseline is None else sign * (baseline - best))
+        gains.append(None if best is None or baseline is None else objective.signed_gain(best, baseline))
     return {
         "baseline": baseline,
         "ideas": ids,
@@ -243,7 +243,7 @@ def describe_run(
         "clock_paced_jobs": clock_paced(store, budget_s),
         "improving_kinds": len(kinds),
         "improving_kind_names": kinds,
-        **curve(store, summary.direction),
+        **curve(store, summary.objective),
     }
 
 

@@ -51,6 +51,8 @@ def _slow_toy(toy_env: Path, seconds: float) -> None:
     )
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path):
     require_chromium()
     from playwright.sync_api import expect

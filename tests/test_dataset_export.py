@@ -13,7 +13,16 @@ from groundwork.rl.dataset import FIELDS, idea_rows, write_dataset
 from groundwork.store import RunStore
 
 
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
 def test_a_search_run_exports_every_idea_with_its_diff_and_reward(toy_env, tmp_path):
+    parquet = _has("pyarrow")  # Parquet needs the rl extra; JSON Lines is checked without it
     runs = tmp_path / "runs"
     done = subprocess.run(
         [*GROUNDWORK, "run", "--env", str(toy_env), "--runs-dir", str(runs), "--name", "s", "--epochs", "1",
@@ -38,15 +47,18 @@ def test_a_search_run_exports_every_idea_with_its_diff_and_reward(toy_env, tmp_p
             assert row["reward"] == -1.0 and row["failure"]
         assert row["origin"] == "catalog (no LLM)" and row["prompt"] == "" and row["reward_unit"].startswith("loss")
 
+    also_parquet = ["--out", str(tmp_path / "s.parquet")] if parquet else []
     out = subprocess.run(
         [*GROUNDWORK, "dataset", "export", "s", "--runs-dir", str(runs), "--out", str(tmp_path / "s.jsonl"),
-         "--out", str(tmp_path / "s.parquet"), "--failure-reward", "-5"],
+         *also_parquet, "--failure-reward", "-5"],
         env=cli_env(), capture_output=True, text=True,
     )  # fmt: skip
     assert out.returncode == 0 and "wrote 3 ideas" in out.stdout, out.stdout + out.stderr
     lines = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert [r["idea_id"] for r in lines] == ["e1-01", "e1-02", "e1-03"]
-    datasets = pytest.importorskip("datasets")
+    if not parquet:
+        pytest.skip("the Parquet export needs pyarrow, of the rl extra (pip install 'groundwork[rl]')")
+    datasets = pytest.importorskip("datasets", reason="reading the export back needs the rl extra (datasets)")
     data = datasets.load_dataset("parquet", data_files=str(tmp_path / "s.parquet"), split="train")
     assert data.column_names == list(FIELDS) and data["idea_id"] == ["e1-01", "e1-02", "e1-03"]
     assert data["text"] == [r["text"] for r in rows]

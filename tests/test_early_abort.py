@@ -77,6 +77,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_a_run_with_early_abort_stops_the_ideas_that_trail_and_keeps_the_others(toy_env, tmp_path):
     (toy_env / "baseline" / "train.py").write_text(TRAIN)
     manifest = toy_env / "environment.toml"

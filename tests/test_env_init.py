@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from conftest import GROUNDWORK, cli_env
@@ -104,6 +105,8 @@ def test_init_refuses_what_it_cannot_use(tmp_path):
     assert not (repo / "environment.toml").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_documented_example_environment_runs(tmp_path):
     """docs/environments.md's worked example, extracted file by file, is a valid environment
     whose baseline trains and is scored by its locked evaluation, and whose catalog loads."""

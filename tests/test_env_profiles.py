@@ -127,6 +127,7 @@ def _run(tmp_path: Path, codebase: Path, data: Path, profile: str, env: dict[str
     return JobRunner(spec).run()
 
 
+@pytest.mark.slow
 def test_small_preset_trains_on_tokens_and_is_scored_per_token(tmp_path, token_data):
     """Compiled as on the GPU (with the aot_eager backend, which guards like the default one
     but generates no kernels, so it takes seconds on a CPU): the warm-up compiles before the
@@ -152,6 +153,7 @@ def test_small_preset_trains_on_tokens_and_is_scored_per_token(tmp_path, token_d
     assert outcome.curve and outcome.curve[0]["step"] == 1
 
 
+@pytest.mark.slow
 def test_full_preset_relaunches_under_torchrun_with_two_ranks(tmp_path, token_data):
     """Two ranks (gloo), the DDP-wrapped model compiled (aot_eager) before the clock on each."""
     env = {
@@ -170,6 +172,7 @@ def test_full_preset_relaunches_under_torchrun_with_two_ranks(tmp_path, token_da
     assert outcome.metrics["eval_profile"] == "full" and outcome.metrics["val_loss"] < 11.5
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_runs_on_cpu_and_reports_throughput(tmp_path):
     """The benchmark's whole code path at the smoke profiles on CPU: JSON with wall time,
     tokens/s and FLOPs per token for nanogpt, steps, rollouts/s and sampled tokens/s for

@@ -44,6 +44,7 @@ def _export(run_dir: Path, *args: str, env: dict[str, str] | None = None) -> sub
     )
 
 
+@pytest.mark.slow
 def test_mlflow_gets_one_run_per_job_with_idea_and_diff(finished_run, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # for this test's own reading of the store

@@ -7,8 +7,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import GROUNDWORK, cli_env
 from groundwork.store import RunStore
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_grpo_tiny_run_learns_and_runs_catalog_ideas(tmp_path):

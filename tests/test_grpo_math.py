@@ -66,6 +66,7 @@ def test_the_math_profiles_run_their_own_codebase():
     assert env.profile("small").resources.gpus == env.profile("full").resources.gpus == 1
 
 
+@pytest.mark.slow
 def test_unmodified_baseline_is_scored_by_the_locked_evaluation(tmp_path, smoke_data):
     outcome = JobRunner(_job(tmp_path, smoke_data)).run()
     assert outcome.failure is None, outcome.detail
@@ -82,6 +83,7 @@ def test_unmodified_baseline_is_scored_by_the_locked_evaluation(tmp_path, smoke_
     assert (tmp_path / "job" / "work" / "out" / "policy" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_a_run_cannot_change_its_evaluation_settings_see_the_held_out_split_or_write_its_result(tmp_path, smoke_data):
     """train.py lists its data folder, moves the evaluation's profile in its own process,
     writes its own result and leaves shadow modules: the evaluation keeps its locked settings."""

@@ -162,6 +162,7 @@ if IN_EVALUATION:
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hack", list(REWRITES_AFTER_THE_RESULT))
 def test_a_rewrite_of_the_result_from_inside_the_evaluation_does_not_count(tmp_path, nanogpt_data, hack):
     """Each hack changes the result after (or while) the evaluation writes it; the result
@@ -207,6 +208,7 @@ if IN_EVALUATION and "GROUNDWORK_RESULT_FD" in os.environ:
     ],
     ids=["fake-message", "channel-replaced", "forked-child-writes-late"],
 )
+@pytest.mark.slow
 def test_a_message_on_the_result_channel_from_train_py_is_tampering(tmp_path, nanogpt_data, hack):
     outcome = JobRunner(_job(tmp_path, nanogpt_data, _hacked(hack))).run()
     assert outcome.failure == FailureCategory.EVAL_TAMPERED and outcome.metric is None, (outcome.metric, outcome.detail)
@@ -284,6 +286,7 @@ def test_a_pth_file_in_the_user_site_folder_is_not_run_by_the_evaluation(tmp_pat
     assert math.isclose(outcome.metric, 10 * (0.1 - 0.3) ** 2 + 0.01 * (4 - 8) ** 2 + 1.0)
 
 
+@pytest.mark.slow
 def test_training_sees_no_hidden_file_and_cannot_plant_one(tmp_path, nanogpt_data):
     """The hidden evaluation and data preparation are not in the work folder while training
     runs; a file training writes where one goes makes the job tampered."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
 from conftest import GROUNDWORK, cli_env
 from groundwork.implementation.patching import unified_diff
 from groundwork.records import PatchStatus
@@ -55,6 +57,7 @@ def _toy_reply(toy_env):
     return reply
 
 
+@pytest.mark.slow
 def test_live_provider_path_with_self_revision_costs_cap_and_resume(toy_env, tmp_path):
     runs = tmp_path / "runs"
     prices = tmp_path / "prices.toml"
@@ -114,6 +117,8 @@ def test_live_provider_path_with_self_revision_costs_cap_and_resume(toy_env, tmp
     assert len(stub.requests) > requests_before
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_shipped_nanogpt_recording_replays_offline(tmp_path):
     runs = tmp_path / "runs"
     proc = subprocess.run(

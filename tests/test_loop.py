@@ -64,6 +64,8 @@ def _assert_complete(run_dir: Path, ledger: Path) -> None:
     assert store.run_info()["status"] == "finished"
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_toy_run_end_to_end_prints_the_table(toy_env, tmp_path):
     proc = subprocess.run(
         _run_args(toy_env, tmp_path / "runs", "--epochs", "2", "--ideas", "3"),
@@ -92,6 +94,8 @@ def test_toy_run_end_to_end_prints_the_table(toy_env, tmp_path):
     assert status.returncode == 0 and "execution rate:" in status.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("kill_when", ["first_job_running", "first_result"])
 def test_resume_after_sigkill_loses_and_repeats_nothing(toy_env, tmp_path, kill_when):
     _slow_down(toy_env, 1.5)
@@ -120,6 +124,7 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(toy_env, tmp_path, kill_
     _assert_complete(run_dir, ledger)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_requeued_and_its_idea_gets_one_result(toy_env, tmp_path):
     _slow_down(toy_env, 2.0)
     runs, ledger = tmp_path / "runs", tmp_path / "ledger"
@@ -154,6 +159,8 @@ def test_a_killed_worker_is_requeued_and_its_idea_gets_one_result(toy_env, tmp_p
     assert any(e["to_state"] == "queued" and "lost" in e["detail"] for e in events)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_ctrl_c_stops_jobs_cleanly_and_resume_finishes(toy_env, tmp_path):
     _slow_down(toy_env, 3.0)
     runs, ledger = tmp_path / "runs", tmp_path / "ledger"

@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from conftest import GROUNDWORK, cli_env
 from groundwork.store import RunStore
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_nanogpt_smoke_run_end_to_end(tmp_path):

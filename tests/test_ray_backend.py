@@ -24,6 +24,8 @@ from groundwork.store import ArtifactStore, RunStore  # noqa: E402
 from job_queue import heartbeat_pid, queue_jobs, spec_factory  # noqa: E402
 from ray_cluster import LocalRayCluster  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):

@@ -277,6 +277,7 @@ def test_log_excerpt_keeps_the_error_line_within_its_budget():
     assert non_finite_loss("step 40 | loss nan | lr 1e-3") and not non_finite_loss("step 40 | loss 2.1")
 
 
+@pytest.mark.slow
 def test_kill_9_while_the_repair_call_waits_then_resume_finishes_the_repair(toy_env, tmp_path):
     """The CLI path against the local HTTP stub: the controller is killed (SIGKILL) while the
     repair call is in flight; `groundwork resume` asks again and runs the repaired patch once."""
@@ -397,6 +398,6 @@ def test_a_lost_worker_of_a_repair_round_still_gets_its_retries(toy_env, tmp_pat
     job = Job(id="job-i", idea_id="i", patch_id="i.p3", backend="local", attempt=3, repairs=2)
     store.record_implementation("i", [patch], job, None)
     store.transition_job("job-i", JobState.LEASED)
-    scheduler = Scheduler(store, types.SimpleNamespace(slots=1), lambda job: None, max_attempts=3)
+    scheduler = Scheduler(store, types.SimpleNamespace(slots=1, wakeup=None), lambda job: None, max_attempts=3)
     scheduler._lost(store.job("job-i"), "its worker died")
     assert store.job("job-i").state == JobState.QUEUED and store.job("job-i").attempt == 4 and not store.results()

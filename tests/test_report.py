@@ -87,6 +87,7 @@ def _report(runs: Path, out: Path, *refs: str) -> str:
     return out.read_text()
 
 
+@pytest.mark.slow
 def test_report_of_a_toy_run_and_a_comparison_show_every_plot_and_the_planted_failures(toy_env, tmp_path):
     (toy_env / "catalog.toml").write_text((toy_env / "catalog.toml").read_text() + PLANTED)
     runs = tmp_path / "runs"
@@ -129,6 +130,7 @@ def test_report_of_a_toy_run_and_a_comparison_show_every_plot_and_the_planted_fa
     assert "<td>r</td>" in overview and "<td>b</td>" in overview
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_report_of_a_nanogpt_smoke_run_has_curves_and_diffs(tmp_path):
     runs = tmp_path / "runs"
@@ -229,6 +231,7 @@ def test_integrity_flags_name_each_kind_of_suspicious_result():
     assert any("gap" in f for f in integrity_flags(inflated, "accuracy", "maximize", grpo_base))
 
 
+@pytest.mark.slow
 def test_a_model_run_reports_costs_thinking_and_model_labelled_categories(toy_env, tmp_path):
     """A run whose ideas and diffs come from a model (a local OpenAI-compatible stand-in):
     the report asks that model for the categories, records the call, and shows dollars."""

@@ -15,6 +15,8 @@ from groundwork.environments import load_environment
 from groundwork.execution.job_spec import environment_job_spec
 from groundwork.execution.runner import JobRunner
 
+pytestmark = pytest.mark.slow
+
 BURN = [sys.executable, "-c", "while True: pass"]
 
 

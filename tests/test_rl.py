@@ -25,7 +25,7 @@ from conftest import FIXTURES  # noqa: E402
 from groundwork.config import RunConfig  # noqa: E402
 from groundwork.implementation.codebase import copy_codebase  # noqa: E402
 from groundwork.implementation.patching import PatchPolicy, apply_patch  # noqa: E402
-from groundwork.protocols import JobSpec  # noqa: E402
+from groundwork.protocols import BackendBase, JobSpec  # noqa: E402
 from groundwork.records import FailureCategory, JobOutcome  # noqa: E402
 from groundwork.rl.config import RLConfig  # noqa: E402
 from groundwork.rl.tiny import build_tiny_model  # noqa: E402
@@ -36,7 +36,7 @@ KNOB_WORDS = [f"lr={v}" for v in ("1e-3", "3e-3", "1e-2", "3e-2", "1e-1", "3e-1"
 KNOB_WORDS += [f"warmup={v}" for v in (0, 10, 50)] + ["momentum=0.9"]  # momentum: an unknown knob
 
 
-class InProcessBackend:
+class InProcessBackend(BackendBase):
     """Test double of a Backend: runs a job's train and evaluate commands in this process."""
 
     name = "in-process (test)"
@@ -103,6 +103,7 @@ def _rl_run(tmp_path: Path, steps: int, **rl) -> tuple[RunStore, RLTrainer]:
     return store, trainer
 
 
+@pytest.mark.slow
 def test_grpo_raises_the_mean_reward_of_a_tiny_random_ideator(tmp_path):
     steps = 10
     store, trainer = _rl_run(tmp_path, steps, group_size=16, learning_rate=1e-2)

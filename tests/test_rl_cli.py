@@ -35,6 +35,8 @@ def _learned_steps(run_dir: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_rl_cli_runs_real_jobs_survives_a_kill_and_exports(tmp_path):
     model = build_tiny_model(tmp_path / "tiny", KNOB_WORDS, seed=0)
     runs = tmp_path / "runs"

@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from groundwork.comparison import Estimate, noise_margin
 from groundwork.config import RunConfig
 from groundwork.environments.manifest import Metric
 from groundwork.protocols import Scored, SearchHistory
@@ -20,7 +21,6 @@ from groundwork.search.evolution import (
     SteadyStateStrategy,
     exploit_share,
 )
-from groundwork.search.stats import Estimate, noise_margin
 
 LOSS = Metric(name="loss", direction="minimize", plausible_range=(0.0, 100.0))
 ACCURACY = Metric(name="acc", direction="maximize", plausible_range=(0.0, 1.0))

@@ -42,6 +42,8 @@ def _compute_budgeted(toy_env: Path) -> Path:
     return toy_env
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_search_comparison_reports_paired_arms_and_reuses_runs(toy_env, tmp_path):
     toy_env = _compute_budgeted(toy_env)
     ledger = tmp_path / "ledger"  # one line per job that really trained

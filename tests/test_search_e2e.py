@@ -8,9 +8,13 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import GROUNDWORK, cli_env
 from groundwork.records import PromptKind
 from groundwork.store import RunStore
+
+pytestmark = pytest.mark.e2e
 
 # Seed-dependent noise on the toy loss: the baseline over seeds 0, 1, 2 is 1.56 +- 0.2.
 NOISY_CKPT = """        noise = {0: 0.0, 1: 0.2, 2: -0.2}[int(os.environ.get("GROUNDWORK_SEED", "0"))]
@@ -37,6 +41,7 @@ def _one_result_per_idea(store: RunStore) -> None:
     assert store.run_info()["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_top_ideas_are_re_run_with_fresh_seeds_and_a_gain_inside_the_noise_is_not_called_better(toy_env, tmp_path):
     _make_noisy(toy_env)
     runs = tmp_path / "runs"
@@ -78,6 +83,7 @@ def test_steady_state_proposes_while_jobs_run_and_stops_at_the_idea_budget(toy_e
     assert len({i.epoch for i in searched}) >= 2  # batches sized to the idle slots, not epochs
 
 
+@pytest.mark.slow
 def test_quorum_moves_on_and_the_straggler_is_recorded_later(toy_env, tmp_path):
     train = toy_env / "baseline" / "train.py"
     slow = '    if os.environ.get("GROUNDWORK_JOB_ID") == "job-e1-01":\n        time.sleep(4)\n'

@@ -77,6 +77,7 @@ def test_jobs_run_through_submitit_and_their_logs_come_back(tmp_path, toy_env):
     assert store.artifacts()["codebase/baseline/"]["url"] == str(store.run_dir.resolve() / "codebase" / "baseline")
 
 
+@pytest.mark.slow
 def test_a_killed_slurm_job_is_requeued_and_counted_once(tmp_path, toy_env):
     store = queue_jobs(tmp_path / "run", {"victim": {"cpus": 1}})
     make_spec = spec_factory(store.run_dir, toy_env, lambda job: 60.0 if job.attempt == 1 else 0.3)

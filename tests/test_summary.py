@@ -63,3 +63,38 @@ def test_a_floor_measured_under_another_budget_is_not_used(tmp_path, monkeypatch
     assert load_noise_floor("nanogpt", "tiny", "compute")["std"] > 0
     assert load_noise_floor("nanogpt", "tiny", "time") is None
     assert load_noise_floor("nanogpt", "tiny")["budget"] == "compute"
+
+
+def test_the_search_and_the_summary_judge_ideas_by_one_comparison():
+    """The same runs give the same baseline mean, gain, margin and best idea in the search's
+    history as in the summary, for either direction of the metric."""
+    from groundwork.environments.manifest import Metric
+    from groundwork.protocols import Scored, SearchHistory
+    from groundwork.records import Idea, PromptKind, Result
+
+    for direction, values in (("minimize", {"a": 2.9, "b": 2.5, "c": 3.2}), ("maximize", {"a": 3.1, "b": 3.5})):
+        metric = Metric(name="score", direction=direction, plausible_range=(0.0, 10.0))
+        baselines = [3.0, 3.02, 2.98]
+        summary = dataclasses.replace(
+            _summary(baselines),
+            direction=direction,
+            rows=[IdeaRow(i, 1, i, "simple", "x", "ok", v) for i, v in values.items()],
+        )
+        ideas = {
+            i: Idea(id=i, epoch=1, index=1, title=i, text="t", prompt_kind=PromptKind.SIMPLE, origin="x")
+            for i in values
+        }
+        history = SearchHistory(
+            metric=metric,
+            baseline=Result(idea_id="baseline", metric=baselines[0]),
+            scored=[Scored(ideas[i], Result(idea_id=i, metric=v)) for i, v in values.items()],
+            baseline_values=baselines,
+            noise_std=summary.noise_std,
+        )
+        assert history.baseline_mean == summary.baseline_mean
+        assert summary.best is not None and summary.best.id == history.ranked()[0].idea.id == "b"
+        for row, scored in zip(summary.rows, history.scored, strict=True):
+            assert history.gain(scored) == summary.improvement(row)
+            assert (scored in history.beating_baseline()) == (summary.verdict(row) == "better")
+        assert metric.signed_gain(2.5, 3.0) == (0.5 if direction == "minimize" else -0.5)
+        assert metric.better(2.5, 3.0) is (direction == "minimize")

@@ -62,7 +62,7 @@ def rate_text(summary: RunSummary) -> str:
 
 
 def headline(summary: RunSummary) -> Group:
-    sense = "lower is better" if summary.direction == "minimize" else "higher is better"
+    sense = summary.objective.sense
     lines = [
         Text.assemble(("run ", "bold"), summary.run_id, "  ", (summary.status, "bold cyan")),
         Text(

@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import socket
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -21,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from groundwork.analysis.summary import load_noise_floor
+from groundwork.comparison import run_noise_std
 from groundwork.config import RunConfig
 from groundwork.environments import Environment
 from groundwork.environments.interpreters import record_in_run
@@ -363,11 +363,8 @@ class ResearchLoop:
             for i in everything
             if i.prompt_kind == PromptKind.BASELINE and i.id in results and results[i.id].valid
         ]
-        if len(baseline_values) >= 2:
-            noise_std: float | None = statistics.stdev(baseline_values)
-        else:
-            floor = load_noise_floor(self.info["environment"], self.info["profile"], self.profile.budget)
-            noise_std = (floor or {}).get("std")
+        floor = load_noise_floor(self.info["environment"], self.info["profile"], self.profile.budget)
+        noise_std = run_noise_std(baseline_values, (floor or {}).get("std"))
         return SearchHistory(
             metric=self.env.manifest.metric,
             baseline=results.get(BASELINE_ID),

@@ -4,12 +4,14 @@ implementer or a backend is one new class that satisfies it. Only plain data cro
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from groundwork.comparison import Comparison, Estimate
 from groundwork.records import Idea, JobOutcome, PromptKind, Result
-from groundwork.search.stats import Estimate, noise_margin
 
 if TYPE_CHECKING:  # the job runner imports this module: it starts faster without the manifest's models
     from groundwork.environments.manifest import Metric
@@ -55,39 +57,33 @@ class SearchHistory:
     def confirmed(self, scored: Scored) -> bool:
         return len(self.replicates.get(scored.idea.id, [])) >= self.confirm_seeds
 
+    @property
+    def comparison(self) -> Comparison:
+        """Ideas against the baseline's seeds (its one run's when only that one ran)."""
+        single = self.baseline is not None and self.baseline.valid
+        values = self.baseline_values or ([float(self.baseline.metric)] if single else [])  # type: ignore[union-attr,arg-type]
+        return Comparison(self.metric, values, self.noise_std)
+
     def ranked(self) -> list[Scored]:
         """Valid results, best first (by the mean over runs), respecting the metric's direction."""
-        sign = 1.0 if self.metric.direction == "minimize" else -1.0
-        return sorted(self.valid(), key=lambda s: sign * self.estimate(s).mean)
+        return self.comparison.ranked(self.valid(), self.values)
 
     @property
     def baseline_mean(self) -> float | None:
-        if self.baseline_values:
-            return sum(self.baseline_values) / len(self.baseline_values)
-        return float(self.baseline.metric) if self.baseline is not None and self.baseline.valid else None  # type: ignore[arg-type]
+        return self.comparison.baseline_mean
 
     def gain(self, scored: Scored) -> float:
         """Improvement of an idea's mean over the baseline's mean (positive is better)."""
-        base = self.baseline_mean
-        assert base is not None
-        diff = base - self.estimate(scored).mean
-        return diff if self.metric.direction == "minimize" else -diff
+        gain = self.comparison.gain(self.values(scored))
+        assert gain is not None
+        return gain
 
     def beating_baseline(self) -> list[Scored]:
         """The exploit pool: ideas whose gain is more than the noise (when it is measured),
         and, with confirmations on, only once their re-runs are in."""
-        if self.baseline_mean is None:
-            return []
-        pool = []
-        for s in self.ranked():
-            if not self.confirmed(s):
-                continue
-            margin = 0.0
-            if self.noise_std is not None:
-                margin = noise_margin(self.noise_std, len(self.values(s)), max(1, len(self.baseline_values)))
-            if self.gain(s) > margin:
-                pool.append(s)
-        return pool
+        comparison = self.comparison
+        ranked = comparison.ranked(self.valid(), self.values)
+        return [s for s in ranked if self.confirmed(s) and comparison.beats(self.values(s))]
 
 
 @dataclass(frozen=True)
@@ -250,14 +246,30 @@ class LostJob:
 
 @runtime_checkable
 class Backend(Protocol):
-    """Runs jobs on `slots` slots. Optional members the scheduler uses when present:
-    `wakeup` (an event set when a job ends), `capacity()` and `capacity_grace_s` (resources
-    of a cluster that may grow), and `prepare(count, resources)`: jobs asking for
-    `resources` are about to be queued, get `count` slots ready for them (Ray starts its
-    worker processes ahead)."""
+    """Runs jobs on `slots` slots. `BackendBase` gives every member after `slots` a default;
+    a backend states only where it differs (the local, Ray and Slurm backends inherit it)."""
 
     name: str
     slots: int
+    # Set when a job ends, so the scheduler refills its slot at once; None: the scheduler polls.
+    wakeup: threading.Event | None
+    # Jobs run as processes of this machine: they die in a power cut with anything unsynced,
+    # so their leases are committed without waiting for a disk sync.
+    runs_here: bool
+    # `start` may be called from several threads at once: a batch's jobs start together.
+    concurrent_starts: bool
+    # A job larger than `capacity()` waits this long for the cluster to grow before it is
+    # refused (0: refused at once, for a backend that cannot grow).
+    capacity_grace_s: float
+
+    def capacity(self) -> dict[str, float]:
+        """What the backend has in all: "slots", and "gpus" and "cpus" where it knows them."""
+        ...
+
+    def prepare(self, count: int, resources: Mapping[str, object]) -> int:
+        """Jobs asking for `resources` are about to be queued: get `count` slots ready for
+        them (Ray starts its worker processes ahead). Returns how many it got ready."""
+        ...
 
     def start(self, spec: JobSpec) -> str:
         """Start a job; return a worker description (e.g. pid and host)."""
@@ -275,3 +287,21 @@ class Backend(Protocol):
     def cancel(self, job_id: str) -> None: ...
 
     def shutdown(self) -> None: ...
+
+
+class BackendBase:
+    """The defaults of `Backend`'s optional members (documented there): polled, jobs off
+    this machine, one start at a time, a fixed size, nothing to prepare."""
+
+    name: str
+    slots: int
+    wakeup: threading.Event | None = None
+    runs_here: bool = False
+    concurrent_starts: bool = False
+    capacity_grace_s: float = 0.0
+
+    def capacity(self) -> dict[str, float]:
+        return {"slots": float(self.slots)}
+
+    def prepare(self, count: int, resources: Mapping[str, object]) -> int:
+        return 0  # its jobs start at once: nothing to get ready

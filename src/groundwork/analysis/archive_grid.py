@@ -12,14 +12,14 @@ from groundwork.search.archive import DESCRIPTORS, cell_of, changed_lines
 
 def archive_grid(run: RunDetails, descriptors: Sequence[str] = ("category", "diff_size")) -> dict:
     descriptors = list(descriptors)[:2]
-    sign = 1.0 if run.summary.direction == "minimize" else -1.0
+    objective = run.summary.objective
     best: dict[tuple[str, ...], object] = {}
     for d in run.ideas:
         if not d.valid:
             continue
         cell = cell_of(d.idea, changed_lines(d.diff), descriptors)
         held = best.get(cell)
-        if held is None or sign * d.result.metric < sign * held.result.metric:  # type: ignore[union-attr,attr-defined,operator]
+        if held is None or objective.better(d.result.metric, held.result.metric):  # type: ignore[union-attr,attr-defined,operator]
             best[cell] = d
     rows = list(DESCRIPTORS[descriptors[0]][1])
     cols = list(DESCRIPTORS[descriptors[1]][1]) if len(descriptors) > 1 else [""]

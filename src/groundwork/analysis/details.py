@@ -86,8 +86,7 @@ class RunDetails:
 
     def top(self, k: int = 5) -> list[IdeaDetail]:
         valid = [d for d in self.ideas if d.valid]
-        sign = 1 if self.summary.direction == "minimize" else -1
-        return sorted(valid, key=lambda d: sign * d.result.metric)[:k]  # type: ignore[union-attr,operator]
+        return sorted(valid, key=lambda d: self.summary.objective.rank_key(d.result.metric))[:k]  # type: ignore[union-attr,arg-type]
 
 
 def load_details(store: RunStore, labeller: LLM | None = None) -> RunDetails:

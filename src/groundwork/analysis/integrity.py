@@ -7,6 +7,7 @@ import math
 
 from scipy import stats
 
+from groundwork.environments.manifest import Objective
 from groundwork.records import FailureCategory, Result
 
 # A gain this many baseline standard deviations large deserves a look before it is believed,
@@ -59,7 +60,7 @@ def integrity_flags(
     if result.valid:
         found += _gap_flags(result, metric, direction, baseline)
         if baseline is not None and baseline.valid and noise_std:
-            gain = (baseline.metric - result.metric) * (1 if direction == "minimize" else -1)  # type: ignore[operator]
+            gain = Objective(name=metric, direction=direction).signed_gain(result.metric, baseline.metric)  # type: ignore[arg-type]
             found += _gain_flags(gain, noise_std, noise_seeds or 2)
     return list(dict.fromkeys(found))
 
@@ -95,7 +96,8 @@ def train_eval_gap(result: Result, metric: str, direction: str) -> tuple[str, fl
         value = metrics.get(eval_key, result.metric if eval_key == metric else None)
         if not isinstance(train, (int, float)) or not isinstance(value, (int, float)) or train == 0:
             continue
-        lower_better = direction == "minimize" if eval_key == metric else True  # losses: lower is better
+        # losses: lower is better
+        lower_better = Objective(name=metric, direction=direction).lower_is_better if eval_key == metric else True
         gap = (train - value) / abs(train) if lower_better else (value - train) / abs(train)
         return f"{eval_key} vs {train_key}", gap
     return None

@@ -48,12 +48,11 @@ def _label(run: RunDetails, runs: list[RunDetails]) -> str:
 
 
 def _better(run: RunDetails):
-    return min if run.summary.direction == "minimize" else max
+    return run.summary.objective.best
 
 
 def _metric_axis(ax, run: RunDetails) -> None:
-    sense = "lower is better" if run.summary.direction == "minimize" else "higher is better"
-    ax.set_ylabel(f"{run.summary.metric} ({sense})")
+    ax.set_ylabel(f"{run.summary.metric} ({run.summary.objective.sense})")
 
 
 def _baseline_band(ax, run: RunDetails, color: str = "#555555", label: bool = True) -> None:

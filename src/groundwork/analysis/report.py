@@ -64,7 +64,7 @@ def _overview(run: RunDetails) -> dict[str, str]:
         "environment": f"{s.environment} ({s.profile})",
         "status": s.status,
         "origins": ", ".join(s.origins) or "-",
-        "metric": f"{s.metric} ({'lower' if s.direction == 'minimize' else 'higher'} is better)",
+        "metric": f"{s.metric} ({s.objective.sense})",
         "baseline": _fmt(s.baseline.metric if s.baseline else None),
         "noise": _fmt(s.noise_std) if s.noise_std is not None else "not measured",
         "best": f"{_fmt(best.metric)} by {best.id} ({s.verdict(best)})" if best else "-",

@@ -7,14 +7,16 @@ import json
 import math
 import statistics
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
+from groundwork.comparison import Comparison, Estimate, run_noise_std
+from groundwork.environments.manifest import Objective
 from groundwork.environments.registry import cache_root
 from groundwork.records import TERMINAL_JOB_STATES, FailureCategory, IdeaState, PromptKind, Result
 from groundwork.redaction import redact
 from groundwork.runs import run_environment
 from groundwork.search.budget import active_hours, device_hours, devices_per_job
-from groundwork.search.stats import Estimate, noise_margin
 from groundwork.store import RunStore
 from groundwork.store.artifacts import write_atomic
 
@@ -129,7 +131,7 @@ class RunSummary:
 
     @property
     def noise_std(self) -> float | None:
-        return self.noise[1] if self.noise else self.stored_noise_std
+        return run_noise_std(self.baseline_metrics, self.stored_noise_std)
 
     @property
     def noise_seeds(self) -> int | None:
@@ -139,48 +141,38 @@ class RunSummary:
         seeds = (self.stored_noise or {}).get("seeds")
         return int(seeds) if isinstance(seeds, int) and self.stored_noise_std else None
 
+    @cached_property
+    def objective(self) -> Objective:
+        return Objective(name=self.metric, direction=self.direction)
+
+    @property
+    def comparison(self) -> Comparison:
+        """Rows against the baseline's seeds (its first run's when no seed's metric is in)."""
+        single = [self.baseline.metric] if self.baseline is not None and self.baseline.metric is not None else []
+        return Comparison(self.objective, self.baseline_metrics or single, self.noise_std)
+
     def margin(self, row: IdeaRow) -> float | None:
         """Two standard deviations of the difference between the row's mean and the
         baseline's, from the environment's noise (None while the noise is unknown)."""
-        std = self.noise_std
-        if std is None:
-            return None
-        return noise_margin(std, len(row.values), max(1, len(self.baseline_metrics)))
+        return self.comparison.margin(len(row.values))
 
     def verdict(self, row: IdeaRow) -> str:
         """ "better" or "worse" only outside two standard deviations of the noise on the
         difference of the means; a gain inside it is never called an improvement."""
-        gain = self.improvement(row)
-        if gain is None:
-            return "unknown"
-        margin = self.margin(row)
-        if margin is None:
-            return "better, noise unknown" if gain > 0 else "not better"
-        if abs(gain) <= margin:
-            return "within noise"
-        return "better" if gain > 0 else "worse"
+        return self.comparison.verdict(row.values)
 
     @property
     def best(self) -> IdeaRow | None:
         valid = [r for r in self.rows if r.status == "ok" and r.metric is not None]
-        if not valid:
-            return None
-        sign = 1 if self.direction == "minimize" else -1
-        return min(valid, key=lambda r: sign * r.estimate.mean)  # type: ignore[union-attr]
+        return self.comparison.best(valid, lambda r: r.values)
 
     @property
     def baseline_mean(self) -> float | None:
-        if self.baseline_metrics:
-            return statistics.fmean(self.baseline_metrics)
-        return self.baseline.metric if self.baseline is not None else None
+        return self.comparison.baseline_mean
 
     def improvement(self, row: IdeaRow) -> float | None:
         """Signed gain of the row's mean over the baseline's mean (positive is better)."""
-        base = self.baseline_mean
-        if row.estimate is None or base is None:
-            return None
-        gain = base - row.estimate.mean
-        return gain if self.direction == "minimize" else -gain
+        return self.comparison.gain(row.values)
 
 
 def summarize(store: RunStore) -> RunSummary:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -71,9 +72,40 @@ class _Strict(BaseModel):
         return value
 
 
-class Metric(_Strict):
+class Objective(_Strict):
+    """A metric's name and the direction that is better: every comparison of metric values
+    goes through these methods, never through the direction's string."""
+
     name: str = Field(min_length=1)
     direction: Literal["minimize", "maximize"]
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.direction == "minimize"
+
+    @property
+    def sense(self) -> str:
+        return "lower is better" if self.lower_is_better else "higher is better"
+
+    def better(self, a: float, b: float) -> bool:
+        """True when metric value `a` is strictly better than `b`."""
+        return a < b if self.lower_is_better else a > b
+
+    def signed_gain(self, value: float, baseline: float) -> float:
+        """How much better `value` is than `baseline` (positive is better, in metric units)."""
+        return baseline - value if self.lower_is_better else value - baseline
+
+    def rank_key(self, value: float) -> float:
+        """A sort key that puts the best value first."""
+        return value if self.lower_is_better else -value
+
+    def best(self, values: Iterable[float]) -> float:
+        return min(values) if self.lower_is_better else max(values)
+
+
+class Metric(Objective):
+    """An environment's metric: its objective, the file it is read from, the values that are plausible."""
+
     plausible_range: tuple[float, float]
     result_file: str = "result.json"
     unit: str = ""
@@ -84,10 +116,6 @@ class Metric(_Strict):
         if not v[0] < v[1]:
             raise ValueError(f"low must be below high, got [{v[0]}, {v[1]}]")
         return v
-
-    def better(self, a: float, b: float) -> bool:
-        """True when metric value `a` is strictly better than `b`."""
-        return a < b if self.direction == "minimize" else a > b
 
     def plausible(self, value: float) -> bool:
         return self.plausible_range[0] <= value <= self.plausible_range[1]

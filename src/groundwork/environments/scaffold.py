@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from groundwork.environments.manifest import MANIFEST_NAME, Manifest, ManifestError, parse_manifest
+from groundwork.environments.manifest import MANIFEST_NAME, Manifest, ManifestError, Objective, parse_manifest
 
 TRAIN_CANDIDATES = (
     "train.py",
@@ -63,7 +63,7 @@ class Scaffold:
     def with_goal(self) -> Scaffold:
         if self.goal:
             return self
-        better = "lowest" if self.direction == "minimize" else "highest"
+        better = "lowest" if Objective(name=self.metric, direction=self.direction).lower_is_better else "highest"
         goal = (
             f"Improve {', '.join(self.editable)} so that the {better} possible {self.metric} is reached "
             f"within a fixed training budget (GROUNDWORK_TIME_BUDGET_S seconds).\n\n"

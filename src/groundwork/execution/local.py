@@ -17,7 +17,7 @@ import psutil
 
 from groundwork.execution.processes import kill_group, kill_tree
 from groundwork.execution.runner import PHASE_PID_FILE, read_outcome, runner_alive, save_spec, take_lock
-from groundwork.protocols import JobSpec, LostJob
+from groundwork.protocols import BackendBase, JobSpec, LostJob
 from groundwork.records import JobOutcome
 
 
@@ -27,7 +27,7 @@ class _Tracked:
     process: subprocess.Popen | None  # None for a job adopted after a controller restart
 
 
-class LocalBackend:
+class LocalBackend(BackendBase):
     name = "local"
     runs_here = True  # jobs are processes of this machine: they die in a power cut with anything unsynced
     concurrent_starts = True  # `start` may run in several threads at once (a batch's processes start together)

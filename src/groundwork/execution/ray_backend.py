@@ -40,7 +40,7 @@ from groundwork.execution.remote_job import (
     fetch_outcome,
     run_remote_job,
 )
-from groundwork.protocols import JobSpec, LostJob
+from groundwork.protocols import BackendBase, JobSpec, LostJob
 from groundwork.records import JobOutcome
 from groundwork.store.artifacts import ArtifactStore
 
@@ -143,7 +143,7 @@ class _Tracked:
     ref: object | None
 
 
-class RayBackend:
+class RayBackend(BackendBase):
     name = "ray"
 
     def __init__(
@@ -249,7 +249,7 @@ class RayBackend:
         its spec gets the profile's GPUs, and its CPUs as threads."""
         return (float(resources.get("gpus", 0) or 0), float(max(1, int(resources.get("cpus", 1) or 1))))
 
-    def prepare(self, count: int, resources: Mapping[str, object]) -> None:
+    def prepare(self, count: int, resources: Mapping[str, object]) -> int:
         """Jobs of this shape are about to be queued: have `count` workers of it running
         (idle ones are kept, their idle clock restarted; the rest are started now, without
         waiting for them). Idle workers of other shapes are let go: they hold resources."""
@@ -266,6 +266,7 @@ class RayBackend:
         started = [self._new_worker(shape) for _ in range(count - len(kept))]
         # Taken from the end (see `_worker_for`): the running ones before those still starting.
         self._idle[shape] = spare + [(w, n, t) for w, n in started] + [(w, n, t) for w, n, _ in kept]
+        return count
 
     def _fresh_idle(self, shape: Shape) -> list[tuple[object, str, float]]:
         """Idle workers of this shape that are surely still alive; the others are let go

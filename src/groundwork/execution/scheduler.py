@@ -62,7 +62,7 @@ class Scheduler:
         self._unplaceable_since: dict[str, float] = {}  # job id -> when it first did not fit the backend
         self._starter: ThreadPoolExecutor | None = None  # starts batches at once (see `_start`)
         # Set by the backend when a job ends; a backend without one is polled.
-        self._wakeup: threading.Event = getattr(backend, "wakeup", None) or threading.Event()
+        self._wakeup: threading.Event = backend.wakeup or threading.Event()
 
     def recover(self) -> None:
         """After a restart: adopt jobs still running (or already finished) on the backend,
@@ -115,9 +115,6 @@ class Scheduler:
         """Jobs asking for `resources` are about to be queued: let the backend get ready to
         run them (Ray starts worker processes, which takes seconds), for at most `jobs` of
         them, the free slots, and what the free resources fit. Returns how many."""
-        prepare = getattr(self.backend, "prepare", None)
-        if prepare is None:
-            return 0
         capacity = self._capacity()
         need = demand(resources, capacity)
         free = self._unheld(capacity)
@@ -125,9 +122,7 @@ class Scheduler:
         for kind, amount in need.items():
             if amount > 0:
                 count = min(count, int(free.get(kind, 0.0) / amount + 1e-9))
-        if count > 0:
-            prepare(count, resources)
-        return max(count, 0)
+        return self.backend.prepare(count, resources) if count > 0 else 0
 
     @property
     def free_slots(self) -> int:
@@ -153,8 +148,7 @@ class Scheduler:
         return free
 
     def _capacity(self) -> dict[str, float]:
-        capacity = getattr(self.backend, "capacity", None)
-        return dict(capacity()) if capacity is not None else {"slots": float(self.backend.slots)}
+        return dict(self.backend.capacity())
 
     def _dispatch(self) -> None:
         queued = self.store.jobs({JobState.QUEUED})
@@ -168,7 +162,7 @@ class Scheduler:
         placement = pack([(job.id, demand(job.resources, capacity)) for job in queued], free, capacity)
         # A cluster can grow (nodes joining, autoscaling): there a job that does not fit
         # waits `capacity_grace_s` before it is refused; on a fixed backend it is refused now.
-        grace = float(getattr(self.backend, "capacity_grace_s", 0.0))
+        grace = float(self.backend.capacity_grace_s)
         for job_id, why in placement.impossible.items():
             first = self._unplaceable_since.setdefault(job_id, time.monotonic())
             if time.monotonic() - first >= grace:
@@ -181,7 +175,7 @@ class Scheduler:
         # per job. The lease is committed before any process starts. When the jobs run on this
         # machine neither waits for a disk sync: a power cut that loses them kills the jobs
         # too, and a restarted controller settles them from the jobs' folders (lock, outcome).
-        sync = not getattr(self.backend, "runs_here", False)
+        sync = not self.backend.runs_here
         leased = self.store.transition_jobs(
             [
                 (
@@ -212,7 +206,7 @@ class Scheduler:
         def started(job: Job, worker: str) -> None:
             running.append((job.id, JobState.RUNNING, worker, {"worker": worker, "started_at": now()}))
 
-        if len(jobs) < 2 or not getattr(self.backend, "concurrent_starts", False):
+        if len(jobs) < 2 or not self.backend.concurrent_starts:
             for job in jobs:
                 started(job, self.backend.start(self.make_spec(job)))
             return

@@ -20,7 +20,7 @@ from typing import Any
 
 from groundwork.execution.leases import Leases
 from groundwork.execution.remote_job import OUTCOME_FILE, describe, ensure_baseline, fetch_outcome, run_remote_job
-from groundwork.protocols import JobSpec, LostJob
+from groundwork.protocols import BackendBase, JobSpec, LostJob
 from groundwork.records import JobOutcome
 from groundwork.store.artifacts import ArtifactStore
 
@@ -43,7 +43,7 @@ class _Tracked:
     job: Any | None  # a submitit Job; None when adopted after a restart without one
 
 
-class SlurmBackend:
+class SlurmBackend(BackendBase):
     name = "slurm"
 
     def __init__(

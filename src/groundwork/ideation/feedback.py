@@ -61,7 +61,7 @@ def result_line(scored: Scored, metric: Metric, baseline: float | None) -> str:
         value = float(result.metric)  # type: ignore[arg-type]
         line = f"{head}: {metric.name} = {value:.4f}"
         if baseline is not None:
-            gain = baseline - value if metric.direction == "minimize" else value - baseline
+            gain = metric.signed_gain(value, baseline)
             line += f" ({gain:+.4f} vs baseline)"
         return line
     kind = str(result.failure) if result.failure else "no result"
@@ -90,8 +90,7 @@ def tried_lines(
 ) -> list[str]:
     """An explore prompt's list: every tried idea on its own line; the best few valid ones
     with a curve summary on the line below."""
-    sign = 1.0 if metric.direction == "minimize" else -1.0
-    valid = sorted((s for s in tried if s.result.valid), key=lambda s: sign * float(s.result.metric))  # type: ignore[arg-type]
+    valid = sorted((s for s in tried if s.result.valid), key=lambda s: metric.rank_key(float(s.result.metric)))  # type: ignore[arg-type]
     with_curve = {s.idea.id for s in valid[:CURVES_SHOWN]}
     entries = []
     for s in tried:

@@ -25,8 +25,7 @@ class RewardScale:
 
     def improvement(self, metric: float) -> float:
         """Positive when better than the baseline, whatever the metric's direction."""
-        sign = -1.0 if self.metric.direction == "minimize" else 1.0
-        return sign * (metric - self.baseline)
+        return self.metric.signed_gain(metric, self.baseline)
 
     def reward(self, result: Result | None) -> float:
         if result is None or not result.valid:

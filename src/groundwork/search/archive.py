@@ -86,7 +86,6 @@ class MapElitesArchive:
 
     def elites(self, history: SearchHistory) -> dict[tuple[str, ...], Elite]:
         """Each filled cell's best confirmed valid idea, by the mean over its runs."""
-        sign = 1.0 if history.metric.direction == "minimize" else -1.0
         pool = {s.idea.id for s in history.beating_baseline()}
         best: dict[tuple[str, ...], Elite] = {}
         for s in history.ranked():  # best first: a cell's first idea is its elite
@@ -95,7 +94,7 @@ class MapElitesArchive:
             cell = cell_of(s.idea, history.diff_lines.get(s.idea.id, 0), self.descriptors)
             if cell not in best:
                 best[cell] = Elite(cell, s, history.estimate(s).mean, s.idea.id in pool)
-        return dict(sorted(best.items(), key=lambda kv: sign * kv[1].mean))
+        return dict(sorted(best.items(), key=lambda kv: history.metric.rank_key(kv[1].mean)))
 
     def select(self, history: SearchHistory, epoch: int, k: int) -> list[Scored]:
         improving = [e for e in self.elites(history).values() if e.improving]
