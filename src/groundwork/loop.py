@@ -505,19 +505,7 @@ class ResearchLoop:
                 history = replace(history, proposed=[*history.proposed, *drafted])
             drafts += [(request.kind, d) for d in made]
         ideas = [
-            Idea(
-                id=f"e{epoch}-{index:02d}",
-                epoch=epoch,
-                index=index,
-                title=d.title,
-                text=d.text,
-                category=d.category,
-                prompt_kind=kind,
-                origin=self.parts.ideator.label,
-                parents=d.parents,
-                thinking=d.thinking,
-                payload=d.payload,
-            )
+            self._idea(d, kind, epoch, index, f"e{epoch}-{index:02d}")
             for index, (kind, d) in enumerate(drafts, start=1)
         ]
         self.store.add_epoch(epoch, ideas)
@@ -527,20 +515,24 @@ class ResearchLoop:
     def _drafted(self, epoch: int, start: int, kind: PromptKind, drafts: list[IdeaDraft]) -> list[Idea]:
         """Drafts of this proposal as provisional ideas (never stored under these ids)."""
         return [
-            Idea(
-                id=f"draft-e{epoch}-{start + k}",
-                epoch=epoch,
-                index=start + k,
-                title=d.title,
-                text=d.text,
-                category=d.category,
-                prompt_kind=kind,
-                origin=self.parts.ideator.label,
-                parents=d.parents,
-                payload=d.payload,
-            )
+            self._idea(d, kind, epoch, start + k, f"draft-e{epoch}-{start + k}", thinking=False)
             for k, d in enumerate(drafts, start=1)
         ]
+
+    def _idea(self, d: IdeaDraft, kind: PromptKind, epoch: int, index: int, idea_id: str, thinking=True) -> Idea:
+        return Idea(
+            id=idea_id,
+            epoch=epoch,
+            index=index,
+            title=d.title,
+            text=d.text,
+            category=d.category,
+            prompt_kind=kind,
+            origin=self.parts.ideator.label,
+            parents=d.parents,
+            thinking=d.thinking if thinking else "",
+            payload=d.payload,
+        )
 
     def _implement_pending(self, scheduler: Scheduler | None = None) -> None:
         """Implement every proposed idea, queueing a job for each that applies. With
