@@ -337,7 +337,6 @@ class JobRunner:
         for rel in spec.hidden_files:
             _remove(self.work / rel)
         self.hidden_present = not spec.hidden_files
-        (self.work / "out").mkdir(exist_ok=True)  # {output_dir} names a folder that exists
 
     def _restore_hidden(self) -> None:
         spec = self.spec
