@@ -28,8 +28,8 @@ plausible_range = [0.0, 100.0]
 
 [files]
 editable = ["train.py"]
-hidden = ["evaluate.py"]
-locked = ["evaluate.py"]
+hidden = ["evaluate.py", "input.txt"]
+locked = ["evaluate.py", "input.txt"]
 
 [run]
 prepare = {prepare}

@@ -381,6 +381,9 @@ def data_sources_in_reach(view: Manifest, codebase: Path) -> list[str]:
     In a repository used as is (`codebase = "."`) this is typically the raw data file that
     the held-out split is cut from."""
     prepare = view.run.prepare or []
+    # An argument names a codebase file as it is, or through the codebase folder (`{work_dir}/`,
+    # `./`): the preparation runs in the codebase.
+    named_args = {arg.removeprefix("{work_dir}/").removeprefix("./") for arg in prepare}
     scripts = [codebase / arg for arg in prepare if arg.endswith(".py") and (codebase / arg).is_file()]
     quoted = "\n".join(script.read_text(encoding="utf-8", errors="replace") for script in scripts)
     hidden = set(view.files.hidden)
@@ -389,7 +392,7 @@ def data_sources_in_reach(view: Manifest, codebase: Path) -> list[str]:
         rel = path.relative_to(codebase).as_posix()
         if rel in hidden or path.suffix == ".py":
             continue
-        named = rel in prepare or any(f"{q}{name}{q}" in quoted for name in {rel, path.name} for q in "'\"")
+        named = rel in named_args or any(f"{q}{name}{q}" in quoted for name in {rel, path.name} for q in "'\"")
         if named:
             found.append(rel)
     return found
