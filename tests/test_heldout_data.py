@@ -113,6 +113,8 @@ def test_training_cannot_read_the_held_out_data_in_the_sandbox(tmp_path, repo_en
     seen = json.loads((tmp_path / "job" / "work" / "seen.json").read_text())
     assert seen.pop("training split") == 8  # training still has its own data
     assert all(result in ("FileNotFoundError", "PermissionError") for result in seen.values()), seen
+    assert outcome.flags["held_out_protected"] is True
+    assert (tmp_path / "job" / "work" / "input.txt").is_file()  # the evaluation alone had it back
 
 
 def test_without_the_sandbox_the_held_out_files_are_still_out_of_training_s_folders(tmp_path, repo_env):
@@ -128,16 +130,27 @@ def test_without_the_sandbox_the_held_out_files_are_still_out_of_training_s_fold
     assert seen["training split"] == 8
     assert seen["raw file in the work folder"] == "FileNotFoundError"
     assert seen["held-out split beside the training split"] == "FileNotFoundError"
+    # the same user reads the copies elsewhere by path: the result says so
+    assert seen["raw file in the run's snapshot"] is True and seen["held-out split in the prepared folder"] is True
+    assert outcome.flags["held_out_protected"] is False
+    assert (tmp_path / "job" / "work" / "input.txt").is_file()
 
 
-def test_a_data_file_the_preparation_reads_must_be_hidden(tmp_path, repo_env):
+@pytest.mark.parametrize("named_by", ["the script", "{work_dir}/input.txt", "input.txt"])
+def test_a_data_file_the_preparation_reads_must_be_hidden(tmp_path, repo_env, named_by):
     """Left visible, the raw data file would be copied into every job's work folder: the
-    manifest is refused, naming the file and the fix."""
+    manifest is refused, naming the file and the fix, whether the preparation's script
+    quotes its name or its command passes it (as it is, or through the codebase folder)."""
     from groundwork.environments.manifest import ManifestError
 
     env, _ = repo_env
     manifest = env.root / "environment.toml"
     text = manifest.read_text().replace('hidden = ["input.txt", ', "hidden = [")
-    manifest.write_text(text.replace('locked = ["input.txt", ', "locked = ["))
+    text = text.replace('locked = ["input.txt", ', "locked = [")
+    if named_by != "the script":
+        script = (env.root / "prepare.py").read_text()
+        (env.root / "prepare.py").write_text(script.replace('Path("input.txt")', "Path(sys.argv[2])"))
+        text = text.replace('"prepare.py", "{data_dir}"]', f'"prepare.py", "{{data_dir}}", "{named_by}"]')
+    manifest.write_text(text)
     with pytest.raises(ManifestError, match=r"files.hidden: 'input.txt' is read by the data preparation"):
         load_environment(env.root)
