@@ -21,6 +21,8 @@ def _has(module: str) -> bool:
     return True
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_search_run_exports_every_idea_with_its_diff_and_reward(toy_env, tmp_path):
     parquet = _has("pyarrow")  # Parquet needs the rl extra; JSON Lines is checked without it
     runs = tmp_path / "runs"
