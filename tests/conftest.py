@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -56,3 +57,17 @@ def patched_job(env, data_dir: Path, tmp_path: Path, new_files: dict[str, str] |
         diff_path = str(tmp_path / "patch.diff")
         Path(diff_path).write_text(unified_diff(old, new_files))
     return environment_job_spec(env, env.profile(), data_dir, job_dir, diff_path=diff_path, **spec_args)
+
+
+def importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+def requires(module: str, extra: str) -> pytest.MarkDecorator:
+    """Skip a test, naming the extra to install, when an optional extra's `module` is missing."""
+    return pytest.mark.skipif(
+        not importable(module), reason=f"needs {module}, of the {extra} extra: pip install 'groundwork[{extra}]'"
+    )

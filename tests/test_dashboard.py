@@ -16,10 +16,12 @@ import pytest
 from browser import ARTIFACTS, browser_page, require_chromium
 from conftest import GROUNDWORK, cli_env
 from groundwork.config import RunConfig
-from groundwork.dashboard.app import create_app
 from groundwork.records import FailureCategory, Idea, Job, Patch, PatchStatus, PromptKind
 from groundwork.runs import create_run
 from groundwork.store import RunStore
+
+pytest.importorskip("starlette", reason="the dashboard needs the dashboard extra: pip install 'groundwork[dashboard]'")
+from groundwork.dashboard.app import create_app  # noqa: E402
 
 PLOT_LOADED = "(img => img.complete && img.naturalWidth > 300)(document.getElementById('best-plot'))"
 

@@ -8,21 +8,15 @@ import subprocess
 
 import pytest
 
-from conftest import GROUNDWORK, cli_env
+from conftest import GROUNDWORK, cli_env, importable
 from groundwork.rl.dataset import FIELDS, idea_rows, write_dataset
 from groundwork.store import RunStore
 
 
-def _has(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
-
-
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_search_run_exports_every_idea_with_its_diff_and_reward(toy_env, tmp_path):
-    parquet = _has("pyarrow")  # Parquet needs the rl extra; JSON Lines is checked without it
+    parquet = importable("pyarrow")  # Parquet needs the rl extra; JSON Lines is checked without it
     runs = tmp_path / "runs"
     done = subprocess.run(
         [*GROUNDWORK, "run", "--env", str(toy_env), "--runs-dir", str(runs), "--name", "s", "--epochs", "1",

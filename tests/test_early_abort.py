@@ -112,6 +112,7 @@ def test_a_run_with_early_abort_stops_the_ideas_that_trail_and_keeps_the_others(
     assert all(results[b].valid and results[b].failure is None for b in ("baseline", "baseline-seed1"))
 
 
+@pytest.mark.slow
 def test_the_benchmark_replays_the_rule_on_ideas_run_to_completion(toy_env, tmp_path):
     (toy_env / "baseline" / "train.py").write_text(TRAIN.replace("time.sleep(0.15)", "time.sleep(0.01)"))
     out = tmp_path / "early_abort.json"

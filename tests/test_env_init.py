@@ -49,6 +49,7 @@ def test_inference_reads_the_repository(tmp_path):
     assert "accuracy" in render(guess) and "Only train.py may be changed" in render(guess)
 
 
+@pytest.mark.slow
 def test_init_without_questions_writes_a_valid_usable_manifest(tmp_path):
     repo = _repo(tmp_path, **{"train.py": TRAIN, "evaluate.py": EVALUATE, "prepare.py": PREPARE})
     proc = subprocess.run(

@@ -215,6 +215,7 @@ def test_gpu_benchmark_runs_on_cpu_and_reports_throughput(tmp_path):
     assert failed["failure"] == "prepare" and "failed (exit 1)" in failed["detail"], failed
 
 
+@pytest.mark.slow
 def test_shapes_benchmark_measures_each_candidate_in_train_py_and_names_a_bad_knob(tmp_path):
     """benchmarks/nanogpt_shapes.py on CPU at the smoke profile: a candidate's knobs reach
     train.py's real loop (the checkpoint's model_args show them) and its throughput is

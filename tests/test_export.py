@@ -99,6 +99,7 @@ def _wandb_records(path: Path):
             yield record
 
 
+@pytest.mark.slow
 def test_wandb_offline_writes_one_run_per_job_with_idea_and_diff(finished_run, tmp_path):
     pytest.importorskip("wandb")
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}

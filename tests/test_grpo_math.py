@@ -25,6 +25,8 @@ from groundwork.records import FailureCategory
 pytest.importorskip("transformers")
 pytest.importorskip("huggingface_hub")
 
+pytestmark = pytest.mark.slow
+
 SMOKE = load_environment("grpo", profile="math-smoke")
 CODEBASE = SMOKE.codebase_dir
 TRAIN = (CODEBASE / "train.py").read_text()

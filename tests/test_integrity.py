@@ -49,6 +49,7 @@ def _log(tmp_path: Path) -> str:
     return (tmp_path / "job" / "job.log").read_text()
 
 
+@pytest.mark.slow
 def test_training_sees_only_the_training_split_and_the_locked_settings_hold(tmp_path, nanogpt_data):
     """The unmodified baseline is valid; training found only train.bin in its data folder;
     the evaluation scored the profile's locked number of bytes."""
@@ -72,6 +73,7 @@ def test_a_patch_to_the_evaluation_is_refused(tmp_path, nanogpt_data):
     assert "evaluate.py" in outcome.detail and "locked" in outcome.detail
 
 
+@pytest.mark.slow
 def test_training_that_rewrites_a_locked_file_is_discarded_as_tampered(tmp_path, nanogpt_data):
     """The hidden evaluation is not there while training runs (it comes back just before the
     evaluation); a visible locked file that training rewrites is caught by its hash."""
@@ -102,6 +104,7 @@ def test_training_that_rewrites_a_locked_file_is_discarded_as_tampered(tmp_path,
         "is_causal=(B == 1)",  # causal only on single sequences, to slip past a one-row probe
     ],
 )
+@pytest.mark.slow
 def test_a_model_that_attends_to_future_bytes_is_invalid(tmp_path, nanogpt_data, attention):
     cheat = _edit("is_causal=True", attention)
     outcome = JobRunner(_job(tmp_path, nanogpt_data, {"train.py": cheat})).run()
@@ -110,6 +113,7 @@ def test_a_model_that_attends_to_future_bytes_is_invalid(tmp_path, nanogpt_data,
     assert not (tmp_path / "job" / "work" / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_a_run_cannot_change_its_evaluation_settings_or_result(tmp_path, nanogpt_data):
     """train.py writes its own result.json, changes the evaluation's environment in its own
     process, and leaves modules in the working folder that would take over the evaluation's
@@ -130,6 +134,7 @@ def test_a_run_cannot_change_its_evaluation_settings_or_result(tmp_path, nanogpt
     assert "shadow module" not in _log(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sandbox_mode", ["off", "required"])
 def test_a_run_that_changes_the_validation_data_is_caught(tmp_path, nanogpt_data, sandbox_mode):
     """The folder training gets has no val.bin, but the whole folder is easy to guess; a
@@ -155,6 +160,7 @@ def test_a_run_that_changes_the_validation_data_is_caught(tmp_path, nanogpt_data
         assert (data / "val.bin").read_bytes() == (nanogpt_data / "val.bin").read_bytes()
 
 
+@pytest.mark.slow
 def test_an_implausible_metric_is_flagged(tmp_path, nanogpt_data):
     """Weights initialised 1000x too large give logits so extreme that the loss leaves the
     plausible range: the job is discarded as implausible, with the value in the detail."""

@@ -227,6 +227,7 @@ STARTUP_HOOK = (
 )
 
 
+@pytest.mark.slow
 def test_start_up_hooks_that_training_leaves_are_not_run_by_the_evaluation(tmp_path, nanogpt_data, monkeypatch):
     """Training writes sitecustomize.py and a .pth file into the work folder and into a
     folder a relative PYTHONPATH entry names (it resolves inside the work folder): the
@@ -309,6 +310,7 @@ if not IN_EVALUATION:
     assert outcome.failure == FailureCategory.EVAL_TAMPERED and "evaluate.py" in outcome.detail
 
 
+@pytest.mark.slow
 def test_the_result_channel_survives_the_sandbox(tmp_path, nanogpt_data):
     if not sandbox.probe().available:
         pytest.skip(f"no sandbox here: {sandbox.probe().detail}")

@@ -213,6 +213,7 @@ def test_env_baseline_measures_and_stores_the_noise_floor(toy_env, tmp_path):
     assert floor["seeds"] == 3 and abs(floor["mean"] - 1.56) < 1e-9 and floor["std"] == 0.0
 
 
+@pytest.mark.slow
 def test_best_of_n_run_asks_only_simple_prompts(toy_env, tmp_path):
     runs = tmp_path / "runs"
     args = _run_args(toy_env, runs, "--search", "best-of-n", "--epochs", "2", "--ideas", "2", "--baseline-seeds", "2")
@@ -260,6 +261,7 @@ def test_a_job_starts_while_the_epochs_other_ideas_are_still_being_implemented(t
     assert store.run_info()["status"] == "finished" and len(store.results()) == 3
 
 
+@pytest.mark.slow
 def test_a_failing_baseline_is_retried_once_then_stops_the_run_and_resume_tries_again(toy_env, tmp_path):
     """No idea runs without its reference: a baseline that crashes runs once more, then the
     run stops with the failure, the job log and what to do; once the cause is gone,

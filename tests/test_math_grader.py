@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from conftest import requires
 from groundwork.environments import load_environment
 
 _path = load_environment("grpo", profile="full").codebase_dir / "math_grader.py"
@@ -86,6 +87,7 @@ def test_normalize(raw, normal):
         ("y = 2x + 1", "2x+1"),
     ],
 )
+@requires("sympy", "torch")
 def test_equivalent_answers(predicted, gold):
     assert G.is_equivalent(predicted, gold), (G.normalize(predicted), G.normalize(gold))
 
@@ -105,10 +107,12 @@ def test_equivalent_answers(predicted, gold):
         ("\\unknowncommand{5}", "6"),
     ],
 )
+@requires("sympy", "torch")
 def test_different_answers(predicted, gold):
     assert not G.is_equivalent(predicted, gold)
 
 
+@requires("sympy", "torch")
 def test_r1_zero_format_and_grading():
     good = "Add them. </think> <answer>\\boxed{\\frac{3}{4}}</answer>"
     assert G.grade_r1_zero(good, "0.75") == (True, True)
@@ -117,6 +121,7 @@ def test_r1_zero_format_and_grading():
     assert G.grade_r1_zero("</think> <answer>0.75", "0.75") == (False, False)  # unclosed answer
 
 
+@requires("sympy", "torch")
 def test_sympy_comparison_is_time_limited(monkeypatch):
     monkeypatch.setattr(G, "SYMPY_TIMEOUT_S", 0.2)
     started = time.monotonic()

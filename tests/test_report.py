@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from browser import ARTIFACTS, browser_page, require_chromium
-from conftest import GROUNDWORK, cli_env
+from conftest import GROUNDWORK, cli_env, requires
 from groundwork.analysis.categories import IdeaText, keyword_category, label_ideas
 from groundwork.analysis.details import load_details
 from groundwork.analysis.integrity import integrity_flags
@@ -87,6 +87,7 @@ def _report(runs: Path, out: Path, *refs: str) -> str:
     return out.read_text()
 
 
+@requires("matplotlib", "report")
 @pytest.mark.slow
 def test_report_of_a_toy_run_and_a_comparison_show_every_plot_and_the_planted_failures(toy_env, tmp_path):
     (toy_env / "catalog.toml").write_text((toy_env / "catalog.toml").read_text() + PLANTED)
@@ -130,6 +131,7 @@ def test_report_of_a_toy_run_and_a_comparison_show_every_plot_and_the_planted_fa
     assert "<td>r</td>" in overview and "<td>b</td>" in overview
 
 
+@requires("matplotlib", "report")
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_report_of_a_nanogpt_smoke_run_has_curves_and_diffs(tmp_path):
@@ -231,6 +233,7 @@ def test_integrity_flags_name_each_kind_of_suspicious_result():
     assert any("gap" in f for f in integrity_flags(inflated, "accuracy", "maximize", grpo_base))
 
 
+@requires("matplotlib", "report")
 @pytest.mark.slow
 def test_a_model_run_reports_costs_thinking_and_model_labelled_categories(toy_env, tmp_path):
     """A run whose ideas and diffs come from a model (a local OpenAI-compatible stand-in):
@@ -312,6 +315,7 @@ def test_compute_is_wall_time_times_gpus_requested_and_cpu_hours_without_gpus():
     assert run.cpu_hours == pytest.approx(2.0)
 
 
+@requires("matplotlib", "report")
 def test_the_report_never_shows_a_key_a_job_printed(toy_env, tmp_path):
     from groundwork.analysis.report import render_report
     from test_dashboard import crashed_run_with_a_leaked_key

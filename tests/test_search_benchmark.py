@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli_env
+from conftest import REPO, cli_env, requires
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from job_cache import PROVENANCE_FILE, CachingBackend, JobCache, job_key  # noqa: E402
@@ -42,6 +42,7 @@ def _compute_budgeted(toy_env: Path) -> Path:
     return toy_env
 
 
+@requires("matplotlib", "benchmarks")
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_search_comparison_reports_paired_arms_and_reuses_runs(toy_env, tmp_path):

@@ -68,6 +68,7 @@ def test_top_ideas_are_re_run_with_fresh_seeds_and_a_gain_inside_the_noise_is_no
     assert "within the baseline's noise" in proc.stdout and "beyond its noise" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_steady_state_proposes_while_jobs_run_and_stops_at_the_idea_budget(toy_env, tmp_path):
     runs = tmp_path / "runs"
     proc = _run(toy_env, runs, "--search", "steady-state", "--epochs", "2", "--ideas", "2", "--slots", "2")
@@ -99,6 +100,7 @@ def test_quorum_moves_on_and_the_straggler_is_recorded_later(toy_env, tmp_path):
     assert straggler.valid and epoch2_proposed < straggler.created_at  # epoch 2 did not wait for it
 
 
+@pytest.mark.slow
 def test_a_gpu_hour_cap_stops_cleanly_status_projects_and_resume_finishes(toy_env, tmp_path):
     runs = tmp_path / "runs"
     proc = _run(toy_env, runs, "--epochs", "2", "--ideas", "2", "--max-gpu-hours", "0.0004")

@@ -95,6 +95,7 @@ def test_a_killed_slurm_job_is_requeued_and_counted_once(tmp_path, toy_env):
     assert len(lost) == 1 and "slurm job ended without an outcome" in lost[0]["detail"]
 
 
+@pytest.mark.slow
 def test_a_restarted_controller_adopts_a_job_still_running(tmp_path, toy_env):
     store = queue_jobs(tmp_path / "run", {"long": {"cpus": 1}})
     make_spec = spec_factory(store.run_dir, toy_env, 3.0)
