@@ -63,3 +63,15 @@ def test_a_floor_measured_under_another_budget_is_not_used(tmp_path, monkeypatch
     assert load_noise_floor("nanogpt", "tiny", "compute")["std"] > 0
     assert load_noise_floor("nanogpt", "tiny", "time") is None
     assert load_noise_floor("nanogpt", "tiny")["budget"] == "compute"
+
+
+def test_headline_before_the_first_idea_says_so():
+    from rich.console import Console
+
+    from groundwork.console import headline
+
+    console = Console(width=200, record=True)
+    console.print(headline(_summary([3.0])))
+    assert "(profile tiny); no ideas yet" in console.export_text()
+    console.print(headline(dataclasses.replace(_summary([3.0]), origins=["catalog"])))
+    assert "(profile tiny); ideas by catalog" in console.export_text()
