@@ -99,3 +99,12 @@ def test_missing_torch_and_rl_extras_name_both_installs(monkeypatch):
     with pytest.raises(ValueError, match=r"needs torch and peft, not installed here: "
                        r"pip install 'groundwork\[torch\]' 'groundwork\[rl\]'$"):  # fmt: skip
         require_extras("groundwork rl run", ["torch", "peft"])
+
+
+def test_rl_run_bad_values_name_their_rl_options(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("transformers")  # rl run checks its extras before its options
+    runs = tmp_path / "runs"
+    code, out = _groundwork(monkeypatch, capsys, "rl", "run", "--model", "m", "--dtype", "float8",
+                            "--runs-dir", str(runs))  # fmt: skip
+    assert code == 2 and not runs.exists()
+    assert out == "error: Invalid value for --dtype: 'float8'; choose from auto, float32, bfloat16, float16"

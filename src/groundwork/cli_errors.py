@@ -66,12 +66,13 @@ def validation_message(exc: ValidationError, model: type[BaseModel], flags: Mapp
     return "\n".join(lines)
 
 
-def build(model: type[Model], flags: Mapping[str, str] = RUN_FLAGS, **fields: Any) -> Model:
-    """The model, or a ValueError carrying the plain message (the CLI prints it, exit 2)."""
+def build(config_type: type[Model], flags: Mapping[str, str] = RUN_FLAGS, /, **fields: Any) -> Model:
+    """The config, or a ValueError carrying the plain message (the CLI prints it, exit 2).
+    Positional-only: a config may have a field named `model` or `flags`."""
     try:
-        return model(**fields)
+        return config_type(**fields)
     except ValidationError as exc:
-        raise ValueError(validation_message(exc, model, flags)) from None
+        raise ValueError(validation_message(exc, config_type, flags)) from None
 
 
 # The extra that brings each optional package a command may need.
