@@ -98,3 +98,15 @@ def test_the_search_and_the_summary_judge_ideas_by_one_comparison():
             assert (scored in history.beating_baseline()) == (summary.verdict(row) == "better")
         assert metric.signed_gain(2.5, 3.0) == (0.5 if direction == "minimize" else -0.5)
         assert metric.better(2.5, 3.0) is (direction == "minimize")
+
+
+def test_headline_before_the_first_idea_says_so():
+    from rich.console import Console
+
+    from groundwork.console import headline
+
+    console = Console(width=200, record=True)
+    console.print(headline(_summary([3.0])))
+    assert "(profile tiny); no ideas yet" in console.export_text()
+    console.print(headline(dataclasses.replace(_summary([3.0]), origins=["catalog"])))
+    assert "(profile tiny); ideas by catalog" in console.export_text()

@@ -12,14 +12,17 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from groundwork.analysis.summary import save_noise_floor, summarize
+from groundwork.cli_errors import build
 from groundwork.config import RunConfig
 from groundwork.console import print_summary, progress_view, throttled
 from groundwork.environments import ManifestError, builtin_names, load_environment
 from groundwork.ideation.catalog import load_catalog
 from groundwork.llm.base import LLMError
+from groundwork.llm.factory import check_spec
 from groundwork.llm.recording import BudgetExceeded, export_recording
 from groundwork.loop import ResearchLoop
 from groundwork.reconnect import reconnect
@@ -206,7 +209,8 @@ def run(
     runs_dir: Path = RunsDir,
 ) -> None:
     """Start a research run (no arguments: the offline nanogpt demo)."""
-    config = RunConfig(
+    config = build(
+        RunConfig,
         early_abort=early_abort,
         abort_k=abort_k,
         abort_warmup=abort_warmup,
@@ -254,6 +258,11 @@ def run(
         sandbox=sandbox,
         memory_limit_mb=memory_limit_mb,
     )
+    ideator_flag = "--ideator-llm" if ideator_llm else "--llm"
+    implementer_flag = "--implementer-llm" if implementer_llm else ideator_flag
+    for option, spec in ((ideator_flag, config.ideator_llm), (implementer_flag, config.implementer)):
+        if spec != "catalog":
+            check_spec(spec, option)  # a bad spec or a missing key stops before any run folder exists
     _check_sandbox(config)
     store = create_run(config, runs_dir, name)
     console.print(
@@ -315,7 +324,8 @@ def _require(module: str, extra: str) -> None:
     try:
         __import__(module)
     except ImportError:
-        console.print(f"[bold red]error:[/] this command needs {module}: pip install 'groundwork[{extra}]'")
+        hint = escape(f"pip install 'groundwork[{extra}]'")  # unescaped, rich reads [extra] as markup
+        console.print(f"[bold red]error:[/] this command needs {module}: {hint}")
         raise typer.Exit(2) from None
 
 
@@ -427,7 +437,7 @@ def export(
             else:
                 raise typer.BadParameter(f"unknown tracker {name!r}: use --to wandb or --to mlflow")
         except TrackerNotReady as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
     records = job_records(load_details(RunStore(folder)))
     for tracker in trackers:
@@ -556,7 +566,9 @@ def env_baseline(
     runs_dir: Path = RunsDir,
 ) -> None:
     """Run the unmodified baseline with K seeds and store its noise floor (mean, std)."""
-    config = RunConfig(environment=name, profile=profile, epochs=0, baseline_seeds=seeds, slots=slots, budget=budget)
+    config = build(
+        RunConfig, environment=name, profile=profile, epochs=0, baseline_seeds=seeds, slots=slots, budget=budget
+    )
     store = create_run(config, runs_dir)
     _drive(store)
     summary = summarize(store)
@@ -666,7 +678,7 @@ def main() -> None:
     try:
         app()
     except (ManifestError, StoreError, FileExistsError, ValueError, RuntimeError, LLMError) as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
 
 

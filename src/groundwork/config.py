@@ -15,7 +15,7 @@ class RunConfig(BaseModel):
 
     environment: str = "nanogpt"
     profile: str | None = None  # None: the environment's default profile
-    search: Literal["evolution", "best-of-n", "steady-state"] = "evolution"
+    search: Literal["evolution", "steady-state", "best-of-n"] = "evolution"
     backend: Literal["local", "ray", "slurm"] = "local"
     address: str | None = None  # Ray: "auto", "ray://HOST:10001", ...; None starts a local cluster
     artifacts_url: str | None = None  # fsspec URL workers reach (s3://..., /shared/...); None: the run folder

@@ -67,7 +67,7 @@ def headline(summary: RunSummary) -> Group:
         Text.assemble(("run ", "bold"), summary.run_id, "  ", (summary.status, "bold cyan")),
         Text(
             f"environment {summary.environment} (profile {summary.profile}); "
-            f"ideas by {', '.join(summary.origins) or '-'}"
+            + (f"ideas by {', '.join(summary.origins)}" if summary.origins else "no ideas yet")
         ),
         Text(
             f"metric {summary.metric} ({sense}); baseline "

@@ -26,7 +26,7 @@ class AnthropicLLM:
         if not key:
             raise LLMError(
                 f"no Anthropic API key for model {model!r}: set ANTHROPIC_API_KEY "
-                "(or use --llm openai:MODEL, a local server with --llm openai-compatible:URL:MODEL, "
+                "(or use --llm openai:MODEL, a local server with --llm openai-compatible:MODEL@BASE_URL, "
                 "or the offline catalog ideator)"
             )
         self.model = model

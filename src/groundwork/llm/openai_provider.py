@@ -27,7 +27,7 @@ class OpenAILLM:
         if not key and not self.compatible:
             raise LLMError(
                 f"no OpenAI API key for model {model!r}: set OPENAI_API_KEY, or point "
-                "--llm openai-compatible:URL:MODEL at a local server"
+                "--llm openai-compatible:MODEL@BASE_URL at a local server"
             )
         self._errors = openai
         # Local servers usually ignore the key, but the SDK wants one.

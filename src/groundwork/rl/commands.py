@@ -12,6 +12,7 @@ from rich.console import Console, Group
 from rich.live import Live
 
 from groundwork.analysis.summary import summarize
+from groundwork.cli_errors import RUN_FLAGS, build, require_extras
 from groundwork.config import RunConfig
 from groundwork.console import print_summary, progress_view, throttled
 from groundwork.llm.recording import BudgetExceeded
@@ -25,6 +26,8 @@ from groundwork.store import RunStore
 rl_app = typer.Typer(help="Reinforcement learning of the ideator from execution reward (GRPO).", no_args_is_help=True)
 dataset_app = typer.Typer(help="Runs' ideas, diffs and rewards as datasets.", no_args_is_help=True)
 console = Console()
+# Config fields whose `rl run` option differs from the name of the field.
+RL_FLAGS = {**RUN_FLAGS, "implementer_llm": "--implementer", "ideas_per_epoch": "--group-size", "learning_rate": "--lr"}
 RunsDir = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Folder holding run folders.")
 
 
@@ -104,9 +107,12 @@ def rl_run(
     runs_dir: Path = RunsDir,
 ) -> None:
     """Train a local model to propose better ideas, rewarded by their measured results."""
+    require_extras("groundwork rl run", ["torch", "transformers", "tokenizers"] + (["peft"] if lora_rank else []))
     from groundwork.rl.trainer import create_rl_run
 
-    config = RunConfig(
+    config = build(
+        RunConfig,
+        RL_FLAGS,
         environment=env,
         profile=profile,
         ideator_llm=f"rl:{model}",
@@ -118,7 +124,9 @@ def rl_run(
         time_budget_s=time_budget,
         max_dollars=max_dollars,
     )
-    rl = RLConfig(
+    rl = build(
+        RLConfig,
+        RL_FLAGS,
         model=model,
         lora_rank=lora_rank,
         steps=steps,
@@ -181,6 +189,7 @@ def rl_tiny_model(
 ) -> None:
     """Build a tiny randomly initialised model whose words are the environment's knob
     settings (offline; for trying `groundwork rl run --implementer knobs` without a real model)."""
+    require_extras("groundwork rl tiny-model", ["torch", "transformers", "tokenizers"])
     from groundwork.environments import load_environment
     from groundwork.rl.tiny import build_tiny_model, knob_words
 

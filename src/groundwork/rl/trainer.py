@@ -32,6 +32,10 @@ def create_rl_run(config: RunConfig, rl: RLConfig, runs_dir: Path, name: str | N
             f"implementer {config.implementer!r} cannot implement model-written ideas: use --implementer knobs "
             "(hyperparameter ideas, no LLM) or a model (anthropic:MODEL, openai:MODEL, ...)"
         )
+    if config.implementer != KNOBS:
+        from groundwork.llm.factory import check_spec
+
+        check_spec(config.implementer, "--implementer")  # a bad spec or missing key: no run folder
     store = create_run(config.model_copy(update={"epochs": rl.steps}), runs_dir, name)
     save_rl_config(store.run_dir, rl)
     return store
