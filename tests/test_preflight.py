@@ -90,3 +90,18 @@ def test_a_profile_turns_preflight_off_and_builtins_name_theirs():
     assert load_environment("nanogpt").manifest.preflight_profile("small") == "smoke"
     grpo = load_environment("grpo").manifest
     assert grpo.preflight_profile("small") == "math-smoke" and grpo.preflight_profile("tiny") is None
+
+
+def test_the_funnel_counts_preflight_passes():
+    from groundwork.analysis.summary import _funnel
+    from groundwork.records import Result
+
+    stopped = {"stage": "preflight", "preflight": {"passed": False, "seconds": 1.0}}
+    results = [
+        Result(idea_id="a", failure=FailureCategory.PATCH_FAILED),
+        Result(idea_id="b", failure=FailureCategory.NO_METRIC, flags=stopped),  # no metric at pre-flight: never ran
+        Result(idea_id="c", failure=FailureCategory.CRASHED, flags={"preflight": {"passed": True, "seconds": 1.0}}),
+        Result(idea_id="d", metric=1.0),  # pre-flight off
+    ]
+    f = _funnel(results)
+    assert (f.proposed, f.applied, f.preflight_passed, f.ran, f.valid) == (4, 3, 2, 1, 1)
