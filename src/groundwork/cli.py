@@ -206,12 +206,18 @@ def run(
     abort_patience: int = typer.Option(
         2, "--abort-patience", min=1, help="Early abort: trailing logged points in a row that stop a job."
     ),
+    preflight: bool | None = typer.Option(
+        None,
+        "--preflight/--no-preflight",
+        help="Run each idea first at the manifest's pre-flight profile (default: as the manifest says).",
+    ),
     runs_dir: Path = RunsDir,
 ) -> None:
     """Start a research run (no arguments: the offline nanogpt demo)."""
     config = build(
         RunConfig,
         early_abort=early_abort,
+        preflight=preflight,
         abort_k=abort_k,
         abort_warmup=abort_warmup,
         abort_patience=abort_patience,

@@ -85,6 +85,9 @@ class RunConfig(BaseModel):
     abort_k: float = Field(default=3.0, gt=0)
     abort_warmup: float = Field(default=0.3, ge=0, le=1)
     abort_patience: int = Field(default=2, ge=1)
+    # Pre-flight of each idea's job at the manifest's `preflight` profile: None: as the
+    # manifest says; False: off; True: on (the manifest must name a profile).
+    preflight: bool | None = None
 
     @model_validator(mode="after")
     def _abort_needs_spread(self) -> RunConfig:

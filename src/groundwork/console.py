@@ -55,7 +55,8 @@ def rate_text(summary: RunSummary) -> str:
         return "execution rate: - (no idea finished yet)"
     return (
         f"execution rate: {f.valid}/{f.proposed} = {f.execution_rate:.0%}  "
-        f"(proposed {f.proposed} -> patch applied {f.applied} -> ran {f.ran} -> valid metric {f.valid}"
+        f"(proposed {f.proposed} -> patch applied {f.applied} -> pre-flight passed {f.preflight_passed} "
+        f"-> ran {f.ran} -> valid metric {f.valid}"
         + (f", {f.repaired} of them repaired after their run failed" if f.repaired else "")
         + ")"
     )

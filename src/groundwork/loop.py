@@ -221,6 +221,9 @@ class ResearchLoop:
             self._prepare_slots(scheduler)  # workers start while the data and the baseline are made ready
             if self.data_dir is None:  # the CLI prepares visibly before it starts the loop
                 self.data_dir = self.env.prepare(self.profile, quiet=True)
+            preflight = self.env.manifest.preflight_profile(self.profile.name)
+            if preflight and self.config.preflight is not False:  # its data, once (cached)
+                self.env.for_profile(preflight).prepare(self.env.profile(preflight), quiet=True)
             built = self.env.interpreter()  # built by the preparation: its requirements fail before any job
             if built:
                 record_in_run(self.store.run_dir, built)
@@ -764,4 +767,18 @@ class ResearchLoop:
             ),
             log_limit_mb=self.config.log_limit_mb,
             abort_rule=self._abort_rule(job),
+            preflight=self._preflight_profile(job),
         )
+
+    def _preflight_profile(self, job: Job):
+        """The profile an idea's job pre-flights at (never the baseline's or a confirmation's)."""
+        name = self.env.manifest.preflight_profile(self.profile.name)
+        if self.config.preflight is True and name is None:
+            raise ValueError(
+                f"--preflight: the manifest names no pre-flight profile for profile {self.profile.name!r}; "
+                'set [run] preflight = "PROFILE" (or the profile\'s own preflight) or drop --preflight'
+            )
+        if self.config.preflight is False or name is None:
+            return None
+        idea = next(i for i in self.store.ideas() if i.id == job.idea_id)
+        return None if idea.prompt_kind in NOT_SEARCHED else self.env.profile(name)

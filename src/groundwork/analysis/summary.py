@@ -56,6 +56,7 @@ class Funnel:
 
     proposed: int = 0
     applied: int = 0
+    preflight_passed: int = 0  # applied, and passed the pre-flight or ran without one
     ran: int = 0
     valid: int = 0
     repaired: int = 0  # of the valid: valid only thanks to a repair round (their first run failed)
@@ -335,7 +336,10 @@ def _funnel(results: list[Result]) -> Funnel:
     return Funnel(
         proposed=len(results),
         applied=sum(1 for r in results if r.failure != FailureCategory.PATCH_FAILED),
-        ran=sum(1 for r in results if r.failure in RAN),
+        preflight_passed=sum(
+            1 for r in results if r.failure != FailureCategory.PATCH_FAILED and r.flags.get("stage") != "preflight"
+        ),
+        ran=sum(1 for r in results if r.failure in RAN and r.flags.get("stage") != "preflight"),
         valid=sum(1 for r in results if r.valid),
         repaired=sum(1 for r in results if r.valid and r.repair_rounds > 0),
     )

@@ -157,12 +157,19 @@ class RunCommands(_Strict):
     # Names of the controller's environment variables jobs get besides the built-in allow-list
     # (never a secret: *_API_KEY, *_TOKEN, *SECRET*, *PASSWORD* are refused).
     pass_env: list[str] = Field(default_factory=list)
+    # The profile an idea's patched codebase runs at first, seconds long, before its full job
+    # (execution/runner.py); False or absent: no pre-flight. A profile may override it.
+    preflight: str | Literal[False] | None = None
 
     @field_validator("*")
     @classmethod
     def _known_placeholders(cls, v: Any, info: ValidationInfo) -> Any:
         # Every command (any list of arguments but pass_env) is checked, new ones included.
-        if info.field_name != "pass_env" and isinstance(v, list) and all(isinstance(a, str) for a in v):
+        if (
+            info.field_name not in ("pass_env", "preflight")
+            and isinstance(v, list)
+            and all(isinstance(a, str) for a in v)
+        ):
             problems = placeholders.unknown(info.field_name or "", v)
             if problems:
                 raise ValueError("; ".join(problems))
@@ -256,6 +263,7 @@ class Profile(_Strict):
     grace_s: float | None = Field(default=None, ge=0)
     eval_timeout_s: float | None = Field(default=None, gt=0)
     data_key: str = "default"  # profiles that share data share a prepared data folder
+    preflight: str | Literal[False] | None = None  # None: [run] preflight
 
     @model_validator(mode="after")
     def _budget_complete(self) -> Profile:
@@ -300,6 +308,40 @@ class Manifest(_Strict):
         return self.model_copy(
             update={"default_profile": name, **{k: v for k, v in overrides.items() if v is not None}}
         )
+
+    def preflight_profile(self, name: str) -> str | None:
+        """The profile that pre-flights profile `name`'s jobs, or None (off, or itself)."""
+        own = self.profiles[name].preflight
+        chosen = self.run.preflight if own is None else own
+        return chosen if chosen and chosen != name else None
+
+    @model_validator(mode="after")
+    def _preflight_profiles_fit(self) -> Manifest:
+        problems = []
+        for name, profile in self.profiles.items():
+            key = f"profiles.{name}.preflight" if profile.preflight is not None else "run.preflight"
+            chosen = self.preflight_profile(name)
+            if chosen is None:
+                continue
+            if chosen not in self.profiles:
+                problems.append(
+                    f"{key} = {chosen!r} (for profile {name!r}) is not a profile; defined profiles: "
+                    f"{sorted(self.profiles)}; name one or set preflight = false"
+                )
+                continue
+            mine, theirs = (
+                self.profiles[name].codebase or self.codebase,
+                self.profiles[chosen].codebase or self.codebase,
+            )
+            if mine != theirs:
+                problems.append(
+                    f"{key} = {chosen!r}: profile {name!r} runs codebase {mine!r} but {chosen!r} runs {theirs!r}; "
+                    f"a pre-flight runs the same patched code: name a profile of codebase {mine!r} or set "
+                    f"profiles.{name}.preflight = false"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _default_profile_exists(self) -> Manifest:

@@ -32,13 +32,15 @@ def environment_job_spec(
     memory_limit_mb: float | None = 0,
     log_limit_mb: float = 50,
     abort_rule: dict | None = None,
+    preflight: ResolvedProfile | None = None,
 ) -> JobSpec:
     """A job of `env` as `profile` runs it. Without `diff_path` it runs the unmodified
     baseline; without `locked_hashes` the locked files are hashed as they are now (a run
     passes the hashes it recorded when it started, so a changed file is caught). A
     `time_budget_s` makes it a time-budgeted job of that many seconds; otherwise the
     profile's budget holds (under a compute budget the kill limit, with no grace, ends
-    training that overruns)."""
+    training that overruns). A `preflight` profile (of the same codebase, its data
+    prepared) makes the job run the patched code at that profile first."""
     manifest = env.manifest
     codebase = env.codebase_dir.resolve()
     profile = profile.with_budget(None, time_budget_s)
@@ -89,4 +91,23 @@ def environment_job_spec(
         hidden_files=list(manifest.files.hidden),
         python=built.python if built else "",
         interpreter=request.to_dict() if request else None,
+        preflight=_preflight(env, preflight, seed, threads) if preflight else None,
     )
+
+
+def _preflight(env: Environment, profile: ResolvedProfile, seed: int, threads: int) -> dict:
+    """What the runner needs to run the pre-flight profile: its commands, settings, data
+    folders and budgets (always its own, whatever budget the run's jobs use)."""
+    view = env.for_profile(profile.name)
+    return {
+        "profile": profile.name,
+        "train_command": view.manifest.run.train,
+        "eval_command": view.manifest.run.evaluate,
+        "env": {**profile.env, **view.data_env(view.data_dir(profile)), "GROUNDWORK_SEED": str(seed)},
+        "time_budget_s": profile.training_limit_s,
+        "grace_s": profile.grace_s if profile.budget == "time" else 0.0,
+        "eval_timeout_s": profile.eval_timeout_s,
+        "budget": profile.budget,
+        "threads": profile.resources.cpus if profile.budget == "compute" and not profile.resources.gpus else threads,
+        "training_files": view.manifest.data.training_files,
+    }

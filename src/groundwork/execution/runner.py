@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from groundwork.environments import placeholders
@@ -192,6 +192,8 @@ class JobRunner:
             # folder; only the sandbox also keeps training from reading the copies elsewhere.
             held_out = bool(self.spec.hidden_files or self.spec.training_files is not None)
             self.flags["held_out_protected"] = self.sandboxed or not held_out
+            if self.spec.preflight:
+                self._preflight()
             metric, metrics, exit_code = self._run_phases()
         except _Failed as failed:
             failure, detail, exit_code = failed.category, failed.detail, failed.exit_code
@@ -213,6 +215,41 @@ class JobRunner:
         )
 
     # ---- phases -------------------------------------------------------------------
+
+    def _preflight(self) -> None:
+        """The patched codebase at the short pre-flight profile, in its own folder, under this
+        job's sandbox and limits: a crash, a diverged loss or a missing metric ends the job
+        here, seconds in, before the full training. Its log joins the job's log (repair reads it)."""
+        p = self.spec.preflight or {}
+        folder = self.job_dir / "preflight"
+        if folder.exists():  # a re-run attempt starts afresh
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        sub = replace(
+            self.spec,
+            job_dir=str(folder),
+            **{key: p[key] for key in ("train_command", "eval_command", "env", "time_budget_s", "grace_s")},
+            **{key: p[key] for key in ("eval_timeout_s", "budget", "threads", "training_files")},
+            abort_rule=None,
+            preflight=None,
+        )
+        outcome = JobRunner(sub).run()
+        seconds = round(outcome.ended_at - outcome.started_at, 3)
+        sub_log = folder / LOG_FILE
+        with open(self.log_path, "ab") as log:
+            self._header(log, f"pre-flight (profile {p['profile']})")
+            if sub_log.is_file():
+                log.write(sub_log.read_bytes())
+            self._header(log, f"pre-flight {'failed: ' + outcome.failure.value if outcome.failure else 'passed'}")
+        shutil.rmtree(folder / "work", ignore_errors=True)  # its log is kept; the copy is not needed
+        self.flags["preflight"] = {"passed": outcome.failure is None, "seconds": seconds, "profile": p["profile"]}
+        if outcome.failure is not None:
+            self.flags["stage"] = "preflight"
+            raise _Failed(
+                outcome.failure,
+                f"pre-flight (profile {p['profile']}) failed, so the full training never ran: {outcome.detail}",
+                outcome.exit_code,
+            )
 
     def _run_phases(self) -> tuple[float, dict, int]:
         spec = self.spec
