@@ -58,7 +58,7 @@ def test_init_without_questions_writes_a_valid_usable_manifest(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "accuracy (maximize)" in proc.stdout
+    assert "accuracy (maximize" in proc.stdout and "training script: train.py" in proc.stdout
     env = load_environment(repo)
     m = env.manifest
     assert m.files.editable == ["train.py"] and m.files.locked == ["evaluate.py", "prepare.py"]
@@ -82,26 +82,39 @@ def test_init_without_questions_writes_a_valid_usable_manifest(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stdout and "--force" in again.stdout
 
 
-def test_init_asks_and_takes_the_answers(tmp_path):
+def test_init_takes_what_the_flags_say(tmp_path):
     repo = _repo(tmp_path, **{"scripts__train.py": TRAIN, "scripts__score.py": EVALUATE, "model.py": "x = 1\n"})
-    answers = "\n".join(["", "scripts/score.py", "", "", "maximize", "scripts/train.py,model.py", ""]) + "\n"
-    result = CliRunner().invoke(app, ["env", "init", str(repo), "--ask"], input=answers)
+    args = ["env", "init", str(repo), "--no-ask", "--evaluate", "scripts/score.py", "--direction", "maximize"]
+    args += ["--editable", "scripts/train.py", "--editable", "model.py", "--metric-range", "0.1,0.9"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     m = load_environment(repo).manifest
     assert m.run.train == ["{python}", "scripts/train.py"] and m.run.evaluate == ["{python}", "scripts/score.py"]
-    assert m.metric.name == "accuracy" and m.metric.direction == "maximize"
+    assert m.metric.name == "accuracy" and m.metric.direction == "maximize" and m.metric.plausible_range == (0.1, 0.9)
     assert m.files.editable == ["scripts/train.py", "model.py"] and m.files.locked == ["scripts/score.py"]
     assert m.run.prepare == []
 
 
-def test_init_refuses_what_it_cannot_use(tmp_path):
-    repo = _repo(tmp_path, **{"train.py": TRAIN})  # no evaluation script anywhere
-    result = CliRunner().invoke(app, ["env", "init", str(repo), "--no-ask"])
-    assert result.exit_code != 0
-    assert "evaluation script 'evaluate.py' does not exist" in str(result.exception)
-    result = CliRunner().invoke(app, ["env", "init", str(repo), "--no-ask", "--evaluate", "train.py"])
-    assert result.exit_code != 0 and "editable and hidden/locked at once" in str(result.exception)
+def test_init_reports_every_problem_at_once(tmp_path):
+    repo = _repo(tmp_path, **{"notes.py": "x = 1\n", "score.py": 'import json\njson.dump({"n": 1}, open("r", "w"))\n'})
+    result = CliRunner().invoke(app, ["env", "init", str(repo), "--no-ask", "--evaluate", "score.py",
+                                      "--prepare", "missing.py"])  # fmt: skip
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "3 problem(s); nothing was written" in out
+    assert "no training script found: name it with --train FILE" in out
+    assert "preparation script 'missing.py' does not exist" in out
+    assert "cannot tell which metric score.py writes: pass --metric-name KEY" in out
     assert not (repo / "environment.toml").exists()
+
+
+def test_a_named_metric_the_evaluation_never_writes_is_refused(tmp_path):
+    repo = _repo(tmp_path, **{"train.py": TRAIN, "evaluate.py": EVALUATE.replace("accuracy", "test_loss")})
+    guess = infer(repo)
+    assert (guess.metric, guess.direction, guess.plausible_range) == ("test_loss", "minimize", (0.0, 100.0))
+    result = CliRunner().invoke(app, ["env", "init", str(repo), "--no-ask", "--metric-name", "loss"])
+    assert result.exit_code == 1
+    assert "never writes that key (it writes 'test_loss')" in " ".join(result.output.split())
 
 
 def test_the_documented_example_environment_runs(tmp_path):
