@@ -141,3 +141,52 @@ def test_the_documented_example_environment_runs(tmp_path):
     outcome = JobRunner(spec).run()
     assert outcome.failure is None, outcome.detail
     assert 0.005 < outcome.metric < 0.5 and outcome.metrics["points"] == 500 and outcome.curve
+
+
+CHAR_TRAINER = '''"""A char-level model trained from the command line."""
+import argparse
+import os
+
+import torch
+import fancylog
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--input", default="input.txt")
+    p.add_argument("--max_steps", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--work-dir", default="runs")
+    a = p.parse_args()
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt.step()
+    torch.save({"model": model.state_dict(), "step": 1}, os.path.join(a.work_dir, "ckpt.pt"))
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_a_flag_driven_trainer_is_inferred_with_its_evidence(tmp_path):
+    from groundwork.environments.init_plan import InitOptions, plan
+
+    repo = _repo(tmp_path, **{"char_rnn.py": CHAR_TRAINER, "input.txt": "hello world\n" * 50, "utils.py": ""})
+
+    def importable(present):  # a test double of the interpreter's import check
+        return lambda name: name != "fancylog" or present
+
+    missing = plan(repo, InitOptions(), importable(False))
+    assert any("imports fancylog" in p and "--requirements" in p for p in missing.problems)
+    p = plan(repo, InitOptions(max_steps=20), importable(True))
+    assert p.problems == []
+    s = p.scaffold
+    assert s.train_script == "char_rnn.py" and s.metric == "val_loss" and s.plausible_range == (0.0, 100.0)
+    assert s.train_command == ["{python}", "char_rnn.py", "--input", "{data_dir}/train.txt", "--seed", "{seed}",
+                               "--work-dir", "{output_dir}", "--max_steps", "20", "--device", "cpu"]  # fmt: skip
+    assert s.training_files == ["train.txt"] and "input.txt" in s.hidden and "input.txt" in s.locked
+    evidence = "\n".join(p.evidence())
+    assert "flag for seed: --seed" in evidence and "torch.save of a state dict under 'model' to ckpt.pt" in evidence
+    assert "state = state['model']" in p.drafts["groundwork_eval.py"]
+    assert "weights_only=True" in p.drafts["groundwork_eval.py"]
+    assert set(p.drafts) == {"groundwork_eval.py", "groundwork_prepare.py"}
