@@ -58,6 +58,7 @@ class FailureCategory(StrEnum):
     EVAL_TAMPERED = "eval_tampered"  # a locked file changed while the job ran
     METRIC_IMPLAUSIBLE = "metric_implausible"  # outside the environment's plausible range
     ABORTED_TRAILING = "aborted_trailing"  # stopped early: its training curve trailed the baseline's
+    DIVERGED = "diverged"  # a non-finite training loss, or a model whose outputs are NaN/inf
 
 
 def now() -> float:

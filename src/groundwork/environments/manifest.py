@@ -28,6 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from groundwork.environments.placeholders import JOB_PLACEHOLDERS, PREPARE_PLACEHOLDERS, unknown_placeholders
 from groundwork.redaction import is_secret_name
 
 MANIFEST_NAME = "environment.toml"
@@ -128,6 +129,19 @@ class RunCommands(_Strict):
     # Names of the controller's environment variables jobs get besides the built-in allow-list
     # (never a secret: *_API_KEY, *_TOKEN, *SECRET*, *PASSWORD* are refused).
     pass_env: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> RunCommands:
+        problems = []
+        for name in ("train", "evaluate", "prepare"):
+            allowed = PREPARE_PLACEHOLDERS if name == "prepare" else JOB_PLACEHOLDERS
+            unknown = unknown_placeholders(getattr(self, name), allowed)
+            if unknown:
+                listed = ", ".join("{" + n + "}" for n in allowed)
+                problems.append(f"run.{name} uses {', '.join('{' + n + '}' for n in unknown)}; it may use {listed}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("pass_env")
     @classmethod
@@ -299,4 +313,45 @@ def _check_files(manifest: Manifest, root: Path) -> list[str]:
             for file in getattr(view.files, group):
                 if not (codebase / file).is_file():
                     problems.append(f"{prefix}files.{group}: {file!r} does not exist in {codebase}")
+        for file in data_sources_in_reach(view, codebase):
+            problems.append(
+                f"{prefix}files.hidden: {file!r} is read by the data preparation and sits in the codebase, so "
+                f"training could read the held-out examples it holds; add it to files.hidden and files.locked"
+            )
     return list(dict.fromkeys(problems))  # profiles sharing the defaults share their problems
+
+
+SKIPPED_DIRS = frozenset({".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache"})
+
+
+def data_sources_in_reach(view: Manifest, codebase: Path) -> list[str]:
+    """Codebase files (not code) that the data preparation reads, and that training would
+    find in its work folder: the preparation's own arguments, and names its scripts quote.
+    In a repository used as is (`codebase = "."`) this is typically the raw data file that
+    the held-out split is cut from."""
+    prepare = view.run.prepare or []
+    scripts = [codebase / arg for arg in prepare if arg.endswith(".py") and (codebase / arg).is_file()]
+    quoted = "\n".join(script.read_text(encoding="utf-8", errors="replace") for script in scripts)
+    hidden = set(view.files.hidden)
+    found = []
+    for path in _codebase_files(codebase):
+        rel = path.relative_to(codebase).as_posix()
+        if rel in hidden or path.suffix == ".py":
+            continue
+        named = rel in prepare or any(f"{q}{name}{q}" in quoted for name in {rel, path.name} for q in "'\"")
+        if named:
+            found.append(rel)
+    return found
+
+
+def _codebase_files(codebase: Path, depth: int = 3):
+    """The files of a codebase, a few folders deep (a repository may be large)."""
+    stack = [(codebase, 0)]
+    while stack:
+        folder, level = stack.pop()
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                if level + 1 < depth and entry.name not in SKIPPED_DIRS:
+                    stack.append((entry, level + 1))
+            elif entry.is_file():
+                yield entry

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from groundwork.environments import placeholders
 from groundwork.environments.manifest import (
     MANIFEST_NAME,
     Budget,
@@ -220,8 +221,8 @@ class Environment:
 
 
 def fill_command(template: list[str], python: str, data_dir: Path) -> list[str]:
-    """A manifest command with its `{python}` and `{data_dir}` placeholders filled in."""
-    return [a.replace("{python}", python).replace("{data_dir}", str(data_dir)) for a in template]
+    """The data preparation's command with its `{python}` and `{data_dir}` filled in."""
+    return placeholders.fill(template, {"python": python, "data_dir": str(data_dir)})
 
 
 def training_view(data_dir: Path, patterns: list[str] | None, env_name: str) -> Path:

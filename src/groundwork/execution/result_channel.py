@@ -38,6 +38,7 @@ FD_ENV = "GROUNDWORK_RESULT_FD"
 OPENING = b"groundwork-result-channel 1\n"
 MAX_BYTES = 1 << 20  # far above any result; more is junk, and reading stops there
 TAMPERED_EXIT = 3
+DIVERGED_EXIT = 4  # an evaluation that finds the model's outputs non-finite exits with this
 DRAIN_S = 5.0  # after the evaluation's group was killed: how long its processes may take to let go
 
 

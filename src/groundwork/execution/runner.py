@@ -24,6 +24,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
+from groundwork.environments import placeholders
 from groundwork.execution import resources, result_channel, sandbox
 from groundwork.execution.early_abort import AbortRule, compute_share, read_curve
 from groundwork.execution.metric_checks import CheckFailed, check_relations
@@ -118,6 +119,17 @@ def _evaluation_view(env: dict[str, str], result_fd: int, work: Path) -> dict[st
     return view
 
 
+def first_non_finite_loss(curve: list[dict]) -> str:
+    """Where a training curve's loss first stops being a finite number ('' if it never does):
+    any number logged under a name holding "loss"."""
+    for point in curve:
+        for key, value in point.items():
+            if "loss" in key and isinstance(value, (int, float)) and not math.isfinite(value):
+                where = f"step {point['step']}" if "step" in point else f"point {curve.index(point) + 1}"
+                return f"{key} {value} at {where} of train_log.jsonl"
+    return ""
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -125,8 +137,20 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _expand(command: list[str]) -> list[str]:
-    return [arg.replace("{python}", sys.executable) for arg in command]
+def _expand(command: list[str], env: dict[str, str], work: Path) -> list[str]:
+    """A phase's command with the manifest's placeholders filled in from what this phase
+    gets (training's `{data_dir}` is its training view)."""
+    return placeholders.fill(
+        command,
+        {
+            "python": sys.executable,
+            "data_dir": env.get("GROUNDWORK_DATA_DIR", ""),
+            "seed": env.get("GROUNDWORK_SEED", ""),
+            "budget_s": env.get("GROUNDWORK_TIME_BUDGET_S", ""),
+            "work_dir": str(work),
+            "output_dir": str(work / "out"),
+        },
+    )
 
 
 class _AbortWatch:
@@ -222,6 +246,9 @@ class JobRunner:
                     f"training ran past budget + grace ({spec.time_budget_s:g}s + {spec.grace_s:g}s) and was killed",
                 )
             self._check_locked("during training")
+            diverged = first_non_finite_loss(read_curve(self.work / "out" / "train_log.jsonl"))
+            if diverged:  # before the crash: a loss gone NaN is the cause, whatever broke next
+                raise _Failed(FailureCategory.DIVERGED, f"training diverged: {diverged}", code)
             if code != 0:
                 raise _Failed(
                     FailureCategory.CRASHED, f"training exited with code {code}:\n{_tail(self.log_path)}", code
@@ -249,6 +276,12 @@ class JobRunner:
                 raise _Failed(
                     FailureCategory.EVAL_TAMPERED,
                     f"the evaluation found its result channel closed or replaced:\n{_tail(self.log_path, 3)}",
+                    code,
+                )
+            if code == result_channel.DIVERGED_EXIT:
+                raise _Failed(
+                    FailureCategory.DIVERGED,
+                    f"the evaluation found the model diverged:\n{_tail(self.log_path, 3)}",
                     code,
                 )
             if code != 0:
@@ -301,6 +334,7 @@ class JobRunner:
         for rel in spec.hidden_files:
             _remove(self.work / rel)
         self.hidden_present = not spec.hidden_files
+        (self.work / "out").mkdir(exist_ok=True)  # {output_dir} names a folder that exists
 
     def _restore_hidden(self) -> None:
         spec = self.spec
@@ -418,7 +452,7 @@ class JobRunner:
     ) -> PhaseEnd:
         """One phase under the job's limits. Sandboxed, it sees the file system it needs and
         no more: the interpreter, its data folder (the one in `env`), the work folder."""
-        command = _expand(command)
+        command = _expand(command, env, self.work)
         if self.sandboxed:
             visible = [Path(env["GROUNDWORK_DATA_DIR"])] if env.get("GROUNDWORK_DATA_DIR") else []
             visible += sandbox.named_paths(env, [*self.spec.pass_env, *sandbox.PATH_VARIABLES])

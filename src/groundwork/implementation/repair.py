@@ -10,14 +10,14 @@ from groundwork.records import FailureCategory, JobOutcome
 
 # A crash or a missing metric is often a cheap bug in the patch. Everything else is final:
 # a timeout, and the integrity failures (tampering, an implausible metric, a failed guard).
-REPAIRABLE = frozenset({FailureCategory.CRASHED, FailureCategory.NO_METRIC})
+REPAIRABLE = frozenset({FailureCategory.CRASHED, FailureCategory.NO_METRIC, FailureCategory.DIVERGED})
 
 NON_FINITE_LOSS = re.compile(r"\bloss\b[^\n]{0,40}?\b(nan|-?inf)\b|\b(nan|inf)\b[^\n]{0,20}\bloss\b", re.IGNORECASE)
 CUT = "[... {n} lines cut ...]"
 
 
 def repairable(outcome: JobOutcome) -> bool:
-    """A failure worth a repair round: a crash or no metric, with no integrity check failed
+    """A failure worth a repair round: a crash, no metric or a diverged training, with no integrity check failed
     (a flag `*_ok` set to false, e.g. the locked files' hashes, marks the run as final)."""
     if outcome.failure not in REPAIRABLE:
         return False

@@ -80,6 +80,14 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+DIVERGED_EXIT = 4  # the runner reports this exit as `diverged`, not as a crash
+
+
+def diverged(message: str) -> NoReturn:
+    print(f"evaluate.py: error: training diverged: {message}", file=sys.stderr, flush=True)
+    sys.exit(DIVERGED_EXIT)
+
+
 # The result channel (GROUNDWORK_RESULT_FD, given by the job runner): a pipe, opened before
 # any code a run can edit is imported. The result is serialised and sent through functions
 # bound here, before that import, so a patched json, open, os.write or repr cannot touch it;
@@ -281,6 +289,10 @@ def main() -> None:
             logits = logits_of(model, x)
             if tuple(logits.shape) != (len(batch), length, vocab):
                 fail(f"model returned logits of shape {tuple(logits.shape)}, expected {(len(batch), length, vocab)}")
+            # Before the causality guard: NaN logits fail every comparison, which would
+            # blame causality for a model that simply diverged.
+            if not bool(torch.isfinite(logits).all()):
+                diverged("the model's logits hold NaN or infinite values")
             if b in guarded and length > 1:
                 check_causal(model, x, logits, b, GUARD_TOLERANCE[device])
             logp = LOG_SOFTMAX(logits.to(logit_dtype), dim=-1)
@@ -293,7 +305,7 @@ def main() -> None:
         fail(f"internal error: scored {counted} positions, expected {expected}")
     val_loss = total_nll / counted
     if not math.isfinite(val_loss):
-        fail(f"non-finite validation loss {val_loss}")
+        diverged(f"non-finite validation loss {val_loss}")
     # Bits per byte: for bytes, the loss in bits; for tokens, all the bits over all the bytes.
     val_bpb = val_loss / LN2 if token_bytes is None else total_nll / LN2 / scored_bytes
 
