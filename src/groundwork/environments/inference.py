@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class RepoFacts:
     flag_defaults: dict[str, str] = field(default_factory=dict)  # role -> its default, as source text
     data_files: list[str] = field(default_factory=list)  # candidate data files at the repository root
     missing_imports: list[str] = field(default_factory=list)  # the training script's, not importable here
+    pythonpath_imports: list[str] = field(default_factory=list)  # importable here only through PYTHONPATH
     requirements_file: str | None = None
     checkpoint: Checkpoint = Checkpoint("unknown")
     findings: list[Finding] = field(default_factory=list)
@@ -171,10 +173,8 @@ def local_modules(repo: Path) -> set[str]:
     return {p.stem for p in repo.glob("*.py")} | {p.name for p in repo.iterdir() if (p / "__init__.py").is_file()}
 
 
-def missing_imports(repo: Path, tree: ast.Module, python_can_import=None) -> list[str]:
-    """Top-level modules the script imports that are neither standard, nor the repository's,
-    nor importable by this interpreter (`python_can_import` replaces the check in tests)."""
-    can_import = python_can_import or (lambda name: importlib.util.find_spec(name) is not None)
+def third_party_imports(repo: Path, tree: ast.Module) -> list[str]:
+    """Top-level modules the script imports that are neither standard nor the repository's."""
     names = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -182,10 +182,16 @@ def missing_imports(repo: Path, tree: ast.Module, python_can_import=None) -> lis
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.append(node.module.split(".")[0])
     local = local_modules(repo)
+    return [n for n in dict.fromkeys(names) if n not in sys.stdlib_module_names and n not in local
+            and n != "__future__"]  # fmt: skip
+
+
+def missing_imports(repo: Path, tree: ast.Module, python_can_import=None) -> list[str]:
+    """The script's third-party modules this interpreter cannot import (`python_can_import`
+    replaces the check in tests)."""
+    can_import = python_can_import or (lambda name: importlib.util.find_spec(name) is not None)
     missing = []
-    for name in dict.fromkeys(names):
-        if name in sys.stdlib_module_names or name in local or name == "__future__":
-            continue
+    for name in third_party_imports(repo, tree):
         try:
             found = can_import(name)
         except (ImportError, ValueError):
@@ -193,6 +199,22 @@ def missing_imports(repo: Path, tree: ast.Module, python_can_import=None) -> lis
         if not found:
             missing.append(name)
     return missing
+
+
+def found_on_pythonpath(names: list[str], environ=None) -> list[str]:
+    """Those of `names` this interpreter finds only through PYTHONPATH: a job gets no
+    PYTHONPATH unless the manifest passes it (`pass_env`), so they would be missing there."""
+    entries = [Path(p).resolve() for p in (environ or os.environ).get("PYTHONPATH", "").split(os.pathsep) if p]
+    found = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        origin = Path(spec.origin).resolve() if spec and spec.origin and spec.has_location else None
+        if origin and any(origin.is_relative_to(entry) for entry in entries):
+            found.append(name)
+    return found
 
 
 def checkpoint_format(text: str) -> Checkpoint:
@@ -259,6 +281,12 @@ def inspect(repo: Path, train: str | None = None, python_can_import=None) -> Rep
         facts.missing_imports = missing_imports(repo, tree, python_can_import)
         if facts.missing_imports:
             facts.note("imports not installed", ", ".join(facts.missing_imports), f"imported by {facts.train_script}")
+        if python_can_import is None:
+            present = [n for n in third_party_imports(repo, tree) if n not in facts.missing_imports]
+            facts.pythonpath_imports = found_on_pythonpath(present)
+            if facts.pythonpath_imports:
+                facts.note("imports found through PYTHONPATH", ", ".join(facts.pythonpath_imports),
+                           "jobs get PYTHONPATH passed (pass_env)")  # fmt: skip
         facts.checkpoint = checkpoint_format(script.read_text(encoding="utf-8", errors="replace"))
         if facts.checkpoint.kind != "unknown":
             c = facts.checkpoint

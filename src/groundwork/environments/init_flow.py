@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from groundwork.environments.init_plan import InitOptions, Plan, plan
+from groundwork.environments.init_plan import EVAL_DRAFT, InitOptions, Plan, plan
+from groundwork.environments.manifest import ManifestError
 from groundwork.environments.scaffold import render, write
 
 VALIDATION_BUDGET_S = 20.0
@@ -65,19 +66,32 @@ def init_environment(
         say("the model's drafts, against the templates:\n" + drafting.diff(drafts, drafted))
         if confirm("keep the model's drafts?"):
             drafts = drafted
+    for name in drafts:
+        if (repo / name).exists() and not force:
+            raise FileExistsError(f"{repo / name} already exists: pass --force to replace it, or move it away")
+    before = {name: (repo / name).read_text() if (repo / name).exists() else None for name in drafts}
     for name, text in drafts.items():
-        target = repo / name
-        if target.exists() and not force:
-            raise FileExistsError(f"{target} already exists: pass --force to replace it, or move it away")
-        target.write_text(text, encoding="utf-8")
-        result.written.append(name)
-    result.manifest_path, manifest = write(repo, p.scaffold, force=True)
+        (repo / name).write_text(text, encoding="utf-8")
+    try:  # the manifest names the drafts, so it validates only once they exist
+        result.manifest_path, manifest = write(repo, p.scaffold, force=True)
+    except ManifestError:  # an invalid manifest leaves the repository as it was
+        for name, text in before.items():
+            (repo / name).unlink() if text is None else (repo / name).write_text(text, encoding="utf-8")
+        raise
+    result.written = list(drafts)
     say(
         f"wrote {result.manifest_path}: {manifest.metric.name} ({manifest.metric.direction}, plausible "
         f"{list(manifest.metric.plausible_range)}), editable {', '.join(manifest.files.editable)}, "
         f"locked {', '.join(manifest.files.locked) or '-'}"
         + (f"; drafted {', '.join(result.written)}" if result.written else "")
     )
+    if p.scaffold.requirements:
+        say(
+            f"requirements: {', '.join(p.scaffold.requirements)} (a comment in the manifest): install them into "
+            "the interpreter that runs Groundwork; environments have no interpreter of their own yet"
+        )
+    if "score()" in drafts.get(EVAL_DRAFT, "") and "NotImplementedError" in drafts.get(EVAL_DRAFT, ""):
+        say(f"next: write score() in {EVAL_DRAFT} (it loads the checkpoint already), or draft it with --llm SPEC")
     if llm is not None and result.written:
         result.problems = _validate(repo, p, drafts, llm, say)
     return result

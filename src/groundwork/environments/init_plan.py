@@ -179,6 +179,7 @@ def plan(repo: Path, options: InitOptions, python_can_import=None) -> Plan:
         training_files=training_files,
         data_key=options.data_key or "default",
         requirements=list(requirements or []),
+        pass_env=["PYTHONPATH"] if facts.pythonpath_imports else [],
         notes=[f"{f.what}: {f.value}" for f in facts.findings],
     )
     return Plan(scaffold=scaffold, facts=facts, drafts=drafts, problems=problems)

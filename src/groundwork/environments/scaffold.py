@@ -65,6 +65,7 @@ class Scaffold:
     training_files: list[str] | None = None
     data_key: str = "default"
     requirements: list[str] = field(default_factory=list)
+    pass_env: list[str] = field(default_factory=list)
 
     def with_goal(self) -> Scaffold:
         if self.goal:
@@ -173,7 +174,14 @@ def render(s: Scaffold) -> str:
         if s.training_files
         else ""
     )
-    requirements = f"requirements = {_toml_list(s.requirements)}\n" if s.requirements else ""
+    # No manifest key names an environment's own dependencies yet: a hint, so they are not missed.
+    requirements = (
+        f"# this repository's requirements ({', '.join(s.requirements)}): install them into the interpreter "
+        "that runs Groundwork\n"
+        if s.requirements
+        else ""
+    )
+    pass_env = f"pass_env = {_toml_list(s.pass_env)}  # the controller's variables jobs get\n" if s.pass_env else ""
     low, high = s.plausible_range
     return f"""# {s.name}: scaffolded by `groundwork env init`; see docs/environments.md for every key.
 name = {json.dumps(s.name)}
@@ -199,7 +207,7 @@ allow_delete = false  # whether a patch may delete (or rename) an editable file
 train = {_command(train)}
 evaluate = ["{{python}}", {json.dumps(s.eval_script)}]
 {prepare}
-{requirements}grace_s = 20
+{requirements}{pass_env}grace_s = 20
 eval_timeout_s = 300
 {data}
 [profiles.default]
