@@ -178,3 +178,27 @@ def test_the_preset_check_sees_the_small_presets_knobs():
     knobs = _preset_knobs(NANOGPT.codebase_dir / "train.py", "small")
     assert {"n_layer", "block_size", "learning_rate"} <= knobs and "beta2" not in knobs
     assert _preset_knobs(NANOGPT.codebase_dir / "train.py", None) == set()
+
+
+def test_an_exploit_ideas_title_states_the_change_its_diff_makes():
+    """A refinement of "Deeper" (n_layer 2 -> 4) is applied to the baseline, so its title
+    names the baseline's value as the start (the diff's), not the parent's 4."""
+    editable = {"train.py": (NANOGPT.codebase_dir / "train.py").read_text()}
+    winner = Idea(
+        id="e1-01", epoch=1, index=1, title="Deeper", text="Four blocks.", prompt_kind=PromptKind.SIMPLE, origin=LABEL,
+        payload={"catalog_ids": ["deeper"], "edits": [{"file": "train.py", "knob": "n_layer", "value": "4"}]},
+    )  # fmt: skip
+    history = SearchHistory(
+        metric=METRIC,
+        baseline=Result(idea_id="baseline", metric=3.0),
+        scored=[Scored(winner, Result(idea_id="e1-01", metric=2.9))],
+        proposed=[winner],
+    )
+    request = IdeationRequest(PromptKind.EXPLOIT, 3, epoch=2, parents=list(history.beating_baseline()))
+    drafts = CatalogIdeator.from_file(NANOGPT.catalog_path, seed=1, baseline_files=editable).propose(request, history)
+    mutated = [d for d in drafts if d.parents and d.payload.get("mutation")]
+    assert mutated
+    for draft in mutated:
+        value = draft.payload["edits"][0]["value"]
+        assert draft.title == f"Deeper: n_layer 2 -> {value}", draft.title
+        assert draft.payload["title_root"] == "Deeper"

@@ -60,7 +60,7 @@ def test_init_without_questions_writes_a_valid_usable_manifest(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "accuracy (maximize)" in proc.stdout
+    assert "accuracy (maximize" in proc.stdout and "training script: train.py" in proc.stdout
     env = load_environment(repo)
     m = env.manifest
     assert m.files.editable == ["train.py"] and m.files.locked == ["evaluate.py", "prepare.py"]
@@ -84,26 +84,39 @@ def test_init_without_questions_writes_a_valid_usable_manifest(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stdout and "--force" in again.stdout
 
 
-def test_init_asks_and_takes_the_answers(tmp_path):
+def test_init_takes_what_the_flags_say(tmp_path):
     repo = _repo(tmp_path, **{"scripts__train.py": TRAIN, "scripts__score.py": EVALUATE, "model.py": "x = 1\n"})
-    answers = "\n".join(["", "scripts/score.py", "", "", "maximize", "scripts/train.py,model.py", ""]) + "\n"
-    result = CliRunner().invoke(app, ["env", "init", str(repo), "--ask"], input=answers)
+    args = ["env", "init", str(repo), "--no-ask", "--evaluate", "scripts/score.py", "--direction", "maximize"]
+    args += ["--editable", "scripts/train.py", "--editable", "model.py", "--metric-range", "0.1,0.9"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     m = load_environment(repo).manifest
     assert m.run.train == ["{python}", "scripts/train.py"] and m.run.evaluate == ["{python}", "scripts/score.py"]
-    assert m.metric.name == "accuracy" and m.metric.direction == "maximize"
+    assert m.metric.name == "accuracy" and m.metric.direction == "maximize" and m.metric.plausible_range == (0.1, 0.9)
     assert m.files.editable == ["scripts/train.py", "model.py"] and m.files.locked == ["scripts/score.py"]
     assert m.run.prepare == []
 
 
-def test_init_refuses_what_it_cannot_use(tmp_path):
-    repo = _repo(tmp_path, **{"train.py": TRAIN})  # no evaluation script anywhere
-    result = CliRunner().invoke(app, ["env", "init", str(repo), "--no-ask"])
-    assert result.exit_code != 0
-    assert "evaluation script 'evaluate.py' does not exist" in str(result.exception)
-    result = CliRunner().invoke(app, ["env", "init", str(repo), "--no-ask", "--evaluate", "train.py"])
-    assert result.exit_code != 0 and "editable and hidden/locked at once" in str(result.exception)
+def test_init_reports_every_problem_at_once(tmp_path):
+    repo = _repo(tmp_path, **{"notes.py": "x = 1\n", "score.py": 'import json\njson.dump({"n": 1}, open("r", "w"))\n'})
+    result = CliRunner().invoke(app, ["env", "init", str(repo), "--no-ask", "--evaluate", "score.py",
+                                      "--prepare", "missing.py"])  # fmt: skip
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "3 problem(s); nothing was written" in out
+    assert "no training script found: name it with --train FILE" in out
+    assert "preparation script 'missing.py' does not exist" in out
+    assert "cannot tell which metric score.py writes: pass --metric-name KEY" in out
     assert not (repo / "environment.toml").exists()
+
+
+def test_a_named_metric_the_evaluation_never_writes_is_refused(tmp_path):
+    repo = _repo(tmp_path, **{"train.py": TRAIN, "evaluate.py": EVALUATE.replace("accuracy", "test_loss")})
+    guess = infer(repo)
+    assert (guess.metric, guess.direction, guess.plausible_range) == ("test_loss", "minimize", (0.0, 100.0))
+    result = CliRunner().invoke(app, ["env", "init", str(repo), "--no-ask", "--metric-name", "loss"])
+    assert result.exit_code == 1
+    assert "never writes that key (it writes 'test_loss')" in " ".join(result.output.split())
 
 
 @pytest.mark.slow
@@ -132,3 +145,52 @@ def test_the_documented_example_environment_runs(tmp_path):
     outcome = JobRunner(spec).run()
     assert outcome.failure is None, outcome.detail
     assert 0.005 < outcome.metric < 0.5 and outcome.metrics["points"] == 500 and outcome.curve
+
+
+CHAR_TRAINER = '''"""A char-level model trained from the command line."""
+import argparse
+import os
+
+import torch
+import fancylog
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--input", default="input.txt")
+    p.add_argument("--max_steps", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--work-dir", default="runs")
+    a = p.parse_args()
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt.step()
+    torch.save({"model": model.state_dict(), "step": 1}, os.path.join(a.work_dir, "ckpt.pt"))
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_a_flag_driven_trainer_is_inferred_with_its_evidence(tmp_path):
+    from groundwork.environments.init_plan import InitOptions, plan
+
+    repo = _repo(tmp_path, **{"char_rnn.py": CHAR_TRAINER, "input.txt": "hello world\n" * 50, "utils.py": ""})
+
+    def importable(present):  # a test double of the interpreter's import check
+        return lambda name: name != "fancylog" or present
+
+    missing = plan(repo, InitOptions(), importable(False))
+    assert any("imports fancylog" in p and "--requirements" in p for p in missing.problems)
+    p = plan(repo, InitOptions(max_steps=20), importable(True))
+    assert p.problems == []
+    s = p.scaffold
+    assert s.train_script == "char_rnn.py" and s.metric == "val_loss" and s.plausible_range == (0.0, 100.0)
+    assert s.train_command == ["{python}", "char_rnn.py", "--input", "{data_dir}/train.txt", "--seed", "{seed}",
+                               "--work-dir", "{output_dir}", "--max_steps", "20", "--device", "cpu"]  # fmt: skip
+    assert s.training_files == ["train.txt"] and "input.txt" in s.hidden and "input.txt" in s.locked
+    evidence = "\n".join(p.evidence())
+    assert "flag for seed: --seed" in evidence and "torch.save of a state dict under 'model' to ckpt.pt" in evidence
+    assert "state = state['model']" in p.drafts["groundwork_eval.py"]
+    assert "weights_only=True" in p.drafts["groundwork_eval.py"]
+    assert set(p.drafts) == {"groundwork_eval.py", "groundwork_prepare.py"}

@@ -222,7 +222,7 @@ def test_best_of_n_run_asks_only_simple_prompts(toy_env, tmp_path):
     store = RunStore(runs / "r")
     ideas = [i for i in store.ideas() if i.epoch > 0]
     assert len(ideas) == 4 and {str(i.prompt_kind) for i in ideas} == {"simple"}
-    assert "over 2 seeds 1.5600 +- 0.0000" in proc.stdout
+    assert "baseline 1.5600 ± 0.0000 (sd over 2 seeds)" in proc.stdout and "; over 2 seeds" not in proc.stdout
 
 
 def test_a_job_starts_while_the_epochs_other_ideas_are_still_being_implemented(toy_env, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -530,8 +529,10 @@ def env_show(
 def env_check(
     name: str = typer.Argument(..., help="Environment name or folder."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p"),
+    run: bool = typer.Option(False, "--run", help="Also train and evaluate the baseline once at a short budget."),
+    run_budget: float = typer.Option(20.0, "--run-budget", min=1, help="Training budget of that run, seconds."),
 ) -> None:
-    """Check that an environment can run here: manifest, catalog, tools, data."""
+    """Check that an environment can run here: manifest, catalog, tools, data; --run: one short baseline."""
     problems = []
     env = load_environment(name, profile=profile)
     console.print(f"[green]ok[/] manifest {env.root / 'environment.toml'}")
@@ -539,7 +540,8 @@ def env_check(
     if env.catalog_path.is_file():
         console.print(f"[green]ok[/] catalog: {len(load_catalog(env.catalog_path, resolved.name))} ideas")
     else:
-        problems.append(f"no {env.catalog_path.name}: the offline catalog ideator cannot run here")
+        # Not a problem: a run with a model (--llm) needs no catalog.
+        console.print(f"[yellow]note[/] no {env.catalog_path.name}: runs need --llm (the offline catalog has no ideas)")
     if shutil.which("git") is None:
         problems.append("git is not installed; it applies patches (install it with your package manager)")
     else:
@@ -550,13 +552,22 @@ def env_check(
         console.print(f"[green]ok[/] torch {torch.__version__}")
     except ImportError:
         problems.append(f"torch is not importable by {sys.executable}: run `python bootstrap.py` or pip install torch")
-    try:
-        data = env.prepare(resolved, quiet=True)
-        console.print(f"[green]ok[/] data prepared in {data}")
-    except RuntimeError as exc:
-        problems.append(str(exc))
+    if run:
+        from groundwork.environments.check_run import check_run
+
+        console.print(f"running the baseline once ({run_budget:g} s budget): prepare, train, evaluate")
+        report = check_run(env, resolved, run_budget)
+        _print_stages(report.stages)
+        problems += report.problems
+    else:
+        from groundwork.environments.check_run import prepare_stage
+
+        _, stage = prepare_stage(env, resolved)
+        _print_stages([stage])
+        if not stage.ok:
+            problems.append(stage.detail)
     for problem in problems:
-        console.print(f"[red]problem[/] {problem}")
+        console.print(f"[red]problem[/] {problem}", highlight=False)
     if problems:
         raise typer.Exit(1)
     console.print(f"environment {env.name!r} (profile {resolved.name}) is ready")
@@ -597,76 +608,69 @@ def env_prepare(
     console.print(f"data ready in {data}")
 
 
+def _range(text: Optional[str]) -> Optional[tuple[float, float]]:
+    if text is None:
+        return None
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--metric-range {text!r}: write LOW,HIGH, e.g. 0,10") from None
+    return low, high
+
+
+def _print_stages(stages) -> None:
+    for stage in stages:
+        mark = "[green]ok[/]" if stage.ok else "[red]failed[/]"
+        console.print(f"{mark} {stage.name} ({stage.seconds:.1f} s): {stage.detail}", highlight=False)
+
+
 @env_app.command("init")
 def env_init(
     path: Path = typer.Argument(..., help="The repository to scaffold an environment.toml for."),
     train: Optional[str] = typer.Option(None, "--train", help="Training script, relative to PATH."),
     evaluate: Optional[str] = typer.Option(None, "--evaluate", help="Evaluation script that writes the metric."),
     prepare: Optional[str] = typer.Option(None, "--prepare", help="Data preparation script ('' for none)."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="Metric key in the evaluation's result.json."),
+    metric: Optional[str] = typer.Option(None, "--metric-name", "--metric", help="Metric key the evaluation writes."),
     direction: Optional[str] = typer.Option(None, "--direction", help="minimize or maximize."),
+    metric_range: Optional[str] = typer.Option(None, "--metric-range", help="Plausible range LOW,HIGH."),
     editable: Optional[list[str]] = typer.Option(None, "--editable", help="File ideas may edit (repeatable)."),
     locked: Optional[list[str]] = typer.Option(None, "--locked", help="Locked, hidden file (repeatable)."),
+    training_files: Optional[list[str]] = typer.Option(
+        None, "--training-files", help="Data files training may see (repeatable)."
+    ),
+    data_key: Optional[str] = typer.Option(None, "--data-key", help="Name of the prepared data folder."),
+    data_file: Optional[str] = typer.Option(None, "--data-file", help="Root file holding the examples ('' for none)."),
+    requirements: Optional[list[str]] = typer.Option(
+        None, "--requirements", help="Requirements file or package of the environment (repeatable)."
+    ),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Value of the script's steps flag."),
     budget: float = typer.Option(300.0, "--budget", min=1, help="Training budget of the default profile, seconds."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="Model that drafts the evaluation and data split."),
+    yes: bool = typer.Option(False, "--yes", help="Accept the model's drafts without asking."),
     ask: Optional[bool] = typer.Option(None, "--ask/--no-ask", help="Ask for each value (default: on a terminal)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing environment.toml."),
 ) -> None:
-    """Scaffold an environment.toml for an existing repository: infer, confirm, validate."""
-    from groundwork.environments.scaffold import infer, infer_metric, metric_defaults, write
+    """Scaffold an environment.toml for an existing repository: infer, confirm, draft, validate."""
+    from groundwork.environments.init_flow import init_environment
+    from groundwork.environments.init_plan import InitOptions
 
     repo = path.expanduser().resolve()
     if not repo.is_dir():
         raise ValueError(f"{path} is not a folder: pass the repository to turn into an environment")
-    guess = infer(repo)
-    for note in guess.notes:
-        console.print(f"[dim]found[/] {note}")
+    options = InitOptions(
+        train=train, evaluate=evaluate, prepare=prepare, metric=metric, direction=direction,
+        metric_range=_range(metric_range), editable=editable, locked=locked, training_files=training_files,
+        data_key=data_key, requirements=requirements, data_file=data_file, max_steps=max_steps, budget_s=budget,
+    )  # fmt: skip
     interactive = sys.stdin.isatty() if ask is None else ask
-
-    def choose(label: str, given, default):
-        if given is not None:
-            return given
-        return typer.prompt(label, default=default) if interactive else default
-
-    train_script = choose("training script", train, guess.train_script)
-    eval_script = choose("evaluation script (writes result.json)", evaluate, guess.eval_script)
-    prepare_script = choose("data preparation script ('' for none)", prepare, guess.prepare_script or "") or None
-    for label, flag, script in (
-        ("training", "--train", train_script),
-        ("evaluation", "--evaluate", eval_script),
-        ("preparation", "--prepare", prepare_script),
-    ):
-        if script and not (repo / script).is_file():
-            raise ValueError(f"{label} script {script!r} does not exist in {repo}: name the right one with {flag}")
-    found = infer_metric((repo / eval_script).read_text(errors="replace"))  # in the script finally chosen
-    metric_name = choose("metric", metric, found[0] if found else guess.metric)
-    metric_direction = choose("direction (minimize/maximize)", direction, metric_defaults(metric_name)[0])
-    if metric_direction not in ("minimize", "maximize"):
-        raise ValueError(f"direction must be minimize or maximize, got {metric_direction!r}")
-    default_locked = [p for p in (eval_script, prepare_script) if p]
-    editable_files = editable or [train_script]
-    locked_files = locked or default_locked
-    if interactive and not editable:
-        editable_files = choose("editable files (comma separated)", None, ",".join(editable_files)).split(",")
-    if interactive and not locked:
-        locked_files = choose("locked files (comma separated)", None, ",".join(locked_files)).split(",")
-    scaffold = replace(
-        guess,
-        train_script=train_script,
-        eval_script=eval_script,
-        prepare_script=prepare_script,
-        metric=metric_name,
-        direction=metric_direction,
-        plausible_range=metric_defaults(metric_name)[1],
-        editable=[f.strip() for f in editable_files if f.strip()],
-        locked=[f.strip() for f in locked_files if f.strip()],
-        time_budget_s=budget,
-    )
-    manifest_path, manifest = write(repo, scaffold, force=force)
-    console.print(
-        f"wrote {manifest_path}: {manifest.metric.name} ({manifest.metric.direction}), "
-        f"editable {', '.join(manifest.files.editable)}, locked {', '.join(manifest.files.locked) or '-'}"
-    )
-    console.print(f"review the goal and the plausible range, then: groundwork env show {path}")
+    result = init_environment(
+        repo, options, llm_spec=llm, force=force,
+        confirm=(lambda question: True) if yes or not interactive else (lambda q: typer.confirm(q, default=True)),
+        say=lambda text: console.print(text, highlight=False, markup=False),
+    )  # fmt: skip
+    if result.problems:
+        raise typer.Exit(1)
+    console.print(f"review the goal and the plausible range, then: groundwork env check {path} --run")
 
 
 @llm_app.command("export")

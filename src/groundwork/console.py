@@ -62,6 +62,19 @@ def rate_text(summary: RunSummary) -> str:
     )
 
 
+def baseline_text(summary: RunSummary) -> str:
+    """The baseline as one number: the mean over its seeds with their spread, the figure
+    ideas are compared with (never a single seed's value beside another mean)."""
+    if summary.baseline is None:
+        return "baseline -"
+    status = f" [{summary.baseline.status}]" if summary.baseline.status != "ok" else ""
+    if summary.noise:
+        mean, std = summary.noise
+        return f"baseline {mean:.4f} ± {std:.4f} (sd over {len(summary.baseline_metrics)} seeds){status}"
+    seeds = len(summary.baseline_metrics)
+    return f"baseline {_fmt(summary.baseline_mean)}" + (f" (1 seed){status}" if seeds == 1 else status)
+
+
 def headline(summary: RunSummary) -> Group:
     sense = summary.objective.sense
     lines = [
@@ -70,16 +83,7 @@ def headline(summary: RunSummary) -> Group:
             f"environment {summary.environment} (profile {summary.profile}); "
             + (f"ideas by {', '.join(summary.origins)}" if summary.origins else "no ideas yet")
         ),
-        Text(
-            f"metric {summary.metric} ({sense}); baseline "
-            f"{_fmt(summary.baseline.metric) if summary.baseline else '-'}"
-            + (f" [{summary.baseline.status}]" if summary.baseline and summary.baseline.status != "ok" else "")
-            + (
-                f"; over {len(summary.baseline_metrics)} seeds {summary.noise[0]:.4f} +- {summary.noise[1]:.4f}"
-                if summary.noise
-                else ""
-            )
-        ),
+        Text(f"metric {summary.metric} ({sense}); {baseline_text(summary)}"),
     ]
     best = summary.best
     if best is not None:
@@ -196,7 +200,7 @@ def progress_view(summary: RunSummary, started: float) -> Group:
         progress,
         f"ideas implemented {summary.ideas_implemented}/{summary.ideas_total}  |  jobs "
         f"queued {jobs.get('queued', 0)}, running {jobs.get('running', 0) + jobs.get('leased', 0)}, done {done}  |  ",
-        f"baseline {_fmt(summary.baseline.metric) if summary.baseline else '-'}, "
+        f"baseline {_fmt(summary.baseline_mean)}, "
         f"best {summary.metric} {_fmt(best.metric) if best else '-'}  |  ",
         f"LLM ${summary.llm_spent_usd:.2f}  |  " if summary.llm_tokens else "",
         f"{time.time() - started:.0f}s",

@@ -59,6 +59,13 @@ class Scaffold:
     time_budget_s: float = 300.0
     goal: str = ""
     notes: list[str] = field(default_factory=list)  # what was guessed, and how
+    train_command: list[str] | None = None  # None: ["{python}", train_script]
+    prepare_command: list[str] | None = None  # None: prepare_script --out {data_dir}, when there is one
+    hidden: list[str] | None = None  # None: the locked files
+    training_files: list[str] | None = None
+    data_key: str = "default"
+    requirements: list[str] = field(default_factory=list)
+    pass_env: list[str] = field(default_factory=list)
 
     def with_goal(self) -> Scaffold:
         if self.goal:
@@ -89,49 +96,50 @@ def _first(repo: Path, candidates: tuple[str, ...], pattern: str) -> str | None:
     return found[0] if found else None
 
 
+# Metric names by their ending: *_loss, *_acc, ... (direction, plausible range).
+METRIC_SUFFIXES = (
+    ("loss", "minimize", (0.0, 100.0)),
+    ("bpb", "minimize", (0.0, 10.0)),
+    ("perplexity", "minimize", (1.0, 1e6)),
+    ("ppl", "minimize", (1.0, 1e6)),
+    ("error", "minimize", (0.0, 1.0)),
+    ("mse", "minimize", (0.0, 1e6)),
+    ("accuracy", "maximize", (0.0, 1.0)),
+    ("acc", "maximize", (0.0, 1.0)),
+    ("f1", "maximize", (0.0, 1.0)),
+)
+WRITTEN_KEY = re.compile(r"""["'](\w+)["']\s*:""")
+
+
 def infer_metric(eval_text: str) -> tuple[str, str, tuple[float, float]] | None:
-    """The first known metric name that the evaluation script writes as a quoted key."""
+    """The metric the evaluation writes: a known name as a quoted key, else a key that
+    ends like a metric (`test_loss`, `heldout_acc`) in a dict literal."""
     for name, direction, plausible in KNOWN_METRICS:
         if re.search(rf"""["']{re.escape(name)}["']""", eval_text):
             return name, direction, plausible
+    for key in WRITTEN_KEY.findall(eval_text):
+        defaults = metric_defaults(key)
+        if defaults:
+            return key, *defaults
     return None
 
 
-def metric_defaults(name: str) -> tuple[str, tuple[float, float]]:
-    """(direction, plausible range) of a metric name: a known one's, else minimize and a wide range."""
+def metric_defaults(name: str) -> tuple[str, tuple[float, float]] | None:
+    """(direction, plausible range) of a metric name, known or by its ending; None: unknown."""
     for known, direction, plausible in KNOWN_METRICS:
         if known == name:
             return direction, plausible
-    return "minimize", (-1e9, 1e9)
+    for suffix, direction, plausible in METRIC_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return direction, plausible
+    return None
 
 
 def infer(repo: Path) -> Scaffold:
     """Guess a scaffold from the repository's files; `notes` says what was found where."""
-    repo = repo.resolve()
-    notes = []
-    train = _first(repo, TRAIN_CANDIDATES, "*train*.py")
-    evaluate = _first(repo, EVAL_CANDIDATES, "*eval*.py")
-    prepare = _first(repo, PREPARE_CANDIDATES, "*prepare*.py")
-    notes.append(f"training script: {train or 'not found'}")
-    notes.append(f"evaluation script: {evaluate or 'not found'}")
-    notes.append(f"data preparation: {prepare or 'none'}")
-    metric = infer_metric((repo / evaluate).read_text(errors="replace")) if evaluate else None
-    if metric:
-        notes.append(f"metric: {metric[0]!r} appears in {evaluate}")
-    name, direction, plausible = metric or ("loss", "minimize", (0.0, 100.0))
-    locked = [p for p in (evaluate, prepare) if p]
-    return Scaffold(
-        name=slug(repo.name),
-        train_script=train or "train.py",
-        eval_script=evaluate or "evaluate.py",
-        prepare_script=prepare,
-        metric=name,
-        direction=direction,
-        plausible_range=plausible,
-        editable=[train or "train.py"],
-        locked=locked,
-        notes=notes,
-    )
+    from groundwork.environments.init_plan import InitOptions, plan
+
+    return plan(repo, InitOptions()).scaffold
 
 
 def _toml_string(text: str) -> str:
@@ -144,16 +152,36 @@ def _toml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
+def _command(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
 def render(s: Scaffold) -> str:
     """The manifest text: every key the manifest reference documents, with comments."""
     s = s.with_goal()
-    prepare = (
-        f'prepare = ["{{python}}", "{s.prepare_script}", "--out", "{{data_dir}}"]'
-        if s.prepare_script
-        else (
-            '# prepare = ["{python}", "prepare.py", "--out", "{data_dir}"]  # data preparation, run once per data_key'
-        )
+    prepare_cmd = s.prepare_command or (
+        ["{python}", s.prepare_script, "--out", "{data_dir}"] if s.prepare_script else None
     )
+    prepare = (
+        f"prepare = {_command(prepare_cmd)}"
+        if prepare_cmd
+        else '# prepare = ["{python}", "prepare.py", "--out", "{data_dir}"]  # data preparation, run once per data_key'
+    )
+    train = s.train_command or ["{python}", s.train_script]
+    hidden = s.locked if s.hidden is None else s.hidden
+    data = (
+        f"\n[data]\ntraining_files = {_toml_list(s.training_files)}  # training sees only these; the evaluation all\n"
+        if s.training_files
+        else ""
+    )
+    # No manifest key names an environment's own dependencies yet: a hint, so they are not missed.
+    requirements = (
+        f"# this repository's requirements ({', '.join(s.requirements)}): install them into the interpreter "
+        "that runs Groundwork\n"
+        if s.requirements
+        else ""
+    )
+    pass_env = f"pass_env = {_toml_list(s.pass_env)}  # the controller's variables jobs get\n" if s.pass_env else ""
     low, high = s.plausible_range
     return f"""# {s.name}: scaffolded by `groundwork env init`; see docs/environments.md for every key.
 name = {json.dumps(s.name)}
@@ -170,21 +198,22 @@ result_file = "result.json"  # the evaluation writes it at $GROUNDWORK_RESULT_PA
 
 [files]
 editable = {_toml_list(s.editable)}
-hidden = {_toml_list(s.locked)}  # never shown to the ideator
+hidden = {_toml_list(hidden)}  # never shown to the ideator, never in a job's folder during training
 locked = {_toml_list(s.locked)}  # restored and hash-checked around every run
 allow_new = []  # glob patterns of new files a patch may create, e.g. ["*.py"]; [] = none
 allow_delete = false  # whether a patch may delete (or rename) an editable file
 
 [run]
-train = ["{{python}}", {json.dumps(s.train_script)}]
+train = {_command(train)}
 evaluate = ["{{python}}", {json.dumps(s.eval_script)}]
 {prepare}
-grace_s = 20
+{requirements}{pass_env}grace_s = 20
 eval_timeout_s = 300
-
+{data}
 [profiles.default]
 description = "one run of the training script under a {s.time_budget_s:g} s budget"
 time_budget_s = {s.time_budget_s!r}
+data_key = {json.dumps(s.data_key)}
 """
 
 

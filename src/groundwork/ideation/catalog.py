@@ -159,6 +159,12 @@ class CatalogIdeator:
     ) -> CatalogIdeator:
         return cls(load_catalog(path, profile), seed, baseline_files)
 
+    def _baseline_value(self, edit: Edit) -> str | None:
+        """The value a knob has in the baseline (None: unknown), the diff's starting point."""
+        text = (self.baseline_files or {}).get(edit.file, "")
+        found = re.search(rf"^{re.escape(edit.knob or '')}\s*=\s*([^\s#]+)", text, flags=re.MULTILINE)
+        return found.group(1) if edit.knob and found else None
+
     def _changes_nothing(self, edits: list[Edit]) -> bool:
         if self.baseline_files is None:
             return False
@@ -231,11 +237,15 @@ class CatalogIdeator:
             return None
         changed = [e if i != index else e.model_copy(update={"value": new_value}) for i, e in enumerate(edits)]
         idea = parent.idea
+        # The title states what the diff does (against the baseline, as every patch is): the
+        # value it sets. "parent's value -> new" read as the diff's own change, which it is not.
+        root = idea.payload.get("title_root") or idea.title
+        was = self._baseline_value(edit)
         return IdeaDraft(
-            title=f"{idea.title} ({edit.knob} {edit.value} -> {new_value})",
+            title=f"{root}: {edit.knob} {was} -> {new_value}" if was else f"{root}: {edit.knob} = {new_value}",
             text=(
                 f'Refine "{idea.title}", which reached {_metric(parent)} against the baseline\'s {base}: '
-                f"keep its change but set {edit.knob} = {new_value} instead of {edit.value}. "
+                f"keep its change but set {edit.knob} = {new_value} (it set {edit.value}). "
                 f"Original idea: {idea.text}"
             ),
             category=idea.category,
@@ -244,6 +254,7 @@ class CatalogIdeator:
                 "catalog_ids": idea.payload.get("catalog_ids", []),
                 "edits": _dump(changed),
                 "mutation": edit.knob,
+                "title_root": root,
             },
         )
 
