@@ -123,6 +123,7 @@ class PatchAttempt:
     cost_usd: float = 0.0  # model calls that produced this attempt
     model: str = ""
     tokens: int = 0
+    implementer: str = ""  # who wrote it, when not the implementer's own label (a portfolio's model)
 
 
 @dataclass(frozen=True)
