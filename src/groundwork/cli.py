@@ -157,9 +157,18 @@ def run(
         help="Ideas and diffs by: catalog (offline, no LLM), anthropic:MODEL, "
         "openai:MODEL, openai-compatible:MODEL@BASE_URL, replay:RUN|FILE|NAME.",
     ),
-    ideator_llm: Optional[str] = typer.Option(None, "--ideator-llm", help="Model for ideas only (default: --llm)."),
-    implementer_llm: Optional[str] = typer.Option(
-        None, "--implementer-llm", help="Model for diffs only (default: the ideator's)."
+    ideator_llm: Optional[list[str]] = typer.Option(
+        None,
+        "--ideator-llm",
+        help="Model for ideas only (default: --llm). Repeat it for a portfolio: a bandit picks one per proposal.",
+    ),
+    implementer_llm: Optional[list[str]] = typer.Option(
+        None,
+        "--implementer-llm",
+        help="Model for diffs only (default: the ideator's first). Repeat it for a portfolio.",
+    ),
+    portfolio_floor: float = typer.Option(
+        0.1, "--portfolio-floor", min=0, max=0.99, help="Least share of the proposals each portfolio model gets."
     ),
     max_dollars: Optional[float] = typer.Option(
         None, "--max-dollars", min=0, help="Stop cleanly when LLM spend reaches this."
@@ -230,8 +239,11 @@ def run(
         seed=seed,
         time_budget_s=time_budget,
         budget=budget,
-        ideator_llm=ideator_llm or llm,
-        implementer_llm=implementer_llm,
+        ideator_llm=ideator_llm[0] if ideator_llm else llm,
+        implementer_llm=implementer_llm[0] if implementer_llm else None,
+        ideator_llms=list(ideator_llm) if ideator_llm and len(ideator_llm) > 1 else [],
+        implementer_llms=list(implementer_llm) if implementer_llm and len(implementer_llm) > 1 else [],
+        portfolio_floor=portfolio_floor,
         max_dollars=max_dollars,
         edit_format=edit_format,
         max_revisions=max_revisions,

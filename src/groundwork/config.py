@@ -31,6 +31,11 @@ class RunConfig(BaseModel):
     # "openai:MODEL", "openai-compatible:MODEL@BASE_URL" or "replay:RUN|FILE|NAME".
     ideator_llm: str = "catalog"
     implementer_llm: str | None = None  # None: the same as the ideator
+    # Two or more specs: a portfolio, one model chosen per proposal by a bandit (llm/portfolio.py);
+    # ideator_llm / implementer_llm then hold the first. Empty: the one model above.
+    ideator_llms: list[str] = Field(default_factory=list)
+    implementer_llms: list[str] = Field(default_factory=list)
+    portfolio_floor: float = Field(default=0.1, ge=0, lt=1)  # least share of proposals per model
     max_dollars: float | None = Field(default=None, ge=0)  # hard cap on LLM spend
     max_revisions: int = Field(default=2, ge=0)  # implementer self-revisions after a failed patch
     max_debug_rounds: int = Field(default=2, ge=0)  # repairs of a model's patch whose run crashed
@@ -116,6 +121,37 @@ class RunConfig(BaseModel):
                 "nothing: use --search evolution or steady-state"
             )
         return self
+
+    @model_validator(mode="after")
+    def _portfolios(self) -> RunConfig:
+        for flag, specs in (("--ideator-llm", self.ideator_llms), ("--implementer-llm", self.implementer_llms)):
+            if not specs:
+                continue
+            if len(set(specs)) != len(specs) or len(specs) < 2:
+                raise ValueError(f"{flag} given {specs}: a portfolio needs two or more different models")
+            if any(s == "catalog" or s.startswith("rl:") for s in specs):
+                raise ValueError(f"{flag} {specs}: a portfolio is of model specs (catalog is not a model)")
+            if self.portfolio_floor * len(specs) > 1:
+                raise ValueError(
+                    f"--portfolio-floor {self.portfolio_floor:g} for {len(specs)} models asks for more than every "
+                    f"proposal: give at most {1 / len(specs):.3g}"
+                )
+        if self.ideator_llms and self.ideator_llm != self.ideator_llms[0]:
+            raise ValueError(f"ideator_llm {self.ideator_llm!r} must be the first of ideator_llms {self.ideator_llms}")
+        if self.implementer_llms and self.implementer != self.implementer_llms[0]:
+            raise ValueError(
+                f"implementer_llm {self.implementer_llm!r} must be the first of "
+                f"implementer_llms {self.implementer_llms}"
+            )
+        return self
+
+    @property
+    def ideator_models(self) -> list[str]:
+        return self.ideator_llms or [self.ideator_llm]
+
+    @property
+    def implementer_models(self) -> list[str]:
+        return self.implementer_llms or [self.implementer]
 
     @property
     def implementer(self) -> str:

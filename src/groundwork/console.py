@@ -122,11 +122,28 @@ def headline(summary: RunSummary) -> Group:
                     + ")"
                 )
             )
+    lines += [Text(line) for line in portfolio_lines(summary)]
     if summary.llm_tokens:
         lines.append(Text(cost_text(summary)))
     if summary.projection is not None:
         lines.append(Text(projection_text(summary)))
     return Group(*lines)
+
+
+def portfolio_lines(summary: RunSummary) -> list[str]:
+    """Per role with a portfolio: each model's share of the proposals, payoff and spend."""
+    lines = []
+    for role, stats in summary.portfolio.items():
+        total = sum(s.pulls for s in stats) or 1
+        reward = f"{summary.portfolio_unit} gained" if role == "ideator" else "valid runs"
+        arms = "; ".join(
+            f"{s.arm} {s.pulls}/{total} = {s.pulls / total:.0%}, "
+            + (f"{s.payoff:.4g} {reward}/$ over {s.settled}" if s.payoff is not None else "no outcome yet")
+            + f", spent ${s.spend_usd:.3f}"
+            for s in stats
+        )
+        lines.append(f"{role} portfolio (UCB1): {arms}")
+    return lines
 
 
 def projection_text(summary: RunSummary) -> str:
@@ -200,13 +217,13 @@ def progress_view(summary: RunSummary, started: float) -> Group:
         progress,
         f"ideas implemented {summary.ideas_implemented}/{summary.ideas_total}  |  jobs "
         f"queued {jobs.get('queued', 0)}, running {jobs.get('running', 0) + jobs.get('leased', 0)}, done {done}  |  ",
-        f"baseline {_fmt(summary.baseline_mean)}, "
-        f"best {summary.metric} {_fmt(best.metric) if best else '-'}  |  ",
+        f"baseline {_fmt(summary.baseline_mean)}, best {summary.metric} {_fmt(best.metric) if best else '-'}  |  ",
         f"LLM ${summary.llm_spent_usd:.2f}  |  " if summary.llm_tokens else "",
         f"{time.time() - started:.0f}s",
     )
     recent = [r for r in summary.rows if r.status not in ("queued",)][-6:]
-    return Group(line, results_table(summary, recent) if recent else Text(""))
+    arms = [Text(text) for text in portfolio_lines(summary)]
+    return Group(line, *arms, results_table(summary, recent) if recent else Text(""))
 
 
 def print_summary(console: Console, summary: RunSummary) -> None:

@@ -39,6 +39,7 @@ from groundwork.implementation.patching import PatchPolicy
 from groundwork.implementation.repair import log_excerpt, repairable
 from groundwork.llm.base import LLMError
 from groundwork.llm.factory import make_llm
+from groundwork.llm.portfolio import Portfolio, PortfolioIdeator, PortfolioImplementer
 from groundwork.llm.pricing import PriceTable
 from groundwork.llm.recording import BudgetExceeded, RecordingLLM
 from groundwork.prompting import PromptLibrary
@@ -135,6 +136,12 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
     def model(spec: str, role: str) -> RecordingLLM:
         return RecordingLLM(make_llm(spec, role), run_dir, prices, config.max_dollars, config.llm_concurrency)
 
+    def portfolio(role: str) -> Portfolio:
+        arms = config.ideator_models if role == "ideator" else config.implementer_models
+        floor = load_noise_floor(env.name, profile.name, profile.budget)
+        direction = env.manifest.metric.direction
+        return Portfolio(run_dir, role, arms, config.portfolio_floor, direction, (floor or {}).get("std"))
+
     thinking = {"thinking_budget": config.thinking_budget, "reasoning_effort": config.reasoning_effort}
     if config.ideator_llm == "catalog":
         editable = {rel: (env.codebase_dir / rel).read_text() for rel in env.manifest.files.editable}
@@ -143,7 +150,12 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
         )
     else:
         novelty = make_novelty(config.novelty)
-        ideator = LLMIdeator(model(config.ideator_llm, "ideator"), env, prompts, budget, novelty=novelty, **thinking)
+        ideators = {
+            spec: LLMIdeator(model(spec, "ideator"), env, prompts, budget, novelty=novelty, **thinking)
+            for spec in config.ideator_models
+        }
+        one = len(ideators) == 1
+        ideator = ideators[config.ideator_llm] if one else PortfolioIdeator(ideators, portfolio("ideator"))
     if config.implementer == "catalog":
         if config.ideator_llm != "catalog":
             raise ValueError(
@@ -152,15 +164,23 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
             )
         implementer: Implementer = CatalogImplementer(policy)
     else:
-        implementer = LLMImplementer(
-            model(config.implementer, "implementer"),
-            env,
-            prompts,
-            policy,
-            budget,
-            max_revisions=config.max_revisions,
-            edit_format=config.edit_format,
-            **thinking,
+        implementers = {
+            spec: LLMImplementer(
+                model(spec, "implementer"),
+                env,
+                prompts,
+                policy,
+                budget,
+                max_revisions=config.max_revisions,
+                edit_format=config.edit_format,
+                **thinking,
+            )
+            for spec in config.implementer_models
+        }
+        implementer = (
+            implementers[config.implementer]
+            if len(implementers) == 1
+            else PortfolioImplementer(implementers, portfolio("implementer"))
         )
     return Components(
         ideator=ideator,
@@ -531,7 +551,7 @@ class ResearchLoop:
             text=d.text,
             category=d.category,
             prompt_kind=kind,
-            origin=self.parts.ideator.label,
+            origin=d.payload.get("origin", self.parts.ideator.label),  # a portfolio names the model
             parents=d.parents,
             thinking=d.thinking if thinking else "",
             payload=d.payload,
@@ -603,7 +623,7 @@ class ResearchLoop:
                     id=f"{idea.id}.p{n}",
                     idea_id=idea.id,
                     attempt=n,
-                    implementer=implementer,
+                    implementer=attempt.implementer or implementer,
                     status=PatchStatus.APPLIED if attempt.applied else PatchStatus.FAILED,
                     diff_path=rel,
                     diff_sha256=sha,

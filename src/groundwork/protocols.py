@@ -86,6 +86,11 @@ class SearchHistory:
         return [s for s in ranked if self.confirmed(s) and comparison.beats(self.values(s))]
 
 
+def ideation_call_key(epoch: int, kind: str, island: int | None = None) -> str:
+    """An ideation call's name: one per epoch, kind and island (islands ask for one kind each)."""
+    return f"ideate:e{epoch}:{kind}" + ("" if island is None else f":island{island}")
+
+
 @dataclass(frozen=True)
 class IdeationRequest:
     """One prompt's worth of work for an ideator, decided by the search strategy."""
@@ -97,6 +102,10 @@ class IdeationRequest:
     tried: list[Scored] = field(default_factory=list)  # explore: what was tried, failures included
     seed: int = 0
     island: int | None = None  # the sub-population its ideas join (island search only)
+
+    @property
+    def call_key(self) -> str:
+        return ideation_call_key(self.epoch, self.kind, self.island)
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,7 @@ class PatchAttempt:
     cost_usd: float = 0.0  # model calls that produced this attempt
     model: str = ""
     tokens: int = 0
+    implementer: str = ""  # who wrote it, when not the implementer's own label (a portfolio's model)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from groundwork.analysis.categories import IdeaText, label_ideas
 from groundwork.analysis.integrity import integrity_flags
 from groundwork.analysis.summary import IdeaRow, RunSummary, summarize
 from groundwork.llm.base import LLM
+from groundwork.protocols import ideation_call_key
 from groundwork.records import Idea, Job, Patch, PatchStatus, PromptKind, Result
 from groundwork.store import RunStore
 
@@ -110,7 +111,8 @@ def load_details(store: RunStore, labeller: LLM | None = None) -> RunDetails:
         details[-1].order = order.get(idea.id)
     thinking = _ideation_thinking_tokens(store)
     for d in details:
-        d.thinking_tokens = thinking.get(f"ideate:e{d.idea.epoch}:{d.idea.prompt_kind}", 0)
+        key = ideation_call_key(d.idea.epoch, d.idea.prompt_kind, d.idea.payload.get("island"))
+        d.thinking_tokens = thinking.get(key, 0)
     baselines = [d for d in details if d.idea.prompt_kind == PromptKind.BASELINE]
     ideas = [d for d in details if d.idea.prompt_kind != PromptKind.BASELINE]
     baseline = next((d for d in baselines if d.row is summary.baseline), baselines[0] if baselines else None)

@@ -75,6 +75,27 @@ def _overview(run: RunDetails) -> dict[str, str]:
     }
 
 
+def _portfolio_rows(run: RunDetails) -> list[dict[str, str]]:
+    """Each portfolio model's share of its role's proposals, payoff and spend over the run."""
+    s = run.summary
+    rows = []
+    for role, stats in s.portfolio.items():
+        total = sum(a.pulls for a in stats) or 1
+        unit = f"{s.portfolio_unit} gained / $" if role == "ideator" else "valid runs / $"
+        for a in stats:
+            rows.append(
+                {
+                    "run_id": s.run_id,
+                    "role": role,
+                    "model": a.arm,
+                    "share": f"{a.pulls}/{total} = {a.pulls / total:.0%}",
+                    "payoff": "-" if a.payoff is None else f"{a.payoff:.4g} {unit} (over {a.settled})",
+                    "spend": f"${a.spend_usd:.3f}",
+                }
+            )
+    return rows
+
+
 def _idea_card(run: RunDetails, d: IdeaDetail) -> dict:
     return {
         "id": d.idea.id,
@@ -251,6 +272,7 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
         version=__version__,
         runs=runs,
         overview=[_overview(r) for r in runs],
+        portfolio=[row for r in runs for row in _portfolio_rows(r)],
         figures=figures,
         top=top,
         failures=failures,

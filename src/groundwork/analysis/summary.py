@@ -13,6 +13,7 @@ from pathlib import Path
 from groundwork.comparison import Comparison, Estimate, run_noise_std
 from groundwork.environments.manifest import Objective
 from groundwork.environments.registry import cache_root
+from groundwork.llm.portfolio import ArmStats, arm_stats, gain_unit
 from groundwork.records import TERMINAL_JOB_STATES, FailureCategory, IdeaState, PromptKind, Result
 from groundwork.redaction import redact
 from groundwork.runs import run_environment
@@ -97,6 +98,8 @@ class RunSummary:
     search: str = "evolution"
     projection: Projection | None = None  # cost of the rest of the run, while it is not finished
     aborted_shares: list[float] = field(default_factory=list)  # early-aborted jobs: share of the compute they used
+    portfolio: dict[str, list[ArmStats]] = field(default_factory=dict)  # per role with two or more models
+    portfolio_unit: str = ""  # what an ideator's reward is counted in
 
     @property
     def compute_saved(self) -> float:
@@ -232,6 +235,13 @@ def summarize(store: RunStore) -> RunSummary:
         counts[str(job.state)] = counts.get(str(job.state), 0) + 1
     manifest = run_environment(store).manifest
     stored_floor = load_noise_floor(meta["environment"], meta["profile"], config.get("budget"))
+    portfolio = {
+        role: arm_stats(store, role, arms, manifest.metric.direction, (stored_floor or {}).get("std"))
+        for role, arms in (("ideator", config.get("ideator_llms")), ("implementer", config.get("implementer_llms")))
+        if arms
+    }
+    baseline_values = [r.metric for r in rows if r.kind == PromptKind.BASELINE and r.metric is not None]
+    unit = gain_unit(baseline_values, (stored_floor or {}).get("std"))
     return RunSummary(
         run_id=info["id"],
         status=info["status"],
@@ -265,6 +275,8 @@ def summarize(store: RunStore) -> RunSummary:
             for i in settled
             if results[i.id].failure == FailureCategory.ABORTED_TRAILING
         ],
+        portfolio=portfolio,
+        portfolio_unit=f"noise sd ({unit:.4g})" if unit else f"{manifest.metric.name} (noise unknown)",
     )
 
 

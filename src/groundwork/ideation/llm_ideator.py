@@ -69,7 +69,7 @@ class LLMIdeator:
         response = self.llm.complete(
             LLMRequest(
                 role="ideator",
-                call_key=f"ideate:e{request.epoch}:{request.kind}",
+                call_key=request.call_key,
                 system=self.prompts.render("ideator_system"),
                 context=self.context,
                 messages=[{"role": "user", "content": body}],

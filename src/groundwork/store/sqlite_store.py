@@ -15,7 +15,7 @@ from typing import Any
 from groundwork.records import TERMINAL_JOB_STATES, Idea, IdeaState, Job, JobOutcome, JobState, Patch, Result, now
 
 DB_NAME = "store.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: model_choices
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
@@ -43,6 +43,12 @@ CREATE TABLE IF NOT EXISTS llm_calls (
 CREATE INDEX IF NOT EXISTS llm_calls_fingerprint ON llm_calls (fingerprint);
 CREATE TABLE IF NOT EXISTS artifacts (
     rel TEXT PRIMARY KEY, url TEXT, sha256 TEXT, size INTEGER, ts REAL
+);
+-- Which model of a portfolio (llm/portfolio.py) served each proposal, and every arm's
+-- statistics when it was chosen. Added in schema 2; older stores gain it, empty, on open.
+CREATE TABLE IF NOT EXISTS model_choices (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, role TEXT, key TEXT, arm TEXT, rule TEXT,
+    epoch INTEGER, idea_id TEXT, arms TEXT, UNIQUE (role, key)
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, entity TEXT, entity_id TEXT,
@@ -518,6 +524,11 @@ class RunStore:
         sql = "SELECT * FROM llm_calls" + (" WHERE role = ?" if role else "") + " ORDER BY id"
         return [dict(r) for r in self._conn.execute(sql, (role,) if role else ()).fetchall()]
 
+    def llm_costs(self, role: str) -> list[dict[str, Any]]:
+        """Each call's key, idea and cost, without its text (a portfolio reads them at every choice)."""
+        sql = "SELECT call_key, idea_id, cost_usd FROM llm_calls WHERE role = ? ORDER BY id"
+        return [dict(r) for r in self._conn.execute(sql, (role,)).fetchall()]
+
     def find_llm_call(self, fingerprint: str) -> dict[str, Any] | None:
         row = self._conn.execute(
             "SELECT * FROM llm_calls WHERE fingerprint = ? ORDER BY id LIMIT 1", (fingerprint,)
@@ -528,3 +539,26 @@ class RunStore:
         """Dollars actually spent on model calls (replayed answers cost nothing)."""
         row = self._conn.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE replayed = 0").fetchone()
         return float(row[0])
+
+    # ---- model portfolio --------------------------------------------------------------
+
+    def record_model_choice(self, choice: dict[str, Any]) -> dict[str, Any]:
+        """Store a portfolio's choice for one proposal; the first choice for a (role, key)
+        stands (a resumed run asking again gets it back, so its calls replay from the store)."""
+        columns = ("ts", "role", "key", "arm", "rule", "epoch", "idea_id", "arms")
+        with self.transaction() as c:
+            c.execute(
+                f"INSERT OR IGNORE INTO model_choices ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                tuple(choice.get(k) for k in columns),
+            )
+        found = self.model_choice(choice["role"], choice["key"])
+        assert found is not None
+        return found
+
+    def model_choice(self, role: str, key: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT * FROM model_choices WHERE role = ? AND key = ?", (role, key)).fetchone()
+        return dict(row) if row else None
+
+    def model_choices(self, role: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM model_choices" + (" WHERE role = ?" if role else "") + " ORDER BY id"
+        return [dict(r) for r in self._conn.execute(sql, (role,) if role else ()).fetchall()]
