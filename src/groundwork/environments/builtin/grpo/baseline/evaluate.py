@@ -64,6 +64,14 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+DIVERGED_EXIT = 4  # the runner reports this exit as `diverged`, not as a crash
+
+
+def diverged(message: str) -> NoReturn:
+    print(f"evaluate.py: error: training diverged: {message}", file=sys.stderr, flush=True)
+    sys.exit(DIVERGED_EXIT)
+
+
 # The result channel (GROUNDWORK_RESULT_FD, given by the job runner): a pipe, opened before
 # any code a run can edit is imported. The result is serialised and sent through functions
 # bound here, before that import, so a patched json, open, os.write or repr cannot touch it;
@@ -254,7 +262,7 @@ def main() -> None:
     model.load_state_dict(ckpt["state_dict"], strict=True)
     model = model.float().eval()
     if not all(torch.isfinite(p).all() for p in model.state_dict().values()):
-        fail("the policy has non-finite weights")
+        diverged("the policy has non-finite weights (NaN or inf)")
 
     correct, formed = count(model, problems)
     accuracy, format_rate = correct / max(1, len(problems)), formed / max(1, len(problems))

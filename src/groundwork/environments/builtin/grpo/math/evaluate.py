@@ -65,6 +65,14 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+DIVERGED_EXIT = 4  # the runner reports this exit as `diverged`, not as a crash
+
+
+def diverged(message: str) -> NoReturn:
+    print(f"evaluate.py: error: training diverged: {message}", file=sys.stderr, flush=True)
+    sys.exit(DIVERGED_EXIT)
+
+
 # The result channel (GROUNDWORK_RESULT_FD, given by the job runner): a pipe, opened before
 # any code a run can edit is imported. The result is serialised and sent through functions
 # bound here, before that import, so a patched json, open, os.write or repr cannot touch it;
@@ -182,7 +190,7 @@ def load_policy(policy_dir: str, data_dir: str, device: str):
     model = AutoModelForCausalLM.from_pretrained(policy_dir, torch_dtype=dtype, use_safetensors=True,
                                                  trust_remote_code=False)
     if not all(torch.isfinite(p).all() for p in model.parameters()):
-        fail("the policy has non-finite weights")
+        diverged("the policy has non-finite weights (NaN or inf)")
     return model.to(device).eval()
 
 
