@@ -4,8 +4,10 @@ and log-size limits."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -292,3 +294,19 @@ def test_a_manifest_passes_declared_variables_and_refuses_secret_ones(toy_env, t
     )
     with pytest.raises(ManifestError, match="GITHUB_TOKEN"):
         load_environment(toy_env)
+
+
+@needs_bwrap
+def test_an_interpreter_reached_through_a_symlinked_folder_runs_sandboxed(toy_env, tmp_path):
+    """The sandbox binds real paths; a venv reached through a link (a checkout's `.venv` that
+    points at a shared one) still starts its phases."""
+    linked = tmp_path / "linked-venv"
+    linked.symlink_to(Path(sys.prefix).resolve(), target_is_directory=True)
+    python = linked / "bin" / Path(sys.executable).name
+    assert python.exists()
+    spec = dataclasses.replace(
+        _spec(toy_env, tmp_path / "job", env={"TOY_SLEEP_S": "0.1"}, sandbox="required"), python=str(python)
+    )
+    outcome = JobRunner(spec).run()
+    assert outcome.failure is None, outcome.detail
+    assert outcome.flags["sandbox"] == "bwrap"

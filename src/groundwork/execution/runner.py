@@ -137,11 +137,18 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _through_real_folders(python: str) -> str:
+    """The interpreter reached through its folder's real path, its own name kept: the sandbox
+    binds real paths only, so a venv reached through a symlinked folder would not be found
+    there; the file itself may stay a link (a venv's python must be started by its venv path)."""
+    return os.path.join(os.path.realpath(os.path.dirname(python)), os.path.basename(python))
+
+
 def _expand(command: list[str], spec: JobSpec, work: Path, env: dict[str, str]) -> list[str]:
     """A phase's command with its placeholders filled from what this phase gets (`{data_dir}`
     is the data folder of the phase's environment: training's view for training)."""
     values = {
-        "python": spec.python or sys.executable,
+        "python": _through_real_folders(spec.python or sys.executable),
         "seed": env.get("GROUNDWORK_SEED", ""),
         "budget_s": f"{spec.time_budget_s:g}",
         "work_dir": str(work),
