@@ -139,8 +139,7 @@ def build_components(env: Environment, profile: ResolvedProfile, config: RunConf
     def portfolio(role: str) -> Portfolio:
         arms = config.ideator_models if role == "ideator" else config.implementer_models
         floor = load_noise_floor(env.name, profile.name, profile.budget)
-        direction = env.manifest.metric.direction
-        return Portfolio(run_dir, role, arms, config.portfolio_floor, direction, (floor or {}).get("std"))
+        return Portfolio(run_dir, role, arms, config.portfolio_floor, env.manifest.metric, (floor or {}).get("std"))
 
     thinking = {"thinking_budget": config.thinking_budget, "reasoning_effort": config.reasoning_effort}
     if config.ideator_llm == "catalog":

@@ -236,7 +236,7 @@ def summarize(store: RunStore) -> RunSummary:
     manifest = run_environment(store).manifest
     stored_floor = load_noise_floor(meta["environment"], meta["profile"], config.get("budget"))
     portfolio = {
-        role: arm_stats(store, role, arms, manifest.metric.direction, (stored_floor or {}).get("std"))
+        role: arm_stats(store, role, arms, manifest.metric, (stored_floor or {}).get("std"))
         for role, arms in (("ideator", config.get("ideator_llms")), ("implementer", config.get("implementer_llms")))
         if arms
     }

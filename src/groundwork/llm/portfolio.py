@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from groundwork.environments.manifest import Objective
 from groundwork.protocols import FailedRun, IdeaDraft, IdeationRequest, PatchAttempt, SearchHistory
 from groundwork.records import Idea, IdeaState, PromptKind
 from groundwork.store import RunStore
@@ -83,7 +84,7 @@ def gain_unit(baseline_metrics: Sequence[float], stored_std: float | None) -> fl
 
 
 def arm_stats(
-    store: RunStore, role: str, arms: Sequence[str], direction: str = "minimize", stored_std: float | None = None
+    store: RunStore, role: str, arms: Sequence[str], objective: Objective, stored_std: float | None = None
 ) -> list[ArmStats]:
     """Every arm's statistics, from the store alone."""
     stats = {arm: ArmStats(arm) for arm in arms}
@@ -113,7 +114,7 @@ def arm_stats(
             for idea in own:
                 result = results.get(idea.id)
                 if result is not None and result.valid and result.metric is not None and base is not None:
-                    gain = base - result.metric if direction == "minimize" else result.metric - base
+                    gain = objective.signed_gain(result.metric, base)
                     reward += max(0.0, gain / unit)
         else:
             cost = costs.get(choice["idea_id"], 0.0)
@@ -142,7 +143,7 @@ class Portfolio:
         role: str,
         arms: Sequence[str],
         floor_share: float,
-        direction: str = "minimize",
+        objective: Objective,
         stored_std: float | None = None,
     ):
         if role not in ROLES:
@@ -151,7 +152,7 @@ class Portfolio:
         self.role = role
         self.arms = list(arms)
         self.floor_share = floor_share
-        self.direction = direction
+        self.objective = objective
         self.stored_std = stored_std
         self._local = threading.local()  # one store connection per thread
         self._lock = threading.Lock()  # one choice at a time: each sees the ones before it
@@ -162,7 +163,7 @@ class Portfolio:
         return self._local.store
 
     def stats(self) -> list[ArmStats]:
-        return arm_stats(self.store(), self.role, self.arms, self.direction, self.stored_std)
+        return arm_stats(self.store(), self.role, self.arms, self.objective, self.stored_std)
 
     def choose(self, key: str, epoch: int | None = None, idea_id: str | None = None) -> str:
         with self._lock:
