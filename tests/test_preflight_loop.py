@@ -37,7 +37,8 @@ def _toy_with_preflight(toy_env: Path) -> Path:
     train.write_text(text.replace(*LEDGER_LINE))
     manifest = toy_env / "environment.toml"
     text = manifest.read_text().replace("[run]\n", '[run]\npreflight = "pre"\n', 1)
-    manifest.write_text(text + '\n[profiles.pre]\ntime_budget_s = 3\n\n[profiles.pre.env]\nTOY_SLEEP_S = "0"\nTOY_STAGE = "pre"\n')
+    pre = '\n[profiles.pre]\ntime_budget_s = 3\n\n[profiles.pre.env]\nTOY_SLEEP_S = "0"\nTOY_STAGE = "pre"\n'
+    manifest.write_text(text + pre)
     return toy_env
 
 
