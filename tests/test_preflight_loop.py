@@ -55,9 +55,19 @@ def _recording(path: Path, answers: dict[str, str]) -> str:
     """A recording `--implementer-llm replay:FILE` serves, one row per call key."""
     usage = {"input_tokens": 100, "cached_input_tokens": 0, "cache_write_tokens": 0, "output_tokens": 50}
     rows = [
-        {"role": "implementer", "call_key": key, "fingerprint": f"recorded:{key}", "model": "recorded",
-         "provider": "scripted", "epoch": 1, "idea_id": None, "text": text, "thinking": "",
-         "usage": json.dumps({**usage, "thinking_tokens": 0}), "cost_usd": 0.001}  # fmt: skip
+        {
+            "role": "implementer",
+            "call_key": key,
+            "fingerprint": f"recorded:{key}",
+            "model": "recorded",
+            "provider": "scripted",
+            "epoch": 1,
+            "idea_id": None,
+            "text": text,
+            "thinking": "",
+            "usage": json.dumps({**usage, "thinking_tokens": 0}),
+            "cost_usd": 0.001,
+        }
         for key, text in answers.items()
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
