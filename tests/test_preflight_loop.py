@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GROUNDWORK, cli_env
+from conftest import GROUNDWORK, cli_env, requires
 from groundwork.analysis.summary import summarize
 from groundwork.implementation.patching import unified_diff
 from groundwork.records import FailureCategory
@@ -132,5 +132,23 @@ def test_the_funnel_of_a_run_with_preflight_and_repair(replayed_run):
     store, _, stdout = replayed_run
     f = summarize(store).funnel
     assert (f.proposed, f.applied, f.preflight_passed, f.ran, f.valid, f.repaired) == (2, 2, 1, 1, 1, 1)
+    assert f.preflight_caught == 2  # the repaired idea was caught once too
+    assert [store.results()[i].preflight_stops for i in ("e1-01", "e1-02")] == [1, 3]
     flat = " ".join(stdout.split())
-    assert "pre-flight passed 1" in flat
+    assert "pre-flight passed 1 -> ran 1 -> valid metric 1, 1 of them repaired" in flat
+    assert "2 caught at pre-flight" in flat
+
+
+@requires("matplotlib", "report")
+def test_the_report_shows_the_preflight_bar_and_what_it_caught(replayed_run):
+    from groundwork.analysis import plots
+    from groundwork.analysis.details import load_details
+    from groundwork.analysis.report import render_report
+
+    store, _, _ = replayed_run
+    details = load_details(store)
+    page = render_report([details])
+    overview = page.split('<h2 id="progress">')[0]
+    assert "1/2 = 50%; 2 caught at pre-flight; 1 saved by a repair round" in overview
+    assert "passed its pre-flight (or had none)" in page
+    assert plots.execution_funnel([details]).startswith(b"\x89PNG")
