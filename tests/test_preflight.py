@@ -105,3 +105,42 @@ def test_the_funnel_counts_preflight_passes():
     ]
     f = _funnel(results)
     assert (f.proposed, f.applied, f.preflight_passed, f.ran, f.valid) == (4, 3, 2, 1, 1)
+
+
+# Writes what each stage's training sees of the GPUs beside the job folder.
+SEES_GPUS = (
+    "import os, pathlib\n"
+    "seen = pathlib.Path(os.environ['TOY_SEEN_DIR']) / (os.environ.get('TOY_STAGE', 'full') + '.txt')\n"
+    "seen.write_text(repr(os.environ.get('CUDA_VISIBLE_DEVICES')) + ' ' + os.environ.get('GROUNDWORK_DEVICE', '-'))\n"
+    "exec(open('train_real.py').read())\n"
+)
+
+
+@pytest.mark.parametrize("preflight_gpus", [0, 1])
+def test_a_cpu_preflight_of_a_gpu_job_sees_no_gpu(toy_env, tmp_path, monkeypatch, preflight_gpus):
+    """The job's profile asks for a GPU; the pre-flight's asks for none (so it runs with no GPU
+    visible and its own device setting) or for one (so it shares the job's)."""
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    monkeypatch.setenv("TOY_SEEN_DIR", str(seen))
+    extra = f"\n[profiles.pre.resources]\ngpus = {preflight_gpus}\n" if preflight_gpus else ""
+    toy = _with_preflight(toy_env, extra)
+    manifest = toy / "environment.toml"
+    text = manifest.read_text().replace('pass_env = ["TOY_LEDGER"]', 'pass_env = ["TOY_SEEN_DIR"]', 1)
+    text = text.replace("\n[profiles.quick.env]\n", "\n[profiles.quick.resources]\ngpus = 1\n\n[profiles.quick.env]\n")
+    text = text.replace("\n[profiles.quick.env]\n", '\n[profiles.quick.env]\nGROUNDWORK_DEVICE = "cuda"\n')
+    manifest.write_text(text.replace("\n[profiles.pre.env]\n", '\n[profiles.pre.env]\nGROUNDWORK_DEVICE = "cpu"\n'))
+    env = load_environment(toy)
+    assert env.profile("quick").resources.gpus == 1
+    real = (env.codebase_dir / "train.py").read_text()
+    files = {"train_real.py": real, "train.py": SEES_GPUS}
+    pre = env.profile("pre")
+    spec = patched_job(env, tmp_path / "data", tmp_path, files, job_id="j", seed=1, sandbox="off", preflight=pre,
+                       gpu_ids=[3])  # fmt: skip
+    outcome = JobRunner(spec).run()
+    assert outcome.failure is None, outcome.detail
+    assert (seen / "full.txt").read_text() == "'3' cuda"
+    if preflight_gpus:
+        assert (seen / "pre.txt").read_text() == "'3' cpu" and outcome.flags["preflight"]["gpus"] == 1
+    else:
+        assert (seen / "pre.txt").read_text() == "'' cpu" and outcome.flags["preflight"]["gpus"] == 0

@@ -91,3 +91,46 @@ def test_a_worker_that_cannot_prepare_the_data_says_why(prepared_env, tmp_path):
     assert "data preparation on worker" in outcome.detail and "prepare.py --out" in outcome.detail
     assert "no network here" in artifacts.fetch("jobs/a/prepare.log").read_text()
     assert json.loads(artifacts.fetch("jobs/a/outcome.json").read_text())["failure"] == "crashed"
+
+
+def test_a_worker_without_the_preflight_profiles_data_prepares_it_with_that_profiles_settings(prepared_env, tmp_path):
+    env, data = prepared_env
+    (env.codebase_dir / "prepare.py").write_text(
+        PREPARE + "open(os.path.join(out, 'train.txt'), 'w').write(os.environ.get('TOY_SCALE', 'quick'))\n"
+    )
+    manifest = env.root / "environment.toml"
+    text = manifest.read_text().replace("[run]\n", '[run]\npreflight = "pre"\n', 1)
+    manifest.write_text(
+        text
+        + '\n[profiles.pre]\ntime_budget_s = 3\ndata_key = "pre-v1"\n'
+        + '\n[profiles.pre.env]\nTOY_SLEEP_S = "0"\nTOY_SCALE = "pre"\n'
+    )
+    env = load_environment(env.root)
+    pre = env.profile("pre")
+    pre_data = env.prepare(pre, quiet=True)
+    assert pre_data != data and (pre_data / "train.txt").read_text() == "pre"
+    run_dir = tmp_path / "run"
+    artifacts = ArtifactStore(run_dir, url=str(run_dir.parent / "bucket"))
+    ensure_baseline(artifacts, env.codebase_dir)
+    spec = environment_job_spec(env, env.profile(), data, run_dir / "jobs" / "a", job_id="a", seed=0, preflight=pre)
+    show = [
+        "{python}",
+        "-c",
+        SHOW_DATA.replace(
+            "','.join(", "open(os.environ['GROUNDWORK_DATA_DIR'] + '/train.txt').read() + ':' + ','.join("
+        ),
+    ]
+    spec = dataclasses.replace(
+        spec, train_command=show, sandbox="off", preflight={**spec.preflight, "train_command": show}
+    )
+    job = describe(run_dir, spec, artifacts.remote, heartbeat_s=1.0)
+    for folder in (data, pre_data):  # this "worker" has neither profile's data
+        shutil.rmtree(folder)
+        shutil.rmtree(folder.with_name(folder.name + ".training"))
+
+    outcome = JobOutcome.model_validate_json(run_remote_job(job, scratch_root=str(tmp_path / "scratch")))
+    assert outcome.failure is None and outcome.flags["preflight"]["passed"], outcome.detail
+    log = artifacts.fetch("jobs/a/job.log").read_text()
+    # Each stage trained on its own profile's data, prepared here with that profile's settings.
+    assert log.index("SEEN=pre:train.txt\n") < log.index("SEEN=quick:train.txt\n")
+    assert artifacts.fetch("jobs/a/prepare.log").read_text().count("preparing data on") == 2

@@ -59,6 +59,7 @@ def rate_text(summary: RunSummary) -> str:
         f"-> ran {f.ran} -> valid metric {f.valid}"
         + (f", {f.repaired} of them repaired after their run failed" if f.repaired else "")
         + ")"
+        + (f"; {f.preflight_caught} caught at pre-flight" if f.preflight_caught else "")
     )
 
 

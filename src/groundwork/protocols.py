@@ -245,7 +245,8 @@ class JobSpec:
     interpreter: dict[str, Any] | None = None
     # Pre-flight: the patched codebase first runs at this short profile in job_dir/preflight
     # (keys: profile, train_command, eval_command, env, time_budget_s, grace_s, eval_timeout_s,
-    # budget, threads, training_files); a failure there ends the job. None: no pre-flight.
+    # budget, threads, training_files, prepare_command, gpus); a failure there ends the job.
+    # None: no pre-flight.
     preflight: dict[str, Any] | None = None
 
 

@@ -124,6 +124,7 @@ class Job(_Record):
     # A failed run of a repairable idea: its result, held (no result row yet) until a repair
     # round is queued or the idea ends with it.
     awaiting_repair: Result | None = None
+    preflight_stops: int = 0  # attempts stopped at pre-flight, each followed by a repair round
     created_at: float = Field(default_factory=now)
 
 
@@ -138,6 +139,7 @@ class Result(_Record):
     flags: dict[str, Any] = Field(default_factory=dict)
     seconds: float | None = None
     repair_rounds: int = 0  # repair rounds before the run that gave this result
+    preflight_stops: int = 0  # attempts of the idea's job stopped at pre-flight, this one included
     created_at: float = Field(default_factory=now)
 
     @property

@@ -165,7 +165,8 @@ def distribution_by_epoch(runs: list[RunDetails]) -> bytes:
 
 
 def execution_funnel(runs: list[RunDetails]) -> bytes:
-    stages = ("proposed", "applied", "ran", "valid")
+    stages = ("proposed", "applied", "preflight_passed", "ran", "valid")
+    labels = {"preflight_passed": "pre-flight passed"}
     groups = [
         (f"{run.summary.run_id}\n{pair}" if len(runs) > 1 else pair, funnel)
         for run in runs
@@ -179,10 +180,16 @@ def execution_funnel(runs: list[RunDetails]) -> bytes:
         for s, stage in enumerate(stages):
             ys = [g - 0.4 + height * (s + 0.5) for g in range(len(groups))]
             values = [getattr(f, stage) for _, f in groups]
-            ax.barh(ys, values, height=height * 0.95, color=plt.cm.Blues(0.35 + 0.18 * s), label=stage)
+            ax.barh(
+                ys, values, height=height * 0.95, color=plt.cm.Blues(0.3 + 0.15 * s), label=labels.get(stage, stage)
+            )
             for y, v, (_, f) in zip(ys, values, groups, strict=False):
                 share = f" ({v / f.proposed:.0%})" if f.proposed and stage != "proposed" else ""
-                ax.text(v, y, f" {v}{share}", va="center", fontsize=8)
+                saved = f", {f.repaired} saved by repair" if stage == "valid" and f.repaired else ""
+                caught = (
+                    f", {f.preflight_caught} caught there" if stage == "preflight_passed" and f.preflight_caught else ""
+                )
+                ax.text(v, y, f" {v}{share}{caught}{saved}", va="center", fontsize=8)
         ax.set_yticks(range(len(groups)))
         ax.set_yticklabels([g for g, _ in groups], fontsize=8)
         ax.invert_yaxis()

@@ -69,7 +69,8 @@ def _overview(run: RunDetails) -> dict[str, str]:
         "noise": _fmt(s.noise_std) if s.noise_std is not None else "not measured",
         "best": f"{_fmt(best.metric)} by {best.id} ({s.verdict(best)})" if best else "-",
         "rate": (f"{f.valid}/{f.proposed} = {f.execution_rate:.0%}" if f.proposed else "-")
-        + (f" ({f.repaired} saved by a repair round)" if f.repaired else ""),
+        + (f"; {f.preflight_caught} caught at pre-flight" if f.preflight_caught else "")
+        + (f"; {f.repaired} saved by a repair round" if f.repaired else ""),
         "cost": f"${s.llm_spent_usd:.2f}" + (f" (+${s.llm_replayed_usd:.2f} replayed)" if s.llm_replayed_usd else ""),
         "compute": compute,
     }
@@ -153,7 +154,8 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
     step("funnel")
     figures["funnel"] = _figure(
         plots.execution_funnel(runs),
-        "Of the ideas whose fate is known: proposed, patch applied, ran to the end, valid metric.",
+        "Of the ideas whose fate is known: proposed, patch applied, passed its pre-flight (or had none), "
+        "ran to the end, valid metric; beside the bars, those caught at pre-flight and those saved by repair.",
         "execution funnel per model",
     )
     step("categories")

@@ -61,6 +61,7 @@ class Funnel:
     ran: int = 0
     valid: int = 0
     repaired: int = 0  # of the valid: valid only thanks to a repair round (their first run failed)
+    preflight_caught: int = 0  # stopped at pre-flight at least once (then repaired or not)
 
     @property
     def execution_rate(self) -> float | None:
@@ -354,6 +355,7 @@ def _funnel(results: list[Result]) -> Funnel:
         ran=sum(1 for r in results if r.failure in RAN and r.flags.get("stage") != "preflight"),
         valid=sum(1 for r in results if r.valid),
         repaired=sum(1 for r in results if r.valid and r.repair_rounds > 0),
+        preflight_caught=sum(1 for r in results if r.preflight_stops > 0),
     )
 
 

@@ -110,4 +110,6 @@ def _preflight(env: Environment, profile: ResolvedProfile, seed: int, threads: i
         "budget": profile.budget,
         "threads": profile.resources.cpus if profile.budget == "compute" and not profile.resources.gpus else threads,
         "training_files": view.manifest.data.training_files,
+        "prepare_command": list(view.manifest.run.prepare),  # a worker without its data prepares it
+        "gpus": profile.resources.gpus,  # 0: it runs with no GPU visible, whatever the job holds
     }

@@ -232,6 +232,10 @@ class JobRunner:
         if folder.exists():  # a re-run attempt starts afresh
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
+        # A pre-flight profile that asks for no GPU sees none, even inside a GPU job: it runs on
+        # CPU (its profile's env names the device) and cannot touch the job's GPU memory.
+        gpus = p.get("gpus", self.spec.gpus)
+        gpu_ids = list(self.spec.gpu_ids[:gpus]) if gpus else []
         sub = replace(
             self.spec,
             job_dir=str(folder),
@@ -239,6 +243,8 @@ class JobRunner:
             **{key: p[key] for key in ("eval_timeout_s", "budget", "threads", "training_files")},
             abort_rule=None,
             preflight=None,
+            gpus=gpus,
+            gpu_ids=gpu_ids,
         )
         outcome = JobRunner(sub).run()
         seconds = round(outcome.ended_at - outcome.started_at, 3)
@@ -249,7 +255,12 @@ class JobRunner:
                 log.write(sub_log.read_bytes())
             self._header(log, f"pre-flight {'failed: ' + outcome.failure.value if outcome.failure else 'passed'}")
         shutil.rmtree(folder / "work", ignore_errors=True)  # its log is kept; the copy is not needed
-        self.flags["preflight"] = {"passed": outcome.failure is None, "seconds": seconds, "profile": p["profile"]}
+        self.flags["preflight"] = {
+            "passed": outcome.failure is None,
+            "seconds": seconds,
+            "profile": p["profile"],
+            "gpus": len(gpu_ids),
+        }
         if outcome.failure is not None:
             self.flags["stage"] = "preflight"
             raise _Failed(

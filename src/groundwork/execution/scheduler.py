@@ -35,6 +35,7 @@ def result_from_outcome(job: Job, outcome: JobOutcome) -> Result:
         flags=outcome.flags,
         seconds=round(outcome.ended_at - outcome.started_at, 3),
         repair_rounds=job.repairs,
+        preflight_stops=job.preflight_stops + (outcome.flags.get("stage") == "preflight"),
     )
 
 

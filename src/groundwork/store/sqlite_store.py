@@ -421,6 +421,7 @@ class RunStore:
                 patch_id=patch_id,
                 attempt=job.attempt + 1,
                 repairs=job.repairs + 1,
+                preflight_stops=held.preflight_stops,  # the held attempt's, counted in
                 awaiting_repair=None,
                 slot=None,
                 worker="",
