@@ -21,10 +21,10 @@ from pathlib import Path
 
 from groundwork.config import RunConfig
 from groundwork.environments import load_environment
-from groundwork.implementation.patching import unified_diff
 from groundwork.llm.base import LLMRequest, LLMResponse, Usage
 from groundwork.llm.recording import RECORDINGS_DIR, export_recording
 from groundwork.loop import ResearchLoop, build_components
+from groundwork.patch.patching import unified_diff
 from groundwork.runs import create_run, run_config, run_environment
 
 TRAIN = (load_environment("nanogpt").codebase_dir / "train.py").read_text()
@@ -210,9 +210,9 @@ def main() -> int:
         parts = build_components(env, env.profile("tiny"), run_config(store), store.run_dir)
         from groundwork.ideation.llm_ideator import LLMIdeator
         from groundwork.implementation.llm_implementer import LLMImplementer
-        from groundwork.implementation.patching import PatchPolicy
         from groundwork.llm.pricing import PriceTable
         from groundwork.llm.recording import RecordingLLM
+        from groundwork.patch.patching import PatchPolicy
         from groundwork.prompting import PromptLibrary
 
         llm = RecordingLLM(ScriptedLLM(), store.run_dir, PriceTable.load())

@@ -46,7 +46,7 @@ def patched_job(env, data_dir: Path, tmp_path: Path, new_files: dict[str, str] |
     codebase's files into `new_files` (a name the codebase lacks is a new file);
     `spec_args` go to `environment_job_spec`."""
     from groundwork.execution.job_spec import environment_job_spec
-    from groundwork.implementation.patching import unified_diff
+    from groundwork.patch.patching import unified_diff
 
     job_dir = tmp_path / "job"
     job_dir.mkdir(parents=True)

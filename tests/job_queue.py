@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from groundwork.implementation.codebase import file_sha256
+from groundwork.patch.codebase import file_sha256
 from groundwork.protocols import JobSpec
 from groundwork.records import Idea, Job, Patch, PatchStatus, PromptKind
 from groundwork.store import RunStore

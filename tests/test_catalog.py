@@ -11,7 +11,7 @@ from groundwork.environments.manifest import Metric
 from groundwork.ideation.catalog import LABEL, CatalogIdeator, load_catalog
 from groundwork.implementation.catalog_implementer import CatalogImplementer
 from groundwork.implementation.knob_implementer import preset_knobs
-from groundwork.implementation.patching import PatchPolicy
+from groundwork.patch.patching import PatchPolicy
 from groundwork.protocols import IdeationRequest, Scored, SearchHistory
 from groundwork.records import Idea, PromptKind, Result
 from groundwork.search.evolution import EvolutionStrategy, exploit_share

@@ -13,7 +13,7 @@ from conftest import GROUNDWORK, cli_env
 from groundwork.cli import app
 from groundwork.environments import load_environment
 from groundwork.environments.scaffold import infer, render
-from groundwork.implementation.patching import PatchPolicy, trial_apply, unified_diff
+from groundwork.patch.patching import PatchPolicy, trial_apply, unified_diff
 
 TRAIN = """import os, time
 steps = 3  # a knob

@@ -18,7 +18,7 @@ import pytest
 
 from groundwork.environments import load_environment
 from groundwork.execution.runner import JobRunner
-from groundwork.implementation.codebase import file_sha256
+from groundwork.patch.codebase import file_sha256
 from groundwork.protocols import JobSpec
 
 pytest.importorskip("tiktoken")

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 
 from groundwork.config import RunConfig
 from groundwork.environments import load_environment
-from groundwork.implementation.diff_text import extract_diff
 from groundwork.implementation.llm_implementer import LLMImplementer
-from groundwork.implementation.patching import PatchError, PatchPolicy, apply_patch
 from groundwork.llm.base import LLMRequest, LLMResponse
 from groundwork.loop import ResearchLoop, build_components
+from groundwork.patch.diff_text import extract_diff
+from groundwork.patch.patching import PatchError, PatchPolicy, apply_patch
 from groundwork.prompting import PromptLibrary
 from groundwork.records import FailureCategory, Idea, PromptKind
 from groundwork.runs import create_run, run_config

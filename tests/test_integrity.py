@@ -17,7 +17,7 @@ from conftest import patched_job
 from groundwork.environments import load_environment
 from groundwork.execution import sandbox
 from groundwork.execution.runner import JobRunner
-from groundwork.implementation.codebase import file_sha256
+from groundwork.patch.codebase import file_sha256
 from groundwork.protocols import JobSpec
 from groundwork.records import FailureCategory
 

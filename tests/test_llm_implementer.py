@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from groundwork.environments import load_environment
 from groundwork.implementation.llm_implementer import LLMImplementer
-from groundwork.implementation.patching import PatchPolicy, unified_diff
 from groundwork.llm.base import LLMRequest, LLMResponse
+from groundwork.patch.patching import PatchPolicy, unified_diff
 from groundwork.prompting import PromptLibrary
 from groundwork.records import Idea, PromptKind
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import GROUNDWORK, cli_env
-from groundwork.implementation.patching import unified_diff
+from groundwork.patch.patching import unified_diff
 from groundwork.records import PatchStatus
 from groundwork.store import RunStore
 from llm_stub import StubServer, last_user_text

@@ -8,16 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from groundwork.implementation import patching
-from groundwork.implementation.diff_text import extract_diff, looks_like_search_replace
-from groundwork.implementation.patching import (
-    PatchError,
-    PatchPolicy,
-    apply_patch,
-    check_patch,
-    trial_apply,
-    unified_diff,
-)
+from groundwork.patch import patching
+from groundwork.patch.diff_text import extract_diff, looks_like_search_replace
+from groundwork.patch.patching import PatchError, PatchPolicy, apply_patch, check_patch, trial_apply, unified_diff
 
 POLICY = PatchPolicy(protected=frozenset({"evaluate.py"}))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from groundwork.ideation.parsing import parse_ideas
-from groundwork.implementation.search_replace import parse_search_replace
+from groundwork.patch.search_replace import parse_search_replace
 
 
 def _load_stub():

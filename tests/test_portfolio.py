@@ -21,12 +21,12 @@ from groundwork.config import RunConfig
 from groundwork.console import portfolio_lines
 from groundwork.environments import load_environment
 from groundwork.implementation.llm_implementer import LLMImplementer
-from groundwork.implementation.patching import PatchPolicy, unified_diff
 from groundwork.llm.base import LLMRequest
 from groundwork.llm.portfolio import ArmStats, choose
 from groundwork.llm.pricing import PriceTable
 from groundwork.llm.recording import RecordingLLM
 from groundwork.loop import ResearchLoop, build_components
+from groundwork.patch.patching import PatchPolicy, unified_diff
 from groundwork.prompting import PromptLibrary
 from groundwork.runs import create_run, run_config
 from groundwork.store import RunStore

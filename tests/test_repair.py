@@ -21,12 +21,12 @@ from groundwork.analysis.summary import summarize
 from groundwork.config import RunConfig
 from groundwork.environments import load_environment
 from groundwork.implementation.llm_implementer import LLMImplementer
-from groundwork.implementation.patching import PatchPolicy, unified_diff
 from groundwork.implementation.repair import log_excerpt, non_finite_loss, repairable
 from groundwork.llm.base import LLMError, LLMRequest
 from groundwork.llm.pricing import PriceTable
 from groundwork.llm.recording import RecordingLLM, ReplayLLM
 from groundwork.loop import ResearchLoop, build_components
+from groundwork.patch.patching import PatchPolicy, unified_diff
 from groundwork.prompting import PromptLibrary
 from groundwork.records import FailureCategory, JobOutcome, JobState, PromptKind, Result
 from groundwork.runs import create_run, run_config

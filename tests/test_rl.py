@@ -23,8 +23,8 @@ pytest.importorskip("transformers")
 
 from conftest import FIXTURES  # noqa: E402
 from groundwork.config import RunConfig  # noqa: E402
-from groundwork.implementation.codebase import copy_codebase  # noqa: E402
-from groundwork.implementation.patching import PatchPolicy, apply_patch  # noqa: E402
+from groundwork.patch.codebase import copy_codebase  # noqa: E402
+from groundwork.patch.patching import PatchPolicy, apply_patch  # noqa: E402
 from groundwork.protocols import BackendBase, JobSpec  # noqa: E402
 from groundwork.records import FailureCategory, JobOutcome  # noqa: E402
 from groundwork.rl.config import RLConfig  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 from conftest import FIXTURES
 from groundwork.environments.manifest import Metric
 from groundwork.implementation.knob_implementer import KnobImplementer
-from groundwork.implementation.patching import PatchPolicy
+from groundwork.patch.patching import PatchPolicy
 from groundwork.records import FailureCategory, Idea, PromptKind, Result
 from groundwork.rl import diversity
 from groundwork.rl.reward import RewardScale

@@ -10,8 +10,8 @@ import psutil
 
 from groundwork.execution.runner import JobRunner, read_outcome, save_spec
 from groundwork.execution.runner import main as runner_main
-from groundwork.implementation.codebase import codebase_hash, file_sha256
-from groundwork.implementation.patching import unified_diff
+from groundwork.patch.codebase import codebase_hash, file_sha256
+from groundwork.patch.patching import unified_diff
 from groundwork.protocols import JobSpec
 from groundwork.records import FailureCategory
 

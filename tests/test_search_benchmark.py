@@ -121,7 +121,7 @@ def test_paired_tests_are_arm_minus_control_with_exact_p_values():
 def _toy_spec(toy_env: Path, job_dir: Path, job_id: str, seed: int = 0):
     from groundwork.environments import load_environment
     from groundwork.execution.job_spec import environment_job_spec
-    from groundwork.implementation.codebase import codebase_hash
+    from groundwork.patch.codebase import codebase_hash
 
     env = load_environment(toy_env)
     profile = env.profile("quick")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from groundwork.implementation.patching import PatchError, PatchPolicy, apply_patch
-from groundwork.implementation.search_replace import SearchReplace, parse_search_replace, search_replace_to_diff
+from groundwork.patch.patching import PatchError, PatchPolicy, apply_patch
+from groundwork.patch.search_replace import SearchReplace, parse_search_replace, search_replace_to_diff
 
 POLICY = PatchPolicy(protected=frozenset({"evaluate.py"}))
 TRAIN = "lr = 1\nsteps = 2\n\ndef f():\n    return lr\n\ndef g():\n    return lr\n"

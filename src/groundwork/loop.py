@@ -7,15 +7,13 @@ the loop, adopts jobs still running, and skips whatever is already recorded.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,13 +33,13 @@ from groundwork.ideation.llm_ideator import LLMIdeator
 from groundwork.ideation.novelty import make_novelty
 from groundwork.implementation.catalog_implementer import CatalogImplementer
 from groundwork.implementation.llm_implementer import LLMImplementer
-from groundwork.implementation.patching import PatchPolicy
 from groundwork.implementation.repair import log_excerpt, repairable
 from groundwork.llm.base import LLMError
 from groundwork.llm.factory import make_llm
 from groundwork.llm.portfolio import Portfolio, PortfolioIdeator, PortfolioImplementer
 from groundwork.llm.pricing import PriceTable
 from groundwork.llm.recording import BudgetExceeded, RecordingLLM
+from groundwork.patch.patching import PatchPolicy
 from groundwork.prompting import PromptLibrary
 from groundwork.protocols import (
     Backend,
@@ -69,6 +67,7 @@ from groundwork.records import (
     PromptKind,
     Result,
 )
+from groundwork.run_lock import controller_lock
 from groundwork.runs import run_config, run_environment
 from groundwork.search.archive import MapElitesArchive, changed_lines
 from groundwork.search.budget import CapReached, cap_reached, usage
@@ -90,28 +89,6 @@ def _first_line(text: str) -> str:
 
 NOT_SEARCHED = (PromptKind.BASELINE, PromptKind.CONFIRM)  # runs that are not ideas of the search
 LOG_EXCERPT_CHARS = 6000  # of a failed job's log, shown to the implementer that repairs it
-
-
-class RunBusy(RuntimeError):
-    pass
-
-
-@contextmanager
-def controller_lock(run_dir: Path) -> Iterator[None]:
-    """One controller per run: a second `run`/`resume` of a live run is refused."""
-    path = run_dir / "controller.lock"
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise RunBusy(f"run {run_dir} is already being driven by {holder}; wait for it or stop it first") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        fh.flush()
-        yield
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 from groundwork import __version__
 from groundwork.config import RunConfig
 from groundwork.environments import Environment, load_environment
-from groundwork.implementation.codebase import codebase_hash, file_sha256
+from groundwork.patch.codebase import codebase_hash, file_sha256
 from groundwork.store import RunStore, StoreError
 
 DEFAULT_RUNS_DIR = Path("runs")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from groundwork.rl.tracking import StepLog
+from groundwork.store.step_log import StepLog
 
 DIVERSITY_COLUMNS = ("distinct_1", "distinct_2", "pairwise_similarity", "embedding_spread")
 STEP_COLUMNS = (

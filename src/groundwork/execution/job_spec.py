@@ -8,7 +8,7 @@ from pathlib import Path
 
 from groundwork.environments import Environment
 from groundwork.environments.registry import ResolvedProfile
-from groundwork.implementation.codebase import file_sha256
+from groundwork.patch.codebase import file_sha256
 from groundwork.protocols import JobSpec
 
 

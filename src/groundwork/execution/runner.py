@@ -30,8 +30,8 @@ from groundwork.execution.early_abort import AbortRule, compute_share, read_curv
 from groundwork.execution.metric_checks import CheckFailed, check_relations
 from groundwork.execution.processes import PhaseEnd, become_subreaper, is_subreaper, run_with_deadline
 from groundwork.files import write_atomic
-from groundwork.implementation.codebase import codebase_hash, copy_codebase, file_sha256
-from groundwork.implementation.patching import PatchError, PatchPolicy, apply_patch
+from groundwork.patch.codebase import codebase_hash, copy_codebase, file_sha256
+from groundwork.patch.patching import PatchError, PatchPolicy, apply_patch
 from groundwork.protocols import JobSpec
 from groundwork.records import FailureCategory, JobOutcome
 from groundwork.redaction import redact

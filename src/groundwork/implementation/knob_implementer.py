@@ -11,8 +11,8 @@ import ast
 import re
 from pathlib import Path
 
-from groundwork.ideation.catalog import Edit, EditError, apply_edits
-from groundwork.implementation.patching import PatchPolicy, trial_apply, unified_diff
+from groundwork.patch.edits import Edit, EditError, apply_edits
+from groundwork.patch.patching import PatchPolicy, trial_apply, unified_diff
 from groundwork.protocols import PatchAttempt
 from groundwork.records import Idea
 

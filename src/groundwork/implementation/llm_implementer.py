@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from groundwork.environments import Environment
-from groundwork.implementation.diff_text import extract_diff
-from groundwork.implementation.patching import PatchError, PatchPolicy, trial_apply
 from groundwork.implementation.repair import non_finite_loss
-from groundwork.implementation.search_replace import parse_search_replace, search_replace_to_diff
 from groundwork.llm.base import LLM, LLMRequest
+from groundwork.patch.diff_text import extract_diff
+from groundwork.patch.patching import PatchError, PatchPolicy, trial_apply
+from groundwork.patch.search_replace import parse_search_replace, search_replace_to_diff
 from groundwork.prompting import PromptLibrary, environment_context
 from groundwork.protocols import FailedRun, PatchAttempt
 from groundwork.records import Idea

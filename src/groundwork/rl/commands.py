@@ -18,10 +18,10 @@ from groundwork.console import print_summary, progress_view, throttled
 from groundwork.llm.recording import BudgetExceeded
 from groundwork.rl.config import RLConfig, is_rl_run, load_rl_config
 from groundwork.rl.dataset import export_runs
-from groundwork.rl.tracking import StepLog
 from groundwork.rl.view import steps_table
 from groundwork.runs import DEFAULT_RUNS_DIR, find_run
 from groundwork.store import RunStore
+from groundwork.store.step_log import StepLog
 
 rl_app = typer.Typer(help="Reinforcement learning of the ideator from execution reward (GRPO).", no_args_is_help=True)
 dataset_app = typer.Typer(help="Runs' ideas, diffs and rewards as datasets.", no_args_is_help=True)

@@ -26,8 +26,8 @@ from groundwork.rl.config import RLConfig
 from groundwork.rl.grpo import grpo_update
 from groundwork.rl.policy import Policy, Sample
 from groundwork.rl.reward import RewardScale
-from groundwork.rl.tracking import StepLog
 from groundwork.store import RunStore
+from groundwork.store.step_log import StepLog
 
 THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
 TITLE_CHARS = 80

@@ -14,8 +14,8 @@ from groundwork.environments.registry import ResolvedProfile
 from groundwork.execution.local import LocalBackend
 from groundwork.execution.resources import plan_slots
 from groundwork.implementation.knob_implementer import KnobImplementer
-from groundwork.implementation.patching import PatchPolicy
 from groundwork.loop import Components, ResearchLoop
+from groundwork.patch.patching import PatchPolicy
 from groundwork.prompting import PromptLibrary
 from groundwork.protocols import Implementer
 from groundwork.rl.config import RLConfig, load_rl_config, save_rl_config

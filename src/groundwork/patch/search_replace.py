@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from groundwork.implementation.diff_text import PatchError, normalise_newlines
-from groundwork.implementation.patching import PatchPolicy, check_path, unified_diff
+from groundwork.patch.diff_text import PatchError, normalise_newlines
+from groundwork.patch.patching import PatchPolicy, check_path, unified_diff
 
 _SEARCH = re.compile(r"^<{5,9} ?SEARCH\s*$")
 _DIVIDER = re.compile(r"^={5,9}\s*$")

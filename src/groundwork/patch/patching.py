@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from groundwork.implementation import file_rules
-from groundwork.implementation.diff_text import FileSection, Hunk, PatchError, parse_diff, unquote
+from groundwork.patch import file_rules
+from groundwork.patch.diff_text import FileSection, Hunk, PatchError, parse_diff, unquote
 
 if TYPE_CHECKING:
     from groundwork.environments.manifest import Files
@@ -528,7 +528,7 @@ def trial_apply(diff: str, codebase: Path, policy: PatchPolicy) -> PatchAttempt:
     output goes through before a job is queued."""
     import tempfile
 
-    from groundwork.implementation.codebase import codebase_hash, copy_codebase
+    from groundwork.patch.codebase import codebase_hash, copy_codebase
     from groundwork.protocols import PatchAttempt
 
     with tempfile.TemporaryDirectory(prefix="groundwork-patch-") as tmp:
