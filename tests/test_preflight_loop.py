@@ -14,7 +14,7 @@ import pytest
 
 from conftest import GROUNDWORK, cli_env, requires
 from groundwork.analysis.summary import summarize
-from groundwork.implementation.patching import unified_diff
+from groundwork.patch.patching import unified_diff
 from groundwork.records import FailureCategory
 from groundwork.store import RunStore
 
