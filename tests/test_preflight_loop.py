@@ -14,9 +14,9 @@ import pytest
 
 from conftest import GROUNDWORK, cli_env, requires
 from groundwork.analysis.summary import summarize
-from groundwork.patch.patching import unified_diff
 from groundwork.records import FailureCategory
 from groundwork.store import RunStore
+from test_repair import _answer
 
 # The toy's training writes "JOB_ID STAGE" to the ledger: a pre-flight's line says "pre".
 LEDGER_LINE = (
@@ -40,15 +40,6 @@ def _toy_with_preflight(toy_env: Path) -> Path:
     pre = '\n[profiles.pre]\ntime_budget_s = 3\n\n[profiles.pre.env]\nTOY_SLEEP_S = "0"\nTOY_STAGE = "pre"\n'
     manifest.write_text(text + pre)
     return toy_env
-
-
-def _answer(toy_env: Path, *changes: tuple[str, str]) -> str:
-    original = (toy_env / "baseline" / "train.py").read_text()
-    new = original
-    for old, replacement in changes:
-        assert old in new
-        new = new.replace(old, replacement, 1)
-    return f"Here is the change.\n\n```diff\n{unified_diff({'train.py': original}, {'train.py': new})}```\n"
 
 
 def _recording(path: Path, answers: dict[str, str]) -> str:
