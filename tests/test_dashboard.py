@@ -240,3 +240,118 @@ def test_the_dashboard_never_shows_a_key_a_job_printed(toy_env, tmp_path):
     assert "ValueError: refused key [redacted]" in live.text
     for page in (log.text, idea.text, live.text, run.text):
         assert "L" * 40 not in page and "abcdef0123456789xyz" not in page
+
+
+def _finished(store: RunStore, idea: Idea, diff: str, metric: float) -> None:
+    """Store one idea of the run with its applied patch and a valid result."""
+    from groundwork.records import JobOutcome, JobState, Result
+
+    store.add_ideas([idea])
+    rel = f"patches/{idea.id}.attempt-1.diff"
+    (store.run_dir / "patches").mkdir(exist_ok=True)
+    (store.run_dir / rel).write_text(diff)
+    patch = Patch(
+        id=f"{idea.id}-1", idea_id=idea.id, attempt=1, implementer="catalog", status=PatchStatus.APPLIED,
+        diff_path=rel, diff_sha256="0",
+    )  # fmt: skip
+    job = Job(id=f"job-{idea.id}", idea_id=idea.id, patch_id=patch.id, backend="local")
+    store.record_implementation(idea.id, [patch], job, None)
+    store.transition_job(job.id, JobState.LEASED, slot=0)
+    store.transition_job(job.id, JobState.RUNNING, started_at=time.time())
+    outcome = JobOutcome(job_id=job.id, attempt=1, metric=metric, started_at=time.time(), ended_at=time.time())
+    store.finish_job(outcome, Result(idea_id=idea.id, job_id=job.id, metric=metric))
+
+
+def _diff(lines: int) -> str:
+    return "--- a/train.py\n+++ b/train.py\n@@ -1 +1 @@\n" + "".join(f"+x{i} = {i}\n" for i in range(lines))
+
+
+def archive_and_portfolio_run(runs: Path, toy_env: Path) -> RunStore:
+    """A map-elites run whose ideas came from a two-model portfolio: two ideas share the
+    (hyperparameter, small diff) cell, so the grid must show the better one only."""
+    models = ["replay:/models/a.jsonl", "replay:/models/b.jsonl"]
+    config = RunConfig(
+        environment=str(toy_env), search="evolution", archive="map-elites", epochs=1,
+        ideator_llm=models[0], ideator_llms=models,
+    )  # fmt: skip
+    store = create_run(config, runs, "grid")
+    base = Idea(id="baseline", epoch=0, index=0, title="Baseline", text="", prompt_kind=PromptKind.BASELINE, origin="-")
+    _finished(store, base, "", 1.5)
+    plan = [  # id, model, category, diff lines, metric
+        ("e1-01", 0, "hyperparameter", 2, 1.20),
+        ("e1-02", 1, "hyperparameter", 3, 1.35),
+        ("e1-03", 1, "architecture", 40, 1.40),
+    ]
+    for index, (idea_id, arm, category, lines, metric) in enumerate(plan, start=1):
+        key = f"ideate:e1:explore:{idea_id}"
+        store.record_model_choice(
+            {"ts": time.time(), "role": "ideator", "key": key, "arm": models[arm], "rule": "init", "epoch": 1,
+             "arms": "[]"}
+        )  # fmt: skip
+        store.record_llm_call(
+            {"ts": time.time(), "role": "ideator", "call_key": key, "fingerprint": key, "model": models[arm],
+             "provider": "replay", "epoch": 1, "text": "", "usage": "{}", "cost_usd": 0.01 * (arm + 1), "replayed": 0}
+        )  # fmt: skip
+        idea = Idea(
+            id=idea_id, epoch=1, index=index, title=f"{category} {lines} lines", text="Change.", category=category,
+            prompt_kind=PromptKind.EXPLORE, origin=models[arm], payload={"portfolio_key": key},
+        )  # fmt: skip
+        _finished(store, idea, _diff(lines), metric)
+    store.add_epoch(1, [])
+    return store
+
+
+def test_the_run_page_shows_the_archive_grid_and_the_model_portfolio(toy_env, tmp_path):
+    from starlette.testclient import TestClient
+
+    runs = tmp_path / "runs"
+    archive_and_portfolio_run(runs, toy_env)
+    _stopped_run_with_a_queued_job(runs, toy_env)  # a plain run: neither section
+    with TestClient(create_app(runs)) as client:
+        page = client.get("/runs/grid")
+        live = client.get("/runs/grid/live")
+        plain = client.get("/runs/stopped")
+    assert page.status_code == live.status_code == plain.status_code == 200
+    for html in (page.text, live.text):
+        assert 'id="archive"' in html and "2 filled cells of category × diff_size" in html
+        # The (hyperparameter, small) cell holds its best idea, e1-01, and not e1-02.
+        assert '<a href="/runs/grid/ideas/e1-01">e1-01</a> <b>1.2000</b>' in html
+        assert "/runs/grid/ideas/e1-02" not in html.split('id="portfolio"')[0].split('id="archive"')[1]
+        assert '<a href="/runs/grid/ideas/e1-03">e1-03</a> <b>1.4000</b>' in html
+        assert 'id="portfolio"' in html
+        assert 'replay:/models/a.jsonl</td><td class="num">1/3 = 33%' in html
+        assert 'replay:/models/b.jsonl</td><td class="num">2/3 = 67%' in html
+        assert "$0.010" in html and "$0.040" in html
+    assert 'id="archive"' not in plain.text and 'id="portfolio"' not in plain.text
+
+
+@pytest.mark.slow
+def test_the_archive_grid_and_the_portfolio_in_a_real_browser(toy_env, tmp_path):
+    require_chromium()
+    from playwright.sync_api import expect
+
+    runs = tmp_path / "runs"
+    archive_and_portfolio_run(runs, toy_env)
+    port = _free_port()
+    server = subprocess.Popen(
+        [*GROUNDWORK, "serve", "--runs-dir", str(runs), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=cli_env(),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(base + "/")
+        with browser_page(tmp_path / "chromium-profile") as page:
+            page.goto(base + "/runs/grid")
+            expect(page.locator("#archive td.cell")).to_have_count(2)
+            expect(page.locator("#archive [data-cell='hyperparameter/<=4']")).to_contain_text("e1-01 1.2000")
+            expect(page.locator("#portfolio tr")).to_have_count(3)  # a header and one row per model
+            expect(page.locator("#portfolio")).to_contain_text("2/3 = 67%")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-archive.png"), full_page=True)
+            page.click("#archive >> text=e1-01")  # a cell links to its idea
+            expect(page.locator("#diff")).to_contain_text("+x1 = 1")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -76,7 +76,7 @@ def _overview(run: RunDetails) -> dict[str, str]:
     }
 
 
-def _portfolio_rows(run: RunDetails) -> list[dict[str, str]]:
+def portfolio_rows(run: RunDetails) -> list[dict[str, str]]:
     """Each portfolio model's share of its role's proposals, payoff and spend over the run."""
     s = run.summary
     rows = []
@@ -92,6 +92,9 @@ def _portfolio_rows(run: RunDetails) -> list[dict[str, str]]:
                     "share": f"{a.pulls}/{total} = {a.pulls / total:.0%}",
                     "payoff": "-" if a.payoff is None else f"{a.payoff:.4g} {unit} (over {a.settled})",
                     "spend": f"${a.spend_usd:.3f}",
+                    "pulls": str(a.pulls),
+                    "settled": str(a.settled),
+                    "reward": f"{a.reward:.4g}",
                 }
             )
     return rows
@@ -265,7 +268,7 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
         }
         for run in runs
     ]
-    archives = [{"run": r.summary.run_id, **archive_grid(r, _descriptors(r))} for r in runs]
+    archives = [{"run": r.summary.run_id, **archive_grid(r, archive_descriptors(r))} for r in runs]
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     return env.get_template("report.html.j2").render(
         archives=archives,
@@ -274,7 +277,7 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
         version=__version__,
         runs=runs,
         overview=[_overview(r) for r in runs],
-        portfolio=[row for r in runs for row in _portfolio_rows(r)],
+        portfolio=[row for r in runs for row in portfolio_rows(r)],
         figures=figures,
         top=top,
         failures=failures,
@@ -285,7 +288,7 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
     )
 
 
-def _descriptors(run: RunDetails) -> list[str]:
+def archive_descriptors(run: RunDetails) -> list[str]:
     """The run's archive descriptors when it searched with one, else category x diff size."""
     try:
         config = RunStore(run.run_dir).run_info()["config"]

@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from groundwork.analysis.archive_grid import archive_grid
 from groundwork.analysis.details import load_details
-from groundwork.analysis.report import diff_html
+from groundwork.analysis.report import archive_descriptors, diff_html, portfolio_rows
 from groundwork.analysis.summary import summarize
 from groundwork.records import TERMINAL_JOB_STATES, JobState
 from groundwork.redaction import redact
@@ -102,11 +103,28 @@ def create_app(runs_dir: Path, *, allow_writes: bool = False, token: str | None 
     def run_context(run_id: str) -> dict:
         store = data.open(run_id)
         try:
-            summary = summarize(store)
+            config = store.run_info()["config"]
+            grid, portfolio = None, []
+            if config.get("archive") == "map-elites" or config.get("ideator_llms") or config.get("implementer_llms"):
+                details = load_details(store)  # the report's own grid and portfolio rows
+                summary = details.summary
+                if config.get("archive") == "map-elites":
+                    grid = archive_grid(details, archive_descriptors(details))
+                portfolio = portfolio_rows(details)
+            else:
+                summary = summarize(store)
             version = len(store.events())
             jobs = store.jobs()
             ideas = {i.id: i for i in store.ideas()}
-            return {"s": summary, "jobs": jobs, "ideas": ideas, "version": version, "run_id": run_id}
+            return {
+                "s": summary,
+                "jobs": jobs,
+                "ideas": ideas,
+                "version": version,
+                "run_id": run_id,
+                "grid": grid,
+                "portfolio": portfolio,
+            }
         finally:
             store.close()
 
