@@ -316,12 +316,14 @@ def costs(runs: list[RunDetails]) -> bytes:
     dollars = [run.summary.llm_spent_usd for run in runs]
     replayed = [run.summary.llm_replayed_usd for run in runs]
     unpriced = sum(run.summary.unpriced_calls for run in runs)
+    replays = sum(run.summary.replayed_calls for run in runs)
     if not any(dollars) and not any(replayed):
-        reason = (
-            f"{unpriced} calls to models with no price (GROUNDWORK_PRICES adds prices)"
-            if unpriced
-            else "no paid model calls (the offline catalog, or no calls yet)"
-        )
+        if unpriced:
+            reason = f"{unpriced} calls to models with no price (GROUNDWORK_PRICES adds prices)"
+        elif replays:
+            reason = f"{replays} calls replayed from a recording, free"
+        else:
+            reason = "no paid model calls (the offline catalog, or no calls yet)"
         _empty(axes[0], "$0.00: " + reason)
     else:
         axes[0].barh(names, dollars, height=0.5, color="#1f77b4", label="paid")
