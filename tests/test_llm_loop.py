@@ -149,7 +149,8 @@ def test_shipped_nanogpt_recording_replays_offline(tmp_path):
     assert set(results) == {i.id for i in ideas}
     assert sum(r.valid for r in results.values()) >= 6
     assert all(c["replayed"] for c in store.llm_calls()) and store.llm_spent_usd() == 0
-    assert "LLM cost $0.00" in proc.stdout and "13 calls to models with no price" in proc.stdout
+    assert "LLM cost $0.00 (13 calls replayed from a recording, free)" in proc.stdout
+    assert "no price" not in proc.stdout
 
 
 def test_llm_export_writes_a_replayable_file(tmp_path):
@@ -187,3 +188,39 @@ def test_llm_export_writes_a_replayable_file(tmp_path):
     assert "wrote 1 calls" in proc.stdout
     [call] = load_recording(str(out))
     assert call["text"] == "hi" and call["cost_usd"] == 0.5
+
+
+def _call(n: int, cost: float | None, replayed: int) -> dict:
+    return {
+        "role": "ideator",
+        "call_key": f"ideate:e1:k{n}",
+        "fingerprint": f"f{n}",
+        "model": "handwritten-fixture",
+        "provider": "scripted",
+        "epoch": 1,
+        "request": "{}",
+        "text": "hi",
+        "thinking": "",
+        "usage": "{}",
+        "cost_usd": cost,
+        "latency_s": 0.0,
+        "replayed": replayed,
+    }
+
+
+def test_replayed_calls_are_free_not_unpriced(tmp_path):
+    from groundwork.analysis.summary import summarize
+    from groundwork.config import RunConfig
+    from groundwork.console import cost_text
+    from groundwork.runs import create_run
+
+    store = create_run(RunConfig(environment="nanogpt"), tmp_path / "runs", name="x")
+    for n in range(3):
+        store.record_llm_call(_call(n, None, replayed=1))  # a recording of an unpriced model
+    text = cost_text(summarize(store))
+    assert "LLM cost $0.00 (3 calls replayed from a recording, free)" in text
+    assert "no price" not in text
+
+    store.record_llm_call(_call(9, None, replayed=0))  # a live call to an unpriced model still says so
+    text = cost_text(summarize(store))
+    assert "3 calls replayed" in text and "1 calls to models with no price" in text

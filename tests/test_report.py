@@ -324,3 +324,34 @@ def test_the_report_never_shows_a_key_a_job_printed(toy_env, tmp_path):
     page = render_report([load_details(store)])
     assert "training exited with code 1: ... ValueError: refused key [redacted]" in page
     assert "L" * 40 not in page and "abcdef0123456789xyz" not in page
+
+
+def test_training_curve_legend_shows_each_idea_id_and_a_title_cut_at_a_word():
+    pytest.importorskip("matplotlib")
+    from types import SimpleNamespace
+
+    from groundwork.analysis import plots
+    from groundwork.records import Idea, PromptKind
+
+    long_title = "Replace the cosine schedule with a warmup then linear decay to a tenth of the peak rate"
+
+    def detail(idea_id: str, title: str, metric: float):  # a fake IdeaDetail: only what the plot reads
+        idea = Idea(id=idea_id, epoch=1, index=1, title=title, text=title, prompt_kind=PromptKind.SIMPLE, origin="t")
+        curve = [{"step": s, "loss": metric + 1.0 / (s + 1)} for s in range(5)]
+        return SimpleNamespace(idea=idea, result=Result(idea_id=idea_id, metric=metric, curve=curve))
+
+    baseline = detail("e0-00", "Baseline", 2.0)
+    ideas = [detail("e1-01", long_title, 1.5), detail("e1-02", "Wider", 1.6)]
+    fake_run = SimpleNamespace(baseline=baseline, top=lambda k: ideas[:k], summary=SimpleNamespace(run_id="r"))
+    fig = plots.training_curves_figure(fake_run)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[0] == "e0-00: Baseline" and texts[2] == "e1-02: Wider"
+    short = texts[1].removeprefix("e1-01: ")
+    assert short.endswith("…") and long_title.startswith(short[:-1].rstrip())
+    assert long_title.split()[len(short[:-1].split()) - 1] == short[:-1].split()[-1]  # ends on a whole word
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend_box, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend_box.y1 <= axes_box.y0  # below the plot, covering no curve
+    assert plots.training_curves(fake_run).startswith(b"\x89PNG")

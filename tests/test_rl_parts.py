@@ -163,3 +163,21 @@ def test_the_rl_prompt_shows_the_goal_and_the_best_past_ideas_with_their_rewards
     assert "- reward +0.980: lr=1e-1 warmup=0\n- reward -0.200: lr=3e-2" in text and "in loss" in text
     bare = PromptLibrary().render("rl_ideator", context="CODE", goal="Lower the loss.", past=[], unit="")
     assert bare.startswith("CODE\n\nLower the loss.") and "Earlier ideas" not in bare
+
+
+def test_tiny_model_defaults_to_the_cache_and_says_where(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    from typer.testing import CliRunner
+
+    from groundwork.cli import app
+
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    monkeypatch.chdir(clone)
+    monkeypatch.setenv("GROUNDWORK_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(app, ["rl", "tiny-model", "--env", "nanogpt"], env={"COLUMNS": "60"})
+    assert result.exit_code == 0, result.output
+    target = tmp_path / "cache" / "tiny-models" / "nanogpt-seed0"
+    assert (target / "config.json").is_file() and list(clone.iterdir()) == []  # nothing left in the clone
+    assert f"to {target}; train it with:" in result.output
+    assert f"groundwork rl run --model {target} --env nanogpt" in result.output  # one copyable line

@@ -167,8 +167,9 @@ def cost_text(summary: RunSummary) -> str:
     text = f"LLM cost ${summary.llm_spent_usd:.2f}"
     if summary.max_dollars is not None:
         text += f" of a ${summary.max_dollars:.2f} cap"
-    if summary.llm_replayed_usd:
-        text += f" (+ ${summary.llm_replayed_usd:.2f} recorded, replayed for free)"
+    if summary.replayed_calls:
+        recorded = f", recorded at ${summary.llm_replayed_usd:.2f}" if summary.llm_replayed_usd else ""
+        text += f" ({summary.replayed_calls} calls replayed from a recording, free{recorded})"
     epochs = ", ".join(f"e{e} ${c:.2f}" for e, c in sorted(summary.cost_by_epoch.items()))
     text += f"; {summary.llm_tokens:,} tokens; by epoch: {epochs}"
     if summary.unpriced_calls:

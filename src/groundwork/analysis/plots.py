@@ -32,7 +32,7 @@ DPI = 110
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=DPI)
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")  # a legend outside the axes stays in
     plt.close(fig)
     return buf.getvalue()
 
@@ -200,7 +200,12 @@ def execution_funnel(runs: list[RunDetails]) -> bytes:
     return _png(fig)
 
 
-def training_curves(run: RunDetails, k: int = 5) -> bytes:
+def curve_label(idea_id: str, title: str, width: int = 48) -> str:
+    """The idea's id and its title, shortened at a word with an ellipsis: never cut mid-word."""
+    return f"{idea_id}: {textwrap.shorten(title, width=width, placeholder='…')}"
+
+
+def training_curves_figure(run: RunDetails, k: int = 5):
     fig, ax = plt.subplots(figsize=(7.5, 4))
     shown = ([run.baseline] if run.baseline else []) + run.top(k)
     name = ""
@@ -212,15 +217,20 @@ def training_curves(run: RunDetails, k: int = 5) -> bytes:
         if key != name:
             continue
         style = {"color": "#333333", "linestyle": "--"} if d is run.baseline else {"color": COLORS[n % len(COLORS)]}
-        ax.plot(xs, ys, linewidth=1.2, label=f"{d.idea.id}: {d.idea.title[:40]}", **style)
+        ax.plot(xs, ys, linewidth=1.2, label=curve_label(d.idea.id, d.idea.title), **style)
     if not name:
         _empty(ax, "no training curves were logged (out/train_log.jsonl)")
     else:
         ax.set_xlabel("step")
         ax.set_ylabel(f"training {name}")
-        ax.legend(fontsize=7)
+        # below the axes, where no curve hides it and a long title has the figure's width
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
     ax.set_title(f"Training curves: baseline and top ideas ({run.summary.run_id})", fontsize=10)
-    return _png(fig)
+    return fig
+
+
+def training_curves(run: RunDetails, k: int = 5) -> bytes:
+    return _png(training_curves_figure(run, k))
 
 
 def _outcome(run: RunDetails, d) -> str:
@@ -323,12 +333,14 @@ def costs(runs: list[RunDetails]) -> bytes:
     dollars = [run.summary.llm_spent_usd for run in runs]
     replayed = [run.summary.llm_replayed_usd for run in runs]
     unpriced = sum(run.summary.unpriced_calls for run in runs)
+    replays = sum(run.summary.replayed_calls for run in runs)
     if not any(dollars) and not any(replayed):
-        reason = (
-            f"{unpriced} calls to models with no price (GROUNDWORK_PRICES adds prices)"
-            if unpriced
-            else "no paid model calls (the offline catalog, or no calls yet)"
-        )
+        if unpriced:
+            reason = f"{unpriced} calls to models with no price (GROUNDWORK_PRICES adds prices)"
+        elif replays:
+            reason = f"{replays} calls replayed from a recording, free"
+        else:
+            reason = "no paid model calls (the offline catalog, or no calls yet)"
         _empty(axes[0], "$0.00: " + reason)
     else:
         axes[0].barh(names, dollars, height=0.5, color="#1f77b4", label="paid")

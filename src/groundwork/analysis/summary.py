@@ -91,7 +91,8 @@ class RunSummary:
     llm_tokens: int = 0
     cost_by_epoch: dict[int, float] = field(default_factory=dict)
     max_dollars: float | None = None
-    unpriced_calls: int = 0  # calls to models missing from the price table
+    unpriced_calls: int = 0  # calls made to models missing from the price table (replays excluded)
+    replayed_calls: int = 0  # answers served from a recording: no call made, nothing paid
     baseline_metrics: list[float] = field(default_factory=list)  # one per baseline seed that ran
 
     stored_noise_std: float | None = None  # from `groundwork env baseline`, when measured
@@ -265,7 +266,8 @@ def summarize(store: RunStore) -> RunSummary:
         llm_tokens=sum(sum(json.loads(c["usage"]).values()) for c in calls),
         cost_by_epoch=cost_by_epoch,
         max_dollars=config.get("max_dollars"),
-        unpriced_calls=sum(1 for c in calls if c["cost_usd"] is None),
+        unpriced_calls=sum(1 for c in calls if c["cost_usd"] is None and not c["replayed"]),
+        replayed_calls=sum(1 for c in calls if c["replayed"]),
         baseline_metrics=[r.metric for r in baselines if r.metric is not None],
         stored_noise_std=(stored_floor or {}).get("std"),
         stored_noise=stored_floor,

@@ -183,7 +183,9 @@ def rl_status(
 
 @rl_app.command("tiny-model")
 def rl_tiny_model(
-    folder: Path = typer.Argument(..., help="Folder to write the model to."),
+    folder: Optional[Path] = typer.Argument(
+        None, help="Folder to write the model to (default: tiny-models/ENV-seedN in the cache, GROUNDWORK_CACHE)."
+    ),
     env: str = typer.Option("nanogpt", "--env", "-e", help="Environment whose knobs make the vocabulary."),
     seed: int = typer.Option(0, help="Seed of the random weights."),
 ) -> None:
@@ -191,17 +193,19 @@ def rl_tiny_model(
     settings (offline; for trying `groundwork rl run --implementer knobs` without a real model)."""
     require_extras("groundwork rl tiny-model", ["torch", "transformers", "tokenizers"])
     from groundwork.environments import load_environment
-    from groundwork.rl.tiny import build_tiny_model, knob_words
+    from groundwork.rl.tiny import build_tiny_model, knob_words, tiny_model_dir
 
     environment = load_environment(env)
     words = knob_words(environment.codebase_dir, environment.manifest.files.editable)
     if not words:
         raise ValueError(f"environment {environment.name!r} has no numeric top-level knobs in its editable files")
-    build_tiny_model(folder, words, seed=seed)
+    target = (folder or tiny_model_dir(environment.name, seed)).expanduser().resolve()
+    build_tiny_model(target, words, seed=seed)
     console.print(
-        f"wrote a tiny random model with {len(words)} knob settings to {folder}; train it with:\n"
-        f"  groundwork rl run --model {folder} --env {env} --implementer knobs --prompt goal "
-        "--max-new-tokens 6 --lr 1e-2 --group-size 8 --steps 10"
+        f"wrote a tiny random model with {len(words)} knob settings to {target}; train it with:\n"
+        f"  groundwork rl run --model {target} --env {env} --implementer knobs --prompt goal "
+        "--max-new-tokens 6 --lr 1e-2 --group-size 8 --steps 10",
+        soft_wrap=True,  # the command stays one line, copyable
     )
 
 

@@ -14,6 +14,14 @@ SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
 FILLER = ["try", "use", "a", "the", "higher", "lower", "learning", "rate", "with", "and", "schedule"]
 
 
+def tiny_model_dir(environment: str, seed: int) -> Path:
+    """The default home of a tiny model: the user's cache, never the current folder (which
+    is often a clone of this project, where it would be an untracked folder)."""
+    from groundwork.environments.registry import cache_root
+
+    return cache_root() / "tiny-models" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', environment)}-seed{seed}"
+
+
 def build_tiny_model(folder: Path, words: list[str], *, seed: int = 0, width: int = 64, layers: int = 2) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
