@@ -219,3 +219,17 @@ def test_the_requirements_become_a_dependencies_section(tmp_path):
     (tmp_path / "bare").mkdir()
     bare = plan(_repo(tmp_path / "bare", **{"train.py": TRAIN, "evaluate.py": EVALUATE}), InitOptions(), lambda _: True)
     assert bare.scaffold.dependencies is None and "[dependencies]" not in render(bare.scaffold)
+
+
+def test_an_import_found_only_through_pythonpath_is_passed_to_jobs(tmp_path, monkeypatch):
+    from groundwork.environments.init_plan import InitOptions, plan
+
+    repo = _repo(tmp_path, **{"char_rnn.py": CHAR_TRAINER, "input.txt": "hello world\n" * 50})
+    modules = tmp_path / "site"
+    modules.mkdir()
+    (modules / "fancylog.py").write_text("def log(*a):\n    pass\n")
+    monkeypatch.syspath_prepend(str(modules))
+    monkeypatch.setenv("PYTHONPATH", str(modules))
+    p = plan(repo, InitOptions())
+    assert p.problems == [] and p.scaffold.pass_env == ["PYTHONPATH"] and p.scaffold.dependencies is None
+    assert "imports found through PYTHONPATH: fancylog" in "\n".join(p.evidence())

@@ -24,6 +24,8 @@ class InitResult:
 
 
 def _dependencies_line(d: Dependencies) -> str:
+    from groundwork.environments.registry import interpreter_cache
+
     source = ", ".join(
         [*(f"the wheels in {folder}" for folder in d.find_links), *([] if d.no_index else ["the package index"])]
     )
@@ -34,7 +36,7 @@ def _dependencies_line(d: Dependencies) -> str:
     )
     return (
         f"requirements: {', '.join(d.named())} go to [dependencies]: the environment's own interpreter, built once "
-        f"(by env check --run or the first run) under $GROUNDWORK_CACHE/interpreters/, {base}, installing from "
+        f"(by env check --run or the first run) under {interpreter_cache()}, {base}, installing from "
         f"{source or 'nowhere (no_index without find_links)'}"
     )
 
