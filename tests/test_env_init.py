@@ -194,3 +194,42 @@ def test_a_flag_driven_trainer_is_inferred_with_its_evidence(tmp_path):
     assert "state = state['model']" in p.drafts["groundwork_eval.py"]
     assert "weights_only=True" in p.drafts["groundwork_eval.py"]
     assert set(p.drafts) == {"groundwork_eval.py", "groundwork_prepare.py"}
+
+
+def test_the_requirements_become_a_dependencies_section(tmp_path):
+    from groundwork.environments.init_plan import InitOptions, plan
+    from groundwork.environments.manifest import parse_manifest
+    from groundwork.environments.scaffold import write
+
+    repo = _repo(tmp_path, **{"train.py": TRAIN, "evaluate.py": EVALUATE, "requirements.txt": "fancylog\n"})
+    (repo / "wheels").mkdir()
+    options = InitOptions(find_links=[str(repo / "wheels")], no_index=True)
+    found = plan(repo, options, lambda name: True)
+    assert found.problems == [] and found.scaffold.dependencies.named() == ["requirements.txt"]
+    deps = parse_manifest(write(repo, found.scaffold)[0]).dependencies
+    assert (deps.requirements_file, deps.requirements, deps.find_links) == ("requirements.txt", [], ["wheels"])
+    assert deps.no_index and deps.inherit_packages  # torch and the rest come from Groundwork's interpreter
+
+    named = plan(repo, InitOptions(requirements=["fancylog>=1", "requirements.txt"], inherit_packages=False))
+    assert named.scaffold.dependencies.named() == ["requirements.txt", "fancylog>=1"]
+    assert "inherit_packages = false" in render(named.scaffold)
+    wrong = plan(repo, InitOptions(requirements=["reqs/dev.txt"], find_links=[str(tmp_path)]))
+    assert any("--requirements 'reqs/dev.txt': no such file" in p for p in wrong.problems), wrong.problems
+    assert any("--find-links" in p and "inside" in p for p in wrong.problems), wrong.problems
+    (tmp_path / "bare").mkdir()
+    bare = plan(_repo(tmp_path / "bare", **{"train.py": TRAIN, "evaluate.py": EVALUATE}), InitOptions(), lambda _: True)
+    assert bare.scaffold.dependencies is None and "[dependencies]" not in render(bare.scaffold)
+
+
+def test_an_import_found_only_through_pythonpath_is_passed_to_jobs(tmp_path, monkeypatch):
+    from groundwork.environments.init_plan import InitOptions, plan
+
+    repo = _repo(tmp_path, **{"char_rnn.py": CHAR_TRAINER, "input.txt": "hello world\n" * 50})
+    modules = tmp_path / "site"
+    modules.mkdir()
+    (modules / "fancylog.py").write_text("def log(*a):\n    pass\n")
+    monkeypatch.syspath_prepend(str(modules))
+    monkeypatch.setenv("PYTHONPATH", str(modules))
+    p = plan(repo, InitOptions())
+    assert p.problems == [] and p.scaffold.pass_env == ["PYTHONPATH"] and p.scaffold.dependencies is None
+    assert "imports found through PYTHONPATH: fancylog" in "\n".join(p.evidence())

@@ -1,21 +1,23 @@
 """Bring your own repository, end to end through the CLI: a flag-driven single-file
-char-level trainer with its data in the root, an extra third-party import and no
-evaluation becomes a runnable environment with `env init` + `env check --run`, offline and
-with no code written by hand. Without a model the drafted evaluation asks for `score()`;
-with one (a recorded answer replayed through `--llm replay:FILE`) init validates its draft
-by running the baseline."""
+char-level trainer with its data in the root, an extra third-party import (shipped as a
+local wheel, listed in requirements.txt) and no evaluation becomes a runnable environment
+with `env init` + `env check --run`, offline and with no code written by hand: the
+environment's own interpreter installs the wheel and inherits torch from Groundwork's.
+Without a model the drafted evaluation asks for `score()`; with one (a recorded answer
+replayed through `--llm replay:FILE`) init validates its draft by running the baseline."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import re
 import subprocess
 
 from conftest import GROUNDWORK, REPO, cli_env
 from groundwork.environments import load_environment
+from groundwork.environments.interpreters import LOCK_NAME
+from wheels import write_wheel
 
 TRAINER = '''"""A character-level bigram language model, trained from the command line."""
 import argparse
@@ -72,7 +74,7 @@ def main():
 if __name__ == "__main__":
     main()
 '''
-# The third-party logger the trainer imports (TensorBoard's shape), provided on PYTHONPATH.
+# The third-party logger the trainer imports (TensorBoard's shape), shipped as a wheel.
 TINYBOARD = """class SummaryWriter:
     def __init__(self, log_dir=None):
         self.log_dir = log_dir
@@ -120,7 +122,8 @@ def _repository(tmp_path):
     repo = tmp_path / "charmodel"
     repo.mkdir()
     (repo / "charmodel.py").write_text(TRAINER)
-    (repo / "requirements.txt").write_text("tinyboard\n")
+    (repo / "requirements.txt").write_text("torch\ntinyboard\n")  # torch: already Groundwork's
+    write_wheel(repo / "wheels", "tinyboard", "0.1", TINYBOARD)  # what an offline user downloaded
     words = "the quick brown fox jumps over a lazy dog and the cat sat on the mat".split()
     rng = random.Random(0)
     (repo / "input.txt").write_text("".join(" ".join(rng.choices(words, k=8)) + "\n" for _ in range(400)))
@@ -134,11 +137,9 @@ def _groundwork(*args, env, timeout=120):
 
 def test_a_third_party_trainer_becomes_runnable_with_init_and_check(tmp_path):
     repo = _repository(tmp_path)
-    modules = tmp_path / "site"
-    modules.mkdir()
-    (modules / "tinyboard.py").write_text(TINYBOARD)
-    env = cli_env({"PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(modules)]),
-                   "GROUNDWORK_CACHE": str(tmp_path / "cache")})  # fmt: skip
+    cache = tmp_path / "cache"
+    env = cli_env({"PYTHONPATH": str(REPO / "src"), "GROUNDWORK_CACHE": str(cache)})
+    offline = ["--find-links", str(repo / "wheels"), "--no-index"]
 
     # The extra import, when this interpreter cannot import it and nothing names it, is a problem.
     bare = tmp_path / "bare" / "charmodel"
@@ -146,25 +147,29 @@ def test_a_third_party_trainer_becomes_runnable_with_init_and_check(tmp_path):
     bare.mkdir()
     (bare / "charmodel.py").write_text(TRAINER)
     (bare / "input.txt").write_text((repo / "input.txt").read_text())
-    rc, out = _groundwork("env", "init", str(bare), "--no-ask", env=cli_env({"PYTHONPATH": str(REPO / "src")}))
+    rc, out = _groundwork("env", "init", str(bare), "--no-ask", env=env)
     assert rc == 1 and "charmodel.py imports tinyboard" in out and "--requirements" in out, out
     assert not (bare / "environment.toml").exists()
 
     # No model: everything is inferred; the drafted evaluation leaves score() to write, and says so.
-    rc, out = _groundwork("env", "init", str(repo), "--no-ask", "--max-steps", "300", "--budget", "30", env=env)
+    rc, out = _groundwork("env", "init", str(repo), "--no-ask", "--max-steps", "300", "--budget", "30", *offline,
+                          env=env)  # fmt: skip
     assert rc == 0, out
     for evidence in ("training script: charmodel.py", "flag for seed: --seed", "data file: input.txt",
                      "checkpoint: torch.save of a state dict under 'model' to ckpt.pt",
-                     "imports found through PYTHONPATH: tinyboard", "write score() in groundwork_eval.py"):  # fmt: skip
+                     "imports not installed: tinyboard", "write score() in groundwork_eval.py"):  # fmt: skip
         assert evidence in out, out
-    assert "requirements: requirements.txt" in out and "install them into the interpreter" in out
+    assert "requirements: requirements.txt go to [dependencies]" in out and "the wheels in wheels" in out, out
+    assert "layered on the packages of the interpreter running Groundwork" in out, out
     manifest = load_environment(repo).manifest
     assert manifest.run.train == ["{python}", "charmodel.py", "--input", "{data_dir}/train.txt", "--seed", "{seed}",
                                   "--out-dir", "{output_dir}", "--max-steps", "300", "--device", "cpu"]  # fmt: skip
-    assert manifest.run.pass_env == ["PYTHONPATH"] and manifest.data.training_files == ["train.txt"]
+    assert manifest.run.pass_env == [] and manifest.data.training_files == ["train.txt"]
     assert "input.txt" in manifest.files.hidden and "input.txt" in manifest.files.locked
-    text = (repo / "environment.toml").read_text()
-    assert "# this repository's requirements (requirements.txt)" in text
+    deps = manifest.dependencies
+    assert (deps.requirements_file, deps.find_links, deps.no_index, deps.inherit_packages) == (
+        "requirements.txt", ["wheels"], True, True)  # fmt: skip
+    assert "install them into the interpreter" not in (repo / "environment.toml").read_text()
     rc, out = _groundwork("env", "check", str(repo), "--run", env=env)
     assert rc == 1 and "ok train" in out and "write score()" in out, out
 
@@ -172,7 +177,7 @@ def test_a_third_party_trainer_becomes_runnable_with_init_and_check(tmp_path):
     template = (repo / "groundwork_eval.py").read_text()
     _recording(tmp_path / "model.jsonl", _scripted_answer(template))
     rc, out = _groundwork("env", "init", str(repo), "--no-ask", "--max-steps", "300", "--budget", "30", "--force",
-                          "--yes", "--llm", f"replay:{tmp_path / 'model.jsonl'}", env=env)  # fmt: skip
+                          "--yes", "--llm", f"replay:{tmp_path / 'model.jsonl'}", *offline, env=env)  # fmt: skip
     assert rc == 0, out
     assert "+def score(train, ckpt, held_out_path):" in out and "validated: the baseline ran and scored val_loss" in out
     assert "NotImplementedError" not in (repo / "groundwork_eval.py").read_text()
@@ -180,6 +185,14 @@ def test_a_third_party_trainer_becomes_runnable_with_init_and_check(tmp_path):
     rc, out = _groundwork("env", "check", str(repo), "--run", env=env)
     assert rc == 0, out
     assert "ok prepare" in out and "training sees 1 of them" in out and "is ready" in out
+    assert re.search(r"ok interpreter \(\S+ s\): \S+/bin/python \(pip, \d+ locked; Groundwork's own packages", out), out
+    # The job imported tinyboard from the environment's own interpreter, built from the wheel
+    # in this test's cache, with torch inherited from Groundwork's interpreter (not installed).
+    (built,) = [p for p in (cache / "interpreters").iterdir() if (p / LOCK_NAME).is_file()]
+    lock = (built / LOCK_NAME).read_text()
+    assert "tinyboard==0.1" in lock and "torch==" in lock, lock
+    installed = {p.name.split("-")[0] for p in built.glob("lib/python*/site-packages/*.dist-info")}
+    assert installed == {"tinyboard"}, installed
     value = float(re.search(r"val_loss = ([0-9.]+)", out).group(1))
     # Trained: well below a uniform guess over the characters (ln of the vocabulary size).
     vocab = len(set((repo / "input.txt").read_text()))

@@ -1,15 +1,15 @@
 """An environment's own interpreter: built from its manifest's requirements (offline, from a
 local wheel), cached, recorded as a lock, used as `{python}` by every command; a requirement
-that cannot be met fails before any job, and a worker builds its own from the spec."""
+that cannot be met fails before any job, and a worker builds its own from the spec. With
+`inherit_packages` it sees the packages of Groundwork's own interpreter (a venv's too) and
+installs only what they do not already satisfy."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import json
 import subprocess
-import zipfile
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from groundwork.execution.job_spec import environment_job_spec
 from groundwork.execution.runner import JobRunner
 from groundwork.execution.worker_data import WorkerDataError, worker_interpreter
 from test_placeholders import _write_env
+from wheels import write_wheel
 
 USES_PACKAGE = """
 import json, os, sys
@@ -30,34 +31,14 @@ json.dump(seen, open(os.path.join(flags["--out"], "train_flags.json"), "w"))
 """
 
 
-def _wheel(folder: Path, name: str, version: str, body: str) -> Path:
-    """A pure-Python wheel written by hand (no build tool, no network)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    dist = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": body,
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(text.encode())}")
-    record.append(f"{dist}/RECORD,,")
-    path = folder / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        for name_in_zip, text in {**files, f"{dist}/RECORD": "\n".join(record) + "\n"}.items():
-            zf.writestr(name_in_zip, text)
-    return path
-
-
-def _env_with_requirements(tmp_path: Path, requirement: str) -> Path:
+def _env_with_requirements(tmp_path: Path, requirement: str, options: str = "") -> Path:
     root = _write_env(tmp_path / "repo")
     (root / "train.py").write_text(USES_PACKAGE.lstrip())
-    _wheel(root / "wheels", "gwtiny", "0.1", "VALUE = 41\n")
+    write_wheel(root / "wheels", "gwtiny", "0.1", "VALUE = 41\n")
     (root / "requirements.txt").write_text(f"# the repository's own\n{requirement}\n")
     with open(root / "environment.toml", "a") as fh:
         fh.write('\n[dependencies]\nrequirements_file = "requirements.txt"\nfind_links = ["wheels"]\nno_index = true\n')
+        fh.write(options)
     return root
 
 
@@ -100,3 +81,39 @@ def test_a_worker_builds_the_interpreter_from_the_spec(tmp_path, monkeypatch):
     broken = {**spec.interpreter, "requirements": ["gwtiny==9.9"]}
     with pytest.raises(WorkerDataError, match=r"gwtiny==9\.9"):
         worker_interpreter(dataclasses.replace(spec, interpreter=broken))
+
+
+IMPORTS = "import importlib.util as u, json, sys; print(json.dumps({n: bool(u.find_spec(n)) for n in sys.argv[1:]}))"
+
+
+def _importable(python: str, *names: str) -> dict[str, bool]:
+    done = subprocess.run([python, "-c", IMPORTS, *names], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def test_inherited_packages_are_importable_and_not_installed_again(tmp_path):
+    # gwlayer needs numpy; the wheel folder has no numpy and there is no index, so only
+    # Groundwork's own numpy can satisfy it (and the pydantic line).
+    root = _env_with_requirements(tmp_path, "gwlayer==0.1\npydantic", "inherit_packages = true\n")
+    write_wheel(root / "wheels", "gwlayer", "0.1", "import numpy\nVALUE = int(numpy.int64(7))\n", requires=("numpy",))
+    env = load_environment(root)
+    assert env.manifest.dependencies.inherit_packages and env.interpreter_request().inherit_packages
+    built = env.interpreter()
+    assert _importable(built.python, "gwlayer", "numpy", "pydantic") == {"gwlayer": True, "numpy": True,
+                                                                         "pydantic": True}  # fmt: skip
+    where = subprocess.run([built.python, "-c", "import gwlayer, numpy; print(gwlayer.VALUE, numpy.__file__)"],
+                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert where[0] == "7" and Path(where[1]).is_relative_to(sysconfig.get_path("purelib"))  # Groundwork's numpy
+    own = Path(built.python).parent.parent
+    installed = {p.name.split("-")[0].lower() for p in own.glob("lib/python*/site-packages/*.dist-info")}
+    assert installed == {"gwlayer"}  # numpy and pydantic were already satisfied: nothing else installed
+    assert "gwlayer==0.1" in built.lock and "numpy==" in built.lock  # the lock is what the interpreter sees
+
+
+def test_without_inheriting_groundworks_packages_are_not_importable(tmp_path):
+    env = load_environment(_env_with_requirements(tmp_path, "gwtiny==0.1"))
+    built = env.interpreter()
+    assert _importable(built.python, "gwtiny", "numpy", "pydantic") == {"gwtiny": True, "numpy": False,
+                                                                        "pydantic": False}  # fmt: skip
+    inheriting = dataclasses.replace(env.interpreter_request(), inherit_packages=True)
+    assert inheriting.key() != env.interpreter_request().key()  # a separate cached interpreter

@@ -636,6 +636,12 @@ def _print_stages(stages) -> None:
         console.print(f"{mark} {stage.name} ({stage.seconds:.1f} s): {stage.detail}", highlight=False)
 
 
+def _cwd_or_repo(folder: str, repo: Path) -> str:
+    """A folder as the user means it: from the current folder when it is there, else from the repository."""
+    here = Path(folder).expanduser()
+    return str(here.resolve()) if here.is_dir() and not (repo / folder).is_dir() else folder
+
+
 @env_app.command("init")
 def env_init(
     path: Path = typer.Argument(..., help="The repository to scaffold an environment.toml for."),
@@ -655,6 +661,13 @@ def env_init(
     requirements: Optional[list[str]] = typer.Option(
         None, "--requirements", help="Requirements file or package of the environment (repeatable)."
     ),
+    find_links: Optional[list[str]] = typer.Option(
+        None, "--find-links", help="Folder of local wheels in the repository to install from (repeatable)."
+    ),
+    no_index: bool = typer.Option(False, "--no-index", help="Install the requirements only from --find-links."),
+    inherit_packages: bool = typer.Option(
+        True, "--inherit-packages/--no-inherit-packages", help="Layer them on Groundwork's own packages (torch, ...)."
+    ),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Value of the script's steps flag."),
     budget: float = typer.Option(300.0, "--budget", min=1, help="Training budget of the default profile, seconds."),
     llm: Optional[str] = typer.Option(None, "--llm", help="Model that drafts the evaluation and data split."),
@@ -673,6 +686,8 @@ def env_init(
         train=train, evaluate=evaluate, prepare=prepare, metric=metric, direction=direction,
         metric_range=_range(metric_range), editable=editable, locked=locked, training_files=training_files,
         data_key=data_key, requirements=requirements, data_file=data_file, max_steps=max_steps, budget_s=budget,
+        find_links=[_cwd_or_repo(f, repo) for f in find_links or []], no_index=no_index,
+        inherit_packages=inherit_packages,
     )  # fmt: skip
     interactive = sys.stdin.isatty() if ask is None else ask
     result = init_environment(

@@ -46,6 +46,21 @@ def _size_text(n: int) -> str:
     return f"{n} B"
 
 
+def interpreter_stage(env: Environment) -> Stage | None:
+    """The environment's own interpreter, built (or found in the cache); None: it has none."""
+    request = env.interpreter_request()
+    if request is None:
+        return None
+    started = time.monotonic()
+    try:
+        built = env.interpreter()
+    except RuntimeError as exc:
+        return Stage("interpreter", time.monotonic() - started, str(exc), ok=False)
+    locked = len([line for line in built.lock.splitlines() if line and not line.startswith("#")])
+    layered = "; Groundwork's own packages inherited" if request.inherit_packages else ""
+    return Stage("interpreter", time.monotonic() - started, f"{built.python} ({built.tool}, {locked} locked{layered})")
+
+
 def prepare_stage(env: Environment, profile: ResolvedProfile) -> tuple[Path | None, Stage]:
     started = time.monotonic()
     where = env.data_dir(profile)
@@ -75,6 +90,12 @@ def check_run(env: Environment, profile: ResolvedProfile, budget_s: float, job_d
     from groundwork.execution.runner import LOG_FILE, JobRunner
 
     report = CheckReport()
+    built = interpreter_stage(env)
+    if built is not None:
+        report.stages.append(built)
+        if not built.ok:
+            report.problems.append(f"the environment's interpreter cannot be built: {built.detail}")
+            return report
     data, stage = prepare_stage(env, profile)
     report.stages.append(stage)
     if data is None:

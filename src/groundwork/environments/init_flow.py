@@ -10,7 +10,7 @@ from pathlib import Path
 
 from groundwork.environments.init_plan import EVAL_DRAFT, InitOptions, Plan, plan
 from groundwork.environments.manifest import ManifestError
-from groundwork.environments.scaffold import render, write
+from groundwork.environments.scaffold import Dependencies, render, write
 
 VALIDATION_BUDGET_S = 20.0
 
@@ -21,6 +21,24 @@ class InitResult:
     manifest_path: Path | None = None
     written: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+
+
+def _dependencies_line(d: Dependencies) -> str:
+    from groundwork.environments.registry import interpreter_cache
+
+    source = ", ".join(
+        [*(f"the wheels in {folder}" for folder in d.find_links), *([] if d.no_index else ["the package index"])]
+    )
+    base = (
+        "layered on the packages of the interpreter running Groundwork (what they satisfy is not installed again)"
+        if d.inherit_packages
+        else "from the interpreter running Groundwork, without its packages"
+    )
+    return (
+        f"requirements: {', '.join(d.named())} go to [dependencies]: the environment's own interpreter, built once "
+        f"(by env check --run or the first run) under {interpreter_cache()}, {base}, installing from "
+        f"{source or 'nowhere (no_index without find_links)'}"
+    )
 
 
 def _repo_files(repo: Path, plan_: Plan) -> dict[str, str]:
@@ -85,11 +103,8 @@ def init_environment(
         f"locked {', '.join(manifest.files.locked) or '-'}"
         + (f"; drafted {', '.join(result.written)}" if result.written else "")
     )
-    if p.scaffold.requirements:
-        say(
-            f"requirements: {', '.join(p.scaffold.requirements)} (a comment in the manifest): install them into "
-            "the interpreter that runs Groundwork; environments have no interpreter of their own yet"
-        )
+    if p.scaffold.dependencies:
+        say(_dependencies_line(p.scaffold.dependencies))
     if "score()" in drafts.get(EVAL_DRAFT, "") and "NotImplementedError" in drafts.get(EVAL_DRAFT, ""):
         say(f"next: write score() in {EVAL_DRAFT} (it loads the checkpoint already), or draft it with --llm SPEC")
     if llm is not None and result.written:

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from groundwork.environments import inference, templates
-from groundwork.environments.scaffold import Scaffold, infer_metric, metric_defaults, slug
+from groundwork.environments.scaffold import Dependencies, Scaffold, infer_metric, metric_defaults, slug
 
 EVAL_DRAFT = "groundwork_eval.py"
 PREPARE_DRAFT = "groundwork_prepare.py"
+ARCHIVES = (".whl", ".tar.gz", ".zip")  # a requirement line may name a distribution file
 TEMPLATE_METRIC = "val_loss"  # what a drafted evaluation writes unless --metric-name says otherwise
 
 
@@ -36,7 +37,10 @@ class InitOptions:
     locked: list[str] | None = None
     training_files: list[str] | None = None
     data_key: str | None = None
-    requirements: list[str] | None = None
+    requirements: list[str] | None = None  # requirement lines and requirements files
+    find_links: list[str] | None = None  # wheel folders (absolute, or relative to the repository)
+    no_index: bool = False
+    inherit_packages: bool = True
     data_file: str | None = None  # the root file holding the examples ("" for none)
     max_steps: int | None = None
     budget_s: float = 300.0
@@ -67,6 +71,42 @@ def _train_command(facts: inference.RepoFacts, train: str, data_arg: str | None,
     if "device" in flags:
         command += [flags["device"], "cpu"]
     return command
+
+
+def _dependencies(
+    repo: Path, options: InitOptions, facts: inference.RepoFacts, problems: list[str]
+) -> Dependencies | None:
+    """`[dependencies]` from --requirements (a file of the repository, else a requirement
+    line) or the requirements.txt found, --find-links and --no-index; None: none named."""
+    named = options.requirements if options.requirements is not None else [facts.requirements_file or ""]
+    files = [item for item in named if item and not item.endswith(ARCHIVES) and (repo / item).is_file()]
+    lines = [item for item in named if item and item not in files]
+    for item in lines:
+        if "://" not in item and "@" not in item and (item.endswith(".txt") or "/" in item):
+            problems.append(f"--requirements {item!r}: no such file in {repo}; name a file of the repository")
+    if len(files) > 1:
+        problems.append(f"--requirements: one requirements file at most, got {', '.join(files)}")
+    folders = []
+    for folder in options.find_links or []:
+        path = Path(folder) if Path(folder).is_absolute() else repo / folder
+        if not path.resolve().is_relative_to(repo) or not path.is_dir():
+            problems.append(
+                f"--find-links {folder!r}: not a folder inside {repo}; the manifest names it relative to "
+                "itself, so put the wheels in the repository (e.g. wheels/)"
+            )
+        else:
+            folders.append(path.resolve().relative_to(repo).as_posix())
+    if not files and not lines:
+        if folders or options.no_index:
+            problems.append("--find-links / --no-index need requirements: name them with --requirements")
+        return None
+    return Dependencies(
+        requirements=lines,
+        requirements_file=files[0] if files else None,
+        find_links=folders,
+        no_index=options.no_index,
+        inherit_packages=options.inherit_packages,
+    )
 
 
 def plan(repo: Path, options: InitOptions, python_can_import=None) -> Plan:
@@ -150,11 +190,10 @@ def plan(repo: Path, options: InitOptions, python_can_import=None) -> Plan:
     elif not plausible[0] < plausible[1]:
         problems.append(f"--metric-range {plausible[0]:g},{plausible[1]:g}: low must be below high")
 
-    # Dependencies the training script imports that this interpreter lacks.
-    requirements = options.requirements
-    if requirements is None and facts.requirements_file:
-        requirements = [facts.requirements_file]
-    if facts.missing_imports and not requirements:
+    # The environment's own requirements, and those the training script imports that this
+    # interpreter (whose packages the environment's inherits) lacks.
+    dependencies = _dependencies(repo, options, facts, problems)
+    if facts.missing_imports and dependencies is None:
         problems.append(
             f"{train} imports {', '.join(facts.missing_imports)}, which this interpreter cannot import: name the "
             "environment's requirements with --requirements FILE|PACKAGE (repeatable), or install them"
@@ -178,7 +217,7 @@ def plan(repo: Path, options: InitOptions, python_can_import=None) -> Plan:
         hidden=hidden,
         training_files=training_files,
         data_key=options.data_key or "default",
-        requirements=list(requirements or []),
+        dependencies=dependencies,
         pass_env=["PYTHONPATH"] if facts.pythonpath_imports else [],
         notes=[f"{f.what}: {f.value}" for f in facts.findings],
     )

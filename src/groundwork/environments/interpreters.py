@@ -4,6 +4,12 @@ names, built once and cached, keyed by a hash of the requirements and the base i
 `uv` builds it when it is on PATH (or installed as the `uv` package); otherwise the base
 interpreter's `venv` and `pip` do. The lock (every installed distribution's exact version)
 is written beside the interpreter, and a run copies it into its folder.
+
+With `inherit_packages` the interpreter also sees the packages of the interpreter running
+Groundwork (its own site-packages, a virtual environment's included, which
+`system_site_packages` does not reach): a `.pth` file names them, so a requirement they
+already satisfy (torch) is not installed again and only what is missing is. pip sees them
+as installed because it reads `sys.path`; uv does not, so pip installs in that case.
 """
 
 from __future__ import annotations
@@ -16,11 +22,16 @@ import platform
 import shutil
 import subprocess
 import sys
+import sysconfig
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 LOCK_NAME = "requirements.lock"  # `pip freeze` of the built interpreter
 COMPLETE = ".groundwork-complete"
+INHERIT_PTH = "groundwork-inherited.pth"  # in the built interpreter's site-packages
+SITE_FOLDERS = (
+    "import json, sysconfig; print(json.dumps(sorted({sysconfig.get_path('purelib'), sysconfig.get_path('platlib')})))"
+)
 
 
 class InterpreterError(RuntimeError):
@@ -36,6 +47,7 @@ class InterpreterRequest:
     find_links: list[str] = field(default_factory=list)  # absolute folders of local distributions
     no_index: bool = False
     system_site_packages: bool = False
+    inherit_packages: bool = False  # also see the base interpreter's own site-packages
     base_python: str = ""  # "": the interpreter running Groundwork
 
     @classmethod
@@ -61,6 +73,8 @@ class InterpreterRequest:
         )
         payload = {**self.to_dict(), "environment": "", "base_python": base, "version": version}
         payload["machine"] = platform.machine()
+        if self.inherit_packages:  # a venv's python resolves to its base: the folders tell venvs apart
+            payload["inherited"] = site_folders(self.base)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -79,6 +93,29 @@ def read_requirements_file(path: Path) -> list[str]:
         if line and not line.startswith("#"):
             lines.append(line)
     return lines
+
+
+def site_folders(python: str) -> list[str]:
+    """The site-packages folders (sysconfig purelib and platlib) of `python`."""
+    if python == sys.executable:
+        return sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    done = subprocess.run([python, "-c", SITE_FOLDERS], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise InterpreterError(f"could not ask {python} for its site-packages: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout)
+
+
+def _inherit(request: InterpreterRequest, python: Path) -> None:
+    """Name the base interpreter's site-packages in a .pth file of the new one: they come
+    after its own on sys.path, so what it installs itself takes precedence."""
+    own = site_folders(str(python))
+    inherited = [folder for folder in site_folders(request.base) if folder not in own and os.path.isdir(folder)]
+    Path(own[0], INHERIT_PTH).write_text("".join(f"{folder}\n" for folder in inherited))
+
+
+def _has_pip(python: str) -> bool:
+    done = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, check=False)
+    return done.returncode == 0
 
 
 def _uv() -> str | None:
@@ -110,6 +147,8 @@ def _run(command: list[str], log: Path) -> subprocess.CompletedProcess:
 def _build(request: InterpreterRequest, target: Path, log: Path) -> Interpreter:
     python = target / "bin" / "python"
     uv = _uv()
+    if uv and request.inherit_packages and _has_pip(request.base):
+        uv = None  # uv would not see the inherited packages as installed, and install them again
     if uv:
         create = [uv, "venv", "--quiet", "--python", request.base, str(target)]
         if request.system_site_packages:
@@ -131,6 +170,8 @@ def _build(request: InterpreterRequest, target: Path, log: Path) -> Interpreter:
             f"could not create the interpreter of environment {request.environment!r} with {tool} "
             f"({' '.join(create)}):\n{(done.stderr or done.stdout).strip()[-2000:]}"
         )
+    if request.inherit_packages:
+        _inherit(request, python)
     if request.requirements:
         done = _run(install, log)
         if done.returncode != 0:

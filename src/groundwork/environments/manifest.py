@@ -216,6 +216,9 @@ class Dependencies(_Strict):
     find_links: list[CodebasePath] = Field(default_factory=list)  # folders of local wheels, beside the manifest
     no_index: StrictBool = False  # install only from find_links (offline machines)
     system_site_packages: StrictBool = False
+    # Layer the requirements on the packages of the interpreter running Groundwork (a virtual
+    # environment's too): what they already satisfy (torch) is not installed again.
+    inherit_packages: StrictBool = False
 
     @model_validator(mode="after")
     def _something(self) -> Dependencies:

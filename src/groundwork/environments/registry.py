@@ -210,6 +210,7 @@ class Environment:
             find_links=[str((self.root / f).resolve()) for f in deps.find_links],
             no_index=deps.no_index,
             system_site_packages=deps.system_site_packages,
+            inherit_packages=deps.inherit_packages,
         )
 
     def interpreter(self) -> interpreters.Interpreter | None:

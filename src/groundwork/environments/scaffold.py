@@ -44,6 +44,20 @@ KNOWN_METRICS = (
 
 
 @dataclass
+class Dependencies:
+    """The manifest's `[dependencies]`: the environment's own interpreter."""
+
+    requirements: list[str] = field(default_factory=list)  # requirement lines
+    requirements_file: str | None = None  # in the repository
+    find_links: list[str] = field(default_factory=list)  # wheel folders, relative to the repository
+    no_index: bool = False
+    inherit_packages: bool = True  # torch and the rest come from Groundwork's interpreter
+
+    def named(self) -> list[str]:
+        return [*([self.requirements_file] if self.requirements_file else []), *self.requirements]
+
+
+@dataclass
 class Scaffold:
     """Everything `env init` decides, before it becomes a manifest."""
 
@@ -64,7 +78,7 @@ class Scaffold:
     hidden: list[str] | None = None  # None: the locked files
     training_files: list[str] | None = None
     data_key: str = "default"
-    requirements: list[str] = field(default_factory=list)
+    dependencies: Dependencies | None = None  # None: commands run with Groundwork's interpreter
     pass_env: list[str] = field(default_factory=list)
 
     def with_goal(self) -> Scaffold:
@@ -156,6 +170,23 @@ def _command(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
+def _dependencies(d: Dependencies | None) -> str:
+    if d is None:
+        return ""
+    lines = ["", "[dependencies]  # the environment's own interpreter, built once and cached"]
+    if d.requirements_file:
+        lines.append(f"requirements_file = {json.dumps(d.requirements_file)}")
+    if d.requirements:
+        lines.append(f"requirements = {_toml_list(d.requirements)}")
+    if d.find_links:
+        lines.append(f"find_links = {_toml_list(d.find_links)}  # folders of local wheels")
+    if d.no_index:
+        lines.append("no_index = true  # install only from find_links")
+    seen = "true  # Groundwork's own packages (torch, ...) are seen, not installed again"
+    lines.append(f"inherit_packages = {seen if d.inherit_packages else 'false'}")
+    return "\n".join(lines) + "\n"
+
+
 def render(s: Scaffold) -> str:
     """The manifest text: every key the manifest reference documents, with comments."""
     s = s.with_goal()
@@ -172,13 +203,6 @@ def render(s: Scaffold) -> str:
     data = (
         f"\n[data]\ntraining_files = {_toml_list(s.training_files)}  # training sees only these; the evaluation all\n"
         if s.training_files
-        else ""
-    )
-    # No manifest key names an environment's own dependencies yet: a hint, so they are not missed.
-    requirements = (
-        f"# this repository's requirements ({', '.join(s.requirements)}): install them into the interpreter "
-        "that runs Groundwork\n"
-        if s.requirements
         else ""
     )
     pass_env = f"pass_env = {_toml_list(s.pass_env)}  # the controller's variables jobs get\n" if s.pass_env else ""
@@ -207,9 +231,9 @@ allow_delete = false  # whether a patch may delete (or rename) an editable file
 train = {_command(train)}
 evaluate = ["{{python}}", {json.dumps(s.eval_script)}]
 {prepare}
-{requirements}{pass_env}grace_s = 20
+{pass_env}grace_s = 20
 eval_timeout_s = 300
-{data}
+{data}{_dependencies(s.dependencies)}
 [profiles.default]
 description = "one run of the training script under a {s.time_budget_s:g} s budget"
 time_budget_s = {s.time_budget_s!r}
