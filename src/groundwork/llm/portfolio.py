@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import threading
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from groundwork.comparison import Comparison, run_noise_std
 from groundwork.environments.manifest import Objective
 from groundwork.protocols import FailedRun, IdeaDraft, IdeationRequest, PatchAttempt, SearchHistory
 from groundwork.records import Idea, IdeaState, PromptKind
@@ -78,9 +78,7 @@ def choose(stats: Sequence[ArmStats], floor_share: float) -> tuple[str, str, dic
 def gain_unit(baseline_metrics: Sequence[float], stored_std: float | None) -> float | None:
     """The noise unit ideas' gains are counted in: the baseline's sd over this run's seeds,
     else the stored noise floor's; None (raw metric units) when neither is known or is 0."""
-    if len(baseline_metrics) >= 2 and statistics.stdev(baseline_metrics) > 0:
-        return statistics.stdev(baseline_metrics)
-    return stored_std if stored_std else None
+    return run_noise_std(baseline_metrics, stored_std) or stored_std or None  # identical seeds: the floor
 
 
 def arm_stats(
@@ -96,7 +94,7 @@ def arm_stats(
         costs[key] = costs.get(key, 0.0) + (call["cost_usd"] or 0.0)
     baseline = [results[i.id].metric for i in ideas if i.prompt_kind == PromptKind.BASELINE and i.id in results]
     baseline = [m for m in baseline if m is not None]
-    base = statistics.fmean(baseline) if baseline else None
+    comparison = Comparison(objective, baseline)
     unit = gain_unit(baseline, stored_std) or 1.0
     by_call: dict[str, list[Idea]] = {}
     for idea in ideas:
@@ -113,9 +111,9 @@ def arm_stats(
             reward = 0.0
             for idea in own:
                 result = results.get(idea.id)
-                if result is not None and result.valid and result.metric is not None and base is not None:
-                    gain = objective.signed_gain(result.metric, base)
-                    reward += max(0.0, gain / unit)
+                if result is not None and result.valid and result.metric is not None:
+                    gain = comparison.gain([result.metric])  # None without a baseline metric
+                    reward += max(0.0, gain / unit) if gain is not None else 0.0
         else:
             cost = costs.get(choice["idea_id"], 0.0)
             result = results.get(choice["idea_id"])
