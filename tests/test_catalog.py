@@ -118,11 +118,8 @@ def test_best_of_n_never_shows_results():
     assert [(r.kind, r.count, r.parents, r.tried) for r in requests] == [(PromptKind.SIMPLE, 5, [], [])]
 
 
-def test_exploit_never_scales_a_knob_back_to_its_baseline_value():
-    """A winner that set n_layer = 4 (the baseline has 2) is refined, never into n_layer = 2:
-    that patch would change nothing."""
-    editable = {"train.py": (NANOGPT.codebase_dir / "train.py").read_text()}
-    assert "\nn_layer = 2  #" in editable["train.py"]
+def _deeper_won() -> tuple[SearchHistory, IdeationRequest]:
+    """A history where "Deeper" (n_layer 2 -> 4) beat the baseline, and the exploit request refining it."""
     winner = Idea(
         id="e1-01", epoch=1, index=1, title="Deeper", text="Four blocks.", prompt_kind=PromptKind.SIMPLE, origin=LABEL,
         payload={"catalog_ids": ["deeper"], "edits": [{"file": "train.py", "knob": "n_layer", "value": "4"}]},
@@ -133,7 +130,15 @@ def test_exploit_never_scales_a_knob_back_to_its_baseline_value():
         scored=[Scored(winner, Result(idea_id="e1-01", metric=2.9))],
         proposed=[winner],
     )
-    request = IdeationRequest(PromptKind.EXPLOIT, 3, epoch=2, parents=list(history.beating_baseline()))
+    return history, IdeationRequest(PromptKind.EXPLOIT, 3, epoch=2, parents=list(history.beating_baseline()))
+
+
+def test_exploit_never_scales_a_knob_back_to_its_baseline_value():
+    """A winner that set n_layer = 4 (the baseline has 2) is refined, never into n_layer = 2:
+    that patch would change nothing."""
+    editable = {"train.py": (NANOGPT.codebase_dir / "train.py").read_text()}
+    assert "\nn_layer = 2  #" in editable["train.py"]
+    history, request = _deeper_won()
 
     def mutated_values(baseline_files) -> set[str]:
         values = set()
@@ -184,17 +189,7 @@ def test_an_exploit_ideas_title_states_the_change_its_diff_makes():
     """A refinement of "Deeper" (n_layer 2 -> 4) is applied to the baseline, so its title
     names the baseline's value as the start (the diff's), not the parent's 4."""
     editable = {"train.py": (NANOGPT.codebase_dir / "train.py").read_text()}
-    winner = Idea(
-        id="e1-01", epoch=1, index=1, title="Deeper", text="Four blocks.", prompt_kind=PromptKind.SIMPLE, origin=LABEL,
-        payload={"catalog_ids": ["deeper"], "edits": [{"file": "train.py", "knob": "n_layer", "value": "4"}]},
-    )  # fmt: skip
-    history = SearchHistory(
-        metric=METRIC,
-        baseline=Result(idea_id="baseline", metric=3.0),
-        scored=[Scored(winner, Result(idea_id="e1-01", metric=2.9))],
-        proposed=[winner],
-    )
-    request = IdeationRequest(PromptKind.EXPLOIT, 3, epoch=2, parents=list(history.beating_baseline()))
+    history, request = _deeper_won()
     drafts = CatalogIdeator.from_file(NANOGPT.catalog_path, seed=1, baseline_files=editable).propose(request, history)
     mutated = [d for d in drafts if d.parents and d.payload.get("mutation")]
     assert mutated
