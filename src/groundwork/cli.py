@@ -506,16 +506,6 @@ def env_prepare(
     console.print(f"data ready in {data}")
 
 
-def _range(text: Optional[str]) -> Optional[tuple[float, float]]:
-    if text is None:
-        return None
-    try:
-        low, high = (float(x) for x in text.split(","))
-    except ValueError:
-        raise ValueError(f"--metric-range {text!r}: write LOW,HIGH, e.g. 0,10") from None
-    return low, high
-
-
 def _print_stages(stages) -> None:
     for stage in stages:
         mark = "[green]ok[/]" if stage.ok else "[red]failed[/]"
@@ -550,19 +540,16 @@ def env_init(
 ) -> None:
     """Scaffold an environment.toml for an existing repository: infer, confirm, draft, validate."""
     from groundwork.environments.init_flow import init_environment
-    from groundwork.environments.init_plan import InitOptions
+    from groundwork.environments.init_plan import InitOptions, parse_range
 
-    repo = path.expanduser().resolve()
-    if not repo.is_dir():
-        raise ValueError(f"{path} is not a folder: pass the repository to turn into an environment")
     options = InitOptions(
         train=train, evaluate=evaluate, prepare=prepare, metric=metric, direction=direction,
-        metric_range=_range(metric_range), editable=editable, locked=locked, training_files=training_files,
+        metric_range=parse_range(metric_range), editable=editable, locked=locked, training_files=training_files,
         data_key=data_key, requirements=requirements, data_file=data_file, max_steps=max_steps, budget_s=budget,
     )  # fmt: skip
     interactive = sys.stdin.isatty() if ask is None else ask
     result = init_environment(
-        repo, options, llm_spec=llm, force=force,
+        path, options, llm_spec=llm, force=force,
         confirm=(lambda question: True) if yes or not interactive else (lambda q: typer.confirm(q, default=True)),
         say=lambda text: console.print(text, highlight=False, markup=False),
     )  # fmt: skip
