@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from groundwork.analysis.summary import save_noise_floor, summarize
+from groundwork.cli_config import config_from_options, run_option
 from groundwork.cli_errors import build
 from groundwork.config import RunConfig
 from groundwork.console import print_summary, progress_view, throttled
@@ -40,9 +41,6 @@ app.add_typer(dataset_app, name="dataset")
 console = Console()
 
 RunsDir = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Folder holding run folders.")
-BudgetOption = typer.Option(
-    None, "--budget", help="What paces training: time (seconds) or compute (tokens, steps); default: the profile's."
-)
 
 
 def _drive(store: RunStore) -> None:
@@ -97,187 +95,75 @@ def _check_sandbox(config: RunConfig) -> None:
 
 @app.command()
 def run(
-    env: str = typer.Option(
-        "nanogpt", "--env", "-e", help="Built-in environment name or folder with environment.toml."
+    ctx: typer.Context,
+    config_file: Optional[Path] = typer.Option(
+        None,
+        "--config",
+        help="TOML (or .json) file of run settings, named as RunConfig's fields (e.g. epochs = 4); "
+        "options given here win over it.",
     ),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Scale profile (default: the environment's)."),
-    epochs: int = typer.Option(2, min=0, help="Epochs of ideas after the baseline."),
-    search: str = typer.Option(
-        "evolution",
-        "--search",
-        help="evolution (epochs of exploit + explore), steady-state (evolution keeping every slot busy) "
-        "or best-of-n (the control).",
-    ),
-    exploit_start: float = typer.Option(0.5, "--exploit-start", help="Exploit share of an epoch at epoch 0."),
-    exploit_step: float = typer.Option(0.1, "--exploit-step", help="Exploit share added every --exploit-every."),
-    exploit_every: int = typer.Option(2, "--exploit-every", min=1, help="Epochs between exploit share steps."),
-    exploit_max: float = typer.Option(0.8, "--exploit-max", help="Highest exploit share."),
-    islands: int = typer.Option(1, "--islands", min=1, help="Sub-populations, each with its own exploit pool."),
-    migrate_every: int = typer.Option(2, "--migrate-every", min=1, help="Epochs between island migrations."),
-    migrants: int = typer.Option(1, "--migrants", min=1, help="Best ideas of each island sent to the next one."),
-    archive: str = typer.Option(
-        "none", "--archive", help="map-elites: draw exploit parents one per cell of --descriptors (none: off)."
-    ),
-    descriptors: str = typer.Option(
-        "category,diff_size", "--descriptors", help="Archive cells, comma-separated: category, diff_size, kind."
-    ),
-    quorum: float = typer.Option(
-        1.0, "--quorum", help="An epoch ends when this share of its ideas have results (1: all of them)."
-    ),
-    straggler_s: float = typer.Option(
-        0.0, "--straggler-s", min=0, help="After the quorum, wait at most this long for the rest (they keep running)."
-    ),
-    confirm_seeds: int = typer.Option(
-        0, "--confirm-seeds", min=0, help="Re-run the top ideas with this many fresh seeds before exploiting them."
-    ),
-    confirm_top: int = typer.Option(2, "--confirm-top", min=1, help="How many of the best ideas are re-run."),
-    max_gpu_hours: Optional[float] = typer.Option(
-        None, "--max-gpu-hours", help="Stop cleanly at this many GPU-hours of jobs (CPU jobs: one device each)."
-    ),
-    max_hours: Optional[float] = typer.Option(
-        None, "--max-hours", help="Stop cleanly after this many hours of wall time."
-    ),
-    novelty: str = typer.Option(
-        "text", "--novelty", help="Drop near-duplicate model ideas by: text, embedding (offline model extra) or auto."
-    ),
-    baseline_seeds: int = typer.Option(
-        1, "--baseline-seeds", min=1, help="Baseline runs with different seeds (noise)."
-    ),
-    ideas: int = typer.Option(4, "--ideas", min=1, help="Ideas per epoch."),
-    slots: int = typer.Option(2, min=1, help="Jobs run in parallel."),
-    seed: int = typer.Option(0, help="Seed for the search and for training."),
-    time_budget: Optional[float] = typer.Option(
-        None, "--time-budget", min=0.1, help="Budget training by time, this many seconds (implies --budget time)."
-    ),
-    budget: Optional[str] = BudgetOption,
+    # Each option below is a RunConfig field: its default, help and choices come from the field.
+    environment: str = run_option("environment"),
+    profile: Optional[str] = run_option("profile"),
+    epochs: int = run_option("epochs"),
+    search: str = run_option("search"),
+    exploit_start: float = run_option("exploit_start"),
+    exploit_step: float = run_option("exploit_step"),
+    exploit_every: int = run_option("exploit_every"),
+    exploit_max: float = run_option("exploit_max"),
+    islands: int = run_option("islands"),
+    migrate_every: int = run_option("migrate_every"),
+    migrants: int = run_option("migrants"),
+    archive: str = run_option("archive"),
+    descriptors: str = run_option("descriptors"),
+    quorum: float = run_option("quorum"),
+    straggler_s: float = run_option("straggler_s"),
+    confirm_seeds: int = run_option("confirm_seeds"),
+    confirm_top: int = run_option("confirm_top"),
+    max_gpu_hours: Optional[float] = run_option("max_gpu_hours"),
+    max_hours: Optional[float] = run_option("max_hours"),
+    novelty: str = run_option("novelty"),
+    baseline_seeds: int = run_option("baseline_seeds"),
+    ideas_per_epoch: int = run_option("ideas_per_epoch"),
+    slots: int = run_option("slots"),
+    seed: int = run_option("seed"),
+    time_budget_s: Optional[float] = run_option("time_budget_s"),
+    budget: Optional[str] = run_option("budget"),
+    max_attempts: int = run_option("max_attempts"),
+    ideator_llm: str = run_option("ideator_llm"),
+    ideator_llms: Optional[list[str]] = run_option("ideator_llms"),
+    implementer_llms: Optional[list[str]] = run_option("implementer_llms"),  # also sets implementer_llm
+    portfolio_floor: float = run_option("portfolio_floor"),
+    max_dollars: Optional[float] = run_option("max_dollars"),
+    edit_format: str = run_option("edit_format"),
+    max_revisions: int = run_option("max_revisions"),
+    max_debug_rounds: int = run_option("max_debug_rounds"),
+    thinking_budget: Optional[int] = run_option("thinking_budget"),
+    reasoning_effort: Optional[str] = run_option("reasoning_effort"),
+    prompts_dir: Optional[Path] = run_option("prompts_dir"),
+    llm_concurrency: int = run_option("llm_concurrency"),
+    backend: str = run_option("backend"),
+    address: Optional[str] = run_option("address"),
+    artifacts_url: Optional[str] = run_option("artifacts_url"),
+    slurm_partition: Optional[str] = run_option("slurm_partition"),
+    slurm_account: Optional[str] = run_option("slurm_account"),
+    lease_s: float = run_option("lease_s"),
+    sandbox: str = run_option("sandbox"),
+    memory_limit_mb: Optional[float] = run_option("memory_limit_mb"),
+    log_limit_mb: float = run_option("log_limit_mb"),
+    early_abort: bool = run_option("early_abort"),
+    abort_k: float = run_option("abort_k"),
+    abort_warmup: float = run_option("abort_warmup"),
+    abort_patience: int = run_option("abort_patience"),
+    preflight: Optional[bool] = run_option("preflight"),
     name: Optional[str] = typer.Option(None, help="Run id (default: time-stamped)."),
-    llm: str = typer.Option(
-        "catalog",
-        "--llm",
-        help="Ideas and diffs by: catalog (offline, no LLM), anthropic:MODEL, "
-        "openai:MODEL, openai-compatible:MODEL@BASE_URL, replay:RUN|FILE|NAME.",
-    ),
-    ideator_llm: Optional[list[str]] = typer.Option(
-        None,
-        "--ideator-llm",
-        help="Model for ideas only (default: --llm). Repeat it for a portfolio: a bandit picks one per proposal.",
-    ),
-    implementer_llm: Optional[list[str]] = typer.Option(
-        None,
-        "--implementer-llm",
-        help="Model for diffs only (default: the ideator's first). Repeat it for a portfolio.",
-    ),
-    portfolio_floor: float = typer.Option(
-        0.1, "--portfolio-floor", min=0, max=0.99, help="Least share of the proposals each portfolio model gets."
-    ),
-    max_dollars: Optional[float] = typer.Option(
-        None, "--max-dollars", min=0, help="Stop cleanly when LLM spend reaches this."
-    ),
-    edit_format: str = typer.Option("diff", "--edit-format", help="Implementer output: diff or search_replace."),
-    max_revisions: int = typer.Option(2, "--max-revisions", min=0, help="Self-revisions after a patch fails."),
-    max_debug_rounds: int = typer.Option(
-        2, "--max-debug-rounds", min=0, help="Repairs of a model's patch whose run crashed (0: none)."
-    ),
-    thinking_budget: Optional[int] = typer.Option(
-        None, "--thinking-budget", help="Anthropic extended thinking tokens."
-    ),
-    reasoning_effort: Optional[str] = typer.Option(
-        None, "--reasoning-effort", help="OpenAI reasoning effort: low, medium, high."
-    ),
-    prompts: Optional[Path] = typer.Option(
-        None, "--prompts", help="Folder of prompt templates overriding the built-in ones."
-    ),
-    llm_concurrency: int = typer.Option(8, "--llm-concurrency", min=1, help="Model calls in flight at once."),
-    backend: str = typer.Option("local", "--backend", help="Where jobs run: local, ray or slurm."),
-    address: Optional[str] = typer.Option(
-        None, "--address", help="Ray cluster: auto, ray://HOST:10001 (default: start a local one)."
-    ),
-    artifacts_url: Optional[str] = typer.Option(
-        None, "--artifacts-url", help="fsspec URL workers can reach (s3://..., /shared/...); default: the run folder."
-    ),
-    slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help="Slurm partition for jobs."),
-    sandbox: str = typer.Option("auto", "--sandbox", help="auto (bubblewrap where it runs), required, or off."),
-    memory_limit_mb: Optional[float] = typer.Option(
-        None,
-        "--memory-limit-mb",
-        min=0,
-        help="Per job, its whole process tree; 0: no limit. Default: the profile's resources.memory_mb, "
-        "else 80% of this machine's memory split over the slots.",
-    ),
-    early_abort: bool = typer.Option(
-        False, "--early-abort", help="Stop jobs whose training curve trails the baseline's (needs --baseline-seeds 2+)."
-    ),
-    abort_k: float = typer.Option(3.0, "--abort-k", help="Early abort: baseline sd a curve may trail by."),
-    abort_warmup: float = typer.Option(
-        0.3, "--abort-warmup", help="Early abort: share of the baseline's compute before any verdict."
-    ),
-    abort_patience: int = typer.Option(
-        2, "--abort-patience", min=1, help="Early abort: trailing logged points in a row that stop a job."
-    ),
-    preflight: bool | None = typer.Option(
-        None,
-        "--preflight/--no-preflight",
-        help="Run each idea first at the manifest's pre-flight profile (default: as the manifest says).",
-    ),
     runs_dir: Path = RunsDir,
 ) -> None:
     """Start a research run (no arguments: the offline nanogpt demo)."""
-    config = build(
-        RunConfig,
-        early_abort=early_abort,
-        preflight=preflight,
-        abort_k=abort_k,
-        abort_warmup=abort_warmup,
-        abort_patience=abort_patience,
-        search=search,
-        baseline_seeds=baseline_seeds,
-        environment=env,
-        profile=profile,
-        epochs=epochs,
-        ideas_per_epoch=ideas,
-        slots=slots,
-        seed=seed,
-        time_budget_s=time_budget,
-        budget=budget,
-        ideator_llm=ideator_llm[0] if ideator_llm else llm,
-        implementer_llm=implementer_llm[0] if implementer_llm else None,
-        ideator_llms=list(ideator_llm) if ideator_llm and len(ideator_llm) > 1 else [],
-        implementer_llms=list(implementer_llm) if implementer_llm and len(implementer_llm) > 1 else [],
-        portfolio_floor=portfolio_floor,
-        max_dollars=max_dollars,
-        edit_format=edit_format,
-        max_revisions=max_revisions,
-        max_debug_rounds=max_debug_rounds,
-        thinking_budget=thinking_budget,
-        reasoning_effort=reasoning_effort,
-        prompts_dir=str(prompts.resolve()) if prompts else None,
-        llm_concurrency=llm_concurrency,
-        exploit_start=exploit_start,
-        exploit_step=exploit_step,
-        exploit_every=exploit_every,
-        exploit_max=exploit_max,
-        islands=islands,
-        migrate_every=migrate_every,
-        migrants=migrants,
-        archive=archive,
-        descriptors=descriptors.split(","),
-        quorum=quorum,
-        straggler_s=straggler_s,
-        confirm_seeds=confirm_seeds,
-        confirm_top=confirm_top,
-        max_gpu_hours=max_gpu_hours,
-        max_hours=max_hours,
-        novelty=novelty,
-        backend=backend,
-        address=address,
-        artifacts_url=artifacts_url,
-        slurm_partition=slurm_partition,
-        sandbox=sandbox,
-        memory_limit_mb=memory_limit_mb,
-    )
-    ideator_flag = "--ideator-llm" if ideator_llm else "--llm"
-    implementer_flag = "--implementer-llm" if implementer_llm else ideator_flag
-    for option, spec in ((ideator_flag, config.ideator_llm), (implementer_flag, config.implementer)):
+    given = [key for key in ctx.params if getattr(ctx.get_parameter_source(key), "name", None) != "DEFAULT"]
+    config, where = config_from_options(ctx.params, given, config_file)
+    implementer_flag = where["implementer_llm" if config.implementer_llm else "ideator_llm"]
+    for option, spec in ((where["ideator_llm"], config.ideator_llm), (implementer_flag, config.implementer)):
         if spec != "catalog":
             check_spec(spec, option)  # a bad spec or a missing key stops before any run folder exists
     _check_sandbox(config)
@@ -591,7 +477,7 @@ def env_baseline(
     profile: Optional[str] = typer.Option(None, "--profile", "-p"),
     seeds: int = typer.Option(3, "--seeds", min=2, help="Baseline runs, each with its own seed."),
     slots: int = typer.Option(2, min=1, help="Runs in parallel."),
-    budget: Optional[str] = BudgetOption,
+    budget: Optional[str] = run_option("budget"),
     runs_dir: Path = RunsDir,
 ) -> None:
     """Run the unmodified baseline with K seeds and store its noise floor (mean, std)."""
@@ -618,16 +504,6 @@ def env_prepare(
     env = load_environment(name, profile=profile)
     data = env.prepare(env.profile())
     console.print(f"data ready in {data}")
-
-
-def _range(text: Optional[str]) -> Optional[tuple[float, float]]:
-    if text is None:
-        return None
-    try:
-        low, high = (float(x) for x in text.split(","))
-    except ValueError:
-        raise ValueError(f"--metric-range {text!r}: write LOW,HIGH, e.g. 0,10") from None
-    return low, high
 
 
 def _print_stages(stages) -> None:
@@ -677,21 +553,18 @@ def env_init(
 ) -> None:
     """Scaffold an environment.toml for an existing repository: infer, confirm, draft, validate."""
     from groundwork.environments.init_flow import init_environment
-    from groundwork.environments.init_plan import InitOptions
+    from groundwork.environments.init_plan import InitOptions, parse_range
 
-    repo = path.expanduser().resolve()
-    if not repo.is_dir():
-        raise ValueError(f"{path} is not a folder: pass the repository to turn into an environment")
     options = InitOptions(
         train=train, evaluate=evaluate, prepare=prepare, metric=metric, direction=direction,
-        metric_range=_range(metric_range), editable=editable, locked=locked, training_files=training_files,
+        metric_range=parse_range(metric_range), editable=editable, locked=locked, training_files=training_files,
         data_key=data_key, requirements=requirements, data_file=data_file, max_steps=max_steps, budget_s=budget,
         find_links=[_cwd_or_repo(f, repo) for f in find_links or []], no_index=no_index,
         inherit_packages=inherit_packages,
     )  # fmt: skip
     interactive = sys.stdin.isatty() if ask is None else ask
     result = init_environment(
-        repo, options, llm_spec=llm, force=force,
+        path, options, llm_spec=llm, force=force,
         confirm=(lambda question: True) if yes or not interactive else (lambda q: typer.confirm(q, default=True)),
         say=lambda text: console.print(text, highlight=False, markup=False),
     )  # fmt: skip

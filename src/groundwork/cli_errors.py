@@ -21,6 +21,8 @@ RUN_FLAGS = {
     "time_budget_s": "--time-budget",
     "prompts_dir": "--prompts",
     "ideator_llm": "--llm",
+    "ideator_llms": "--ideator-llm",
+    "implementer_llms": "--implementer-llm",
 }
 
 

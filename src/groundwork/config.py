@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -11,88 +11,156 @@ from groundwork.search.archive import check_descriptors
 
 
 class RunConfig(BaseModel):
+    """Every field is a `groundwork run` option (cli_config.py): its description is the option's help."""
+
     model_config = ConfigDict(extra="forbid")
 
-    environment: str = "nanogpt"
-    profile: str | None = None  # None: the environment's default profile
-    search: Literal["evolution", "steady-state", "best-of-n"] = "evolution"
-    backend: Literal["local", "ray", "slurm"] = "local"
-    address: str | None = None  # Ray: "auto", "ray://HOST:10001", ...; None starts a local cluster
-    artifacts_url: str | None = None  # fsspec URL workers reach (s3://..., /shared/...); None: the run folder
-    slurm_partition: str | None = None
-    slurm_account: str | None = None
-    sandbox: Literal["auto", "required", "off"] = "auto"  # bubblewrap for model-written code
-    # Per job, resident, its whole process tree; 0: no limit; None: the profile's
-    # resources.memory_mb, else 80% of the machine's memory split over the local slots.
-    memory_limit_mb: float | None = Field(default=None, ge=0)
-    log_limit_mb: float = Field(default=50, gt=0)  # job.log per phase; output past it is dropped
-    lease_s: float = Field(default=120, gt=0)  # remote backends: silence after which a job is lost
-    # Who writes ideas and diffs: "catalog" (offline, no LLM), "anthropic:MODEL",
-    # "openai:MODEL", "openai-compatible:MODEL@BASE_URL" or "replay:RUN|FILE|NAME".
-    ideator_llm: str = "catalog"
-    implementer_llm: str | None = None  # None: the same as the ideator
+    environment: str = Field(
+        default="nanogpt", description="Built-in environment name or folder with environment.toml."
+    )
+    profile: str | None = Field(default=None, description="Scale profile (default: the environment's).")
+    search: Literal["evolution", "steady-state", "best-of-n"] = Field(
+        default="evolution",
+        description="evolution (epochs of exploit + explore), steady-state (evolution keeping every slot busy) "
+        "or best-of-n (the control).",
+    )
+    backend: Literal["local", "ray", "slurm"] = Field(default="local", description="Where jobs run.")
+    address: str | None = Field(
+        default=None, description="Ray cluster: auto, ray://HOST:10001 (default: start a local one)."
+    )
+    artifacts_url: str | None = Field(
+        default=None, description="fsspec URL workers can reach (s3://..., /shared/...); default: the run folder."
+    )
+    slurm_partition: str | None = Field(default=None, description="Slurm partition for jobs.")
+    slurm_account: str | None = Field(default=None, description="Slurm account jobs are charged to.")
+    sandbox: Literal["auto", "required", "off"] = Field(
+        default="auto", description="Bubblewrap for model-written code: auto (where it runs), required, or off."
+    )
+    memory_limit_mb: float | None = Field(
+        default=None,
+        ge=0,
+        description="Per job, resident, its whole process tree; 0: no limit. Default: the profile's "
+        "resources.memory_mb, else 80% of this machine's memory split over the slots.",
+    )
+    log_limit_mb: float = Field(default=50, gt=0, description="A job's log per phase; output past it is dropped.")
+    lease_s: float = Field(
+        default=120, gt=0, description="Ray and Slurm: seconds of silence after which a job's worker counts as lost."
+    )
+    ideator_llm: str = Field(
+        default="catalog",
+        description="Ideas and diffs by: catalog (offline, no LLM), anthropic:MODEL, openai:MODEL, "
+        "openai-compatible:MODEL@BASE_URL, replay:RUN|FILE|NAME.",
+    )
+    implementer_llm: str | None = Field(default=None, description="Model for diffs (default: the ideator's).")
     # Two or more specs: a portfolio, one model chosen per proposal by a bandit (llm/portfolio.py);
     # ideator_llm / implementer_llm then hold the first. Empty: the one model above.
-    ideator_llms: list[str] = Field(default_factory=list)
-    implementer_llms: list[str] = Field(default_factory=list)
-    portfolio_floor: float = Field(default=0.1, ge=0, lt=1)  # least share of proposals per model
-    max_dollars: float | None = Field(default=None, ge=0)  # hard cap on LLM spend
-    max_revisions: int = Field(default=2, ge=0)  # implementer self-revisions after a failed patch
-    max_debug_rounds: int = Field(default=2, ge=0)  # repairs of a model's patch whose run crashed
-    edit_format: Literal["diff", "search_replace"] = "diff"
-    thinking_budget: int | None = Field(default=None, ge=1024)  # Anthropic extended thinking
-    reasoning_effort: Literal["low", "medium", "high"] | None = None  # OpenAI reasoning models
-    llm_concurrency: int = Field(default=8, ge=1)
-    prompts_dir: str | None = None  # folder of templates overriding the built-in ones
-    epochs: int = Field(default=2, ge=0)  # 0: the baseline only (e.g. to measure its noise)
-    baseline_seeds: int = Field(default=1, ge=1)  # baseline runs with different seeds: the noise floor
-    ideas_per_epoch: int = Field(default=4, ge=1)
-    slots: int = Field(default=2, ge=1)
-    seed: int = 0
-    # What paces training: "time" (seconds, the paper's rule) or "compute" (the profile's tokens or
-    # steps, the same on any machine); None: the profile's own. A time_budget_s makes it "time".
-    budget: Literal["time", "compute"] | None = None
-    time_budget_s: float | None = Field(default=None, gt=0)  # override the profile's time budget
-    max_attempts: int = Field(default=3, ge=1)  # tries for a job whose worker is lost
+    ideator_llms: list[str] = Field(
+        default_factory=list,
+        description="Model for ideas only (default: --llm). Repeat it for a portfolio: a bandit picks one per "
+        "proposal.",
+    )
+    implementer_llms: list[str] = Field(
+        default_factory=list,
+        description="Model for diffs only (default: the ideator's first). Repeat it for a portfolio.",
+    )
+    portfolio_floor: float = Field(
+        default=0.1, ge=0, lt=1, description="Least share of the proposals each portfolio model gets."
+    )
+    max_dollars: float | None = Field(default=None, ge=0, description="Stop cleanly when LLM spend reaches this.")
+    max_revisions: int = Field(default=2, ge=0, description="Self-revisions after a patch fails.")
+    max_debug_rounds: int = Field(
+        default=2, ge=0, description="Repairs of a model's patch whose run crashed (0: none)."
+    )
+    edit_format: Literal["diff", "search_replace"] = Field(default="diff", description="Implementer output.")
+    thinking_budget: int | None = Field(default=None, ge=1024, description="Anthropic extended thinking tokens.")
+    reasoning_effort: Literal["low", "medium", "high"] | None = Field(
+        default=None, description="OpenAI reasoning effort."
+    )
+    llm_concurrency: int = Field(default=8, ge=1, description="Model calls in flight at once.")
+    prompts_dir: str | None = Field(
+        default=None, description="Folder of prompt templates overriding the built-in ones."
+    )
+    epochs: int = Field(
+        default=2, ge=0, description="Epochs of ideas after the baseline (0: the baseline only, e.g. its noise)."
+    )
+    baseline_seeds: int = Field(default=1, ge=1, description="Baseline runs with different seeds (noise).")
+    ideas_per_epoch: int = Field(default=4, ge=1, description="Ideas per epoch.")
+    slots: int = Field(default=2, ge=1, description="Jobs run in parallel.")
+    seed: int = Field(default=0, description="Seed for the search and for training.")
+    budget: Literal["time", "compute"] | None = Field(
+        default=None,
+        description="What paces training: time (seconds, the paper's rule) or compute (the profile's tokens or "
+        "steps, the same on any machine); default: the profile's.",
+    )
+    time_budget_s: float | None = Field(
+        default=None, gt=0, description="Budget training by time, this many seconds (implies --budget time)."
+    )
+    max_attempts: int = Field(default=3, ge=1, description="Tries for a job whose worker is lost.")
     # Search (search/): exploit share = min(start + step * floor(epoch / every), max), the paper's by default.
-    exploit_start: float = Field(default=0.5, ge=0, le=1)
-    exploit_step: float = 0.1
-    exploit_every: int = Field(default=2, ge=1)
-    exploit_max: float = Field(default=0.8, ge=0, le=1)
-    # Islands (search/islands.py): sub-populations with their own exploit pools; every
-    # migrate_every epochs the best `migrants` of each join the next island (a ring).
-    islands: int = Field(default=1, ge=1)
-    migrate_every: int = Field(default=2, ge=1)
-    migrants: int = Field(default=1, ge=1)
-    # A MAP-Elites archive (search/archive.py): exploit parents drawn one per cell of these descriptors.
-    archive: Literal["none", "map-elites"] = "none"
-    descriptors: list[str] = Field(default_factory=lambda: ["category", "diff_size"])
-    # An epoch ends when this share of its ideas have results, plus at most straggler_s
-    # seconds for the rest (which keep running and are recorded when they end).
-    quorum: float = Field(default=1.0, gt=0, le=1)
-    straggler_s: float = Field(default=0.0, ge=0)
-    # Noise-aware selection: the confirm_top best ideas are re-run with confirm_seeds fresh
-    # seeds before they enter the exploit pool (0: off).
-    confirm_seeds: int = Field(default=0, ge=0)
-    confirm_top: int = Field(default=2, ge=1)
-    # Joint budget, next to max_dollars: device-hours of jobs (GPU-hours; a CPU-only job
-    # counts one device) and the controller's wall-clock hours, summed over resumes.
-    max_gpu_hours: float | None = Field(default=None, gt=0)
-    max_hours: float | None = Field(default=None, gt=0)
-    # Near-duplicate model-written ideas are dropped before implementation: by text
-    # similarity, or by sentence embeddings (the optional `novelty` extra; "auto": if installed).
-    novelty: Literal["text", "embedding", "auto"] = "text"
-    # Early abort (execution/early_abort.py): an idea's job whose training curve trails the
-    # baseline's mean by more than abort_k sd of the baseline seeds (after abort_warmup of the
-    # baseline's compute, abort_patience logged points in a row) is stopped. Needs the
-    # baseline's spread: baseline_seeds >= 2.
-    early_abort: bool = False
-    abort_k: float = Field(default=3.0, gt=0)
-    abort_warmup: float = Field(default=0.3, ge=0, le=1)
-    abort_patience: int = Field(default=2, ge=1)
-    # Pre-flight of each idea's job at the manifest's `preflight` profile: None: as the
-    # manifest says; False: off; True: on (the manifest must name a profile).
-    preflight: bool | None = None
+    exploit_start: float = Field(default=0.5, ge=0, le=1, description="Exploit share of an epoch at epoch 0.")
+    exploit_step: float = Field(default=0.1, description="Exploit share added every --exploit-every.")
+    exploit_every: int = Field(default=2, ge=1, description="Epochs between exploit share steps.")
+    exploit_max: float = Field(default=0.8, ge=0, le=1, description="Highest exploit share.")
+    # Islands (search/islands.py): a ring, the best of each island joining the next.
+    islands: int = Field(default=1, ge=1, description="Sub-populations, each with its own exploit pool.")
+    migrate_every: int = Field(default=2, ge=1, description="Epochs between island migrations.")
+    migrants: int = Field(default=1, ge=1, description="Best ideas of each island sent to the next one.")
+    archive: Literal["none", "map-elites"] = Field(
+        default="none", description="map-elites: draw exploit parents one per cell of --descriptors (none: off)."
+    )
+    descriptors: list[str] = Field(
+        default_factory=lambda: ["category", "diff_size"],
+        description="Archive cells, comma-separated: category, diff_size, kind.",
+    )
+    # Late results are not lost: ideas past the quorum keep running and are recorded when they end.
+    quorum: float = Field(
+        default=1.0, gt=0, le=1, description="An epoch ends when this share of its ideas have results (1: all)."
+    )
+    straggler_s: float = Field(
+        default=0.0, ge=0, description="After the quorum, wait at most this long for the rest (they keep running)."
+    )
+    # Noise-aware selection: re-run before entering the exploit pool.
+    confirm_seeds: int = Field(
+        default=0, ge=0, description="Re-run the top ideas with this many fresh seeds before exploiting them."
+    )
+    confirm_top: int = Field(default=2, ge=1, description="How many of the best ideas are re-run.")
+    # The joint budget, next to max_dollars; summed over resumes.
+    max_gpu_hours: float | None = Field(
+        default=None, gt=0, description="Stop cleanly at this many GPU-hours of jobs (CPU jobs: one device each)."
+    )
+    max_hours: float | None = Field(default=None, gt=0, description="Stop cleanly after this many hours of wall time.")
+    novelty: Literal["text", "embedding", "auto"] = Field(
+        default="text",
+        description="Drop near-duplicate model ideas by text similarity, sentence embeddings (the novelty extra) "
+        "or auto (embeddings if installed).",
+    )
+    # Early abort (execution/early_abort.py) needs the baseline's spread: baseline_seeds >= 2.
+    early_abort: bool = Field(
+        default=False,
+        description="Stop jobs whose training curve trails the baseline's (needs --baseline-seeds 2+).",
+    )
+    abort_k: float = Field(default=3.0, gt=0, description="Early abort: baseline sd a curve may trail by.")
+    abort_warmup: float = Field(
+        default=0.3, ge=0, le=1, description="Early abort: share of the baseline's compute before any verdict."
+    )
+    abort_patience: int = Field(
+        default=2, ge=1, description="Early abort: trailing logged points in a row that stop a job."
+    )
+    preflight: bool | None = Field(
+        default=None,
+        description="Run each idea first at the manifest's pre-flight profile (default: as the manifest says; "
+        "on needs the manifest to name one).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _portfolio_leads(cls, data: Any) -> Any:
+        # A portfolio given alone (e.g. in a --config file) leads with its first model.
+        if isinstance(data, dict):
+            for single, many in (("ideator_llm", "ideator_llms"), ("implementer_llm", "implementer_llms")):
+                if data.get(many) and data.get(single) is None:
+                    data = {**data, single: data[many][0]}
+        return data
 
     @model_validator(mode="after")
     def _abort_needs_spread(self) -> RunConfig:

@@ -57,7 +57,9 @@ def init_environment(
     say: Callable[[str], None] = print,
     python_can_import=None,
 ) -> InitResult:
-    repo = repo.resolve()
+    repo = repo.expanduser().resolve()
+    if not repo.is_dir():
+        raise ValueError(f"{repo} is not a folder: pass the repository to turn into an environment")
     p = plan(repo, options, python_can_import)
     result = InitResult(plan=p)
     say("inferred:")

@@ -46,6 +46,17 @@ class InitOptions:
     budget_s: float = 300.0
 
 
+def parse_range(text: str | None) -> tuple[float, float] | None:
+    """--metric-range LOW,HIGH as numbers; None: infer it."""
+    if text is None:
+        return None
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--metric-range {text!r}: write LOW,HIGH, e.g. 0,10") from None
+    return low, high
+
+
 @dataclass
 class Plan:
     scaffold: Scaffold

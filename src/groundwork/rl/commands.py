@@ -12,6 +12,7 @@ from rich.console import Console, Group
 from rich.live import Live
 
 from groundwork.analysis.summary import summarize
+from groundwork.cli_config import run_option
 from groundwork.cli_errors import RUN_FLAGS, build, require_extras
 from groundwork.config import RunConfig
 from groundwork.console import print_summary, progress_view, throttled
@@ -74,8 +75,8 @@ def _report(store: RunStore) -> None:
 @rl_app.command("run")
 def rl_run(
     model: str = typer.Option(..., "--model", "-m", help="Hugging Face model: a local folder or a cached name."),
-    env: str = typer.Option("nanogpt", "--env", "-e", help="Built-in environment name or folder."),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Scale profile (default: the environment's)."),
+    env: str = run_option("environment"),  # the options shared with `groundwork run` are RunConfig's
+    profile: Optional[str] = run_option("profile"),
     implementer: str = typer.Option(
         "knobs",
         "--implementer",
@@ -93,11 +94,11 @@ def rl_run(
     prompt: str = typer.Option("context", help="context (goal, rules and code) or goal (the goal alone)."),
     past_ideas: int = typer.Option(0, "--past-ideas", min=0, help="Best earlier ideas shown in the prompt."),
     failure_reward: float = typer.Option(-1.0, "--failure-reward", help="Reward of an idea that fails to run."),
-    baseline_seeds: int = typer.Option(1, "--baseline-seeds", min=1, help="Baseline runs (>=2 measure the noise)."),
-    slots: int = typer.Option(2, min=1, help="Jobs run in parallel."),
-    seed: int = typer.Option(0, help="Seed for sampling and training."),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", min=0.1, help="Override the job budget (s)."),
-    max_dollars: Optional[float] = typer.Option(None, "--max-dollars", min=0, help="Cap on implementer LLM spend."),
+    baseline_seeds: int = run_option("baseline_seeds"),
+    slots: int = run_option("slots"),
+    seed: int = run_option("seed", help="Seed for sampling and training."),
+    time_budget: Optional[float] = run_option("time_budget_s"),
+    max_dollars: Optional[float] = run_option("max_dollars", help="Cap on implementer LLM spend."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16, float16."),
     embedding_model: str = typer.Option(
