@@ -185,7 +185,7 @@ def test_writes_need_the_flag_and_the_token(toy_env, tmp_path):
         assert client.post(url).status_code == 401
         assert client.post(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
         # While a controller drives the run, nothing is cancelled under its feet.
-        from groundwork.loop import controller_lock
+        from groundwork.run_lock import controller_lock
 
         with controller_lock(store.run_dir):
             busy = client.post(url, headers={"Authorization": "Bearer s3cret"})

@@ -28,11 +28,12 @@ from groundwork.implementation.diff_text import extract_diff
 from groundwork.implementation.llm_implementer import LLMImplementer
 from groundwork.implementation.patching import PatchError, PatchPolicy, apply_patch
 from groundwork.llm.base import LLMRequest, LLMResponse
-from groundwork.loop import ResearchLoop, build_components
+from groundwork.loop import ResearchLoop
 from groundwork.prompting import PromptLibrary
 from groundwork.records import FailureCategory, Idea, PromptKind
 from groundwork.runs import create_run, run_config
 from groundwork.store import RunStore
+from groundwork.wiring import build_components
 
 POLICY = PatchPolicy(protected=frozenset({"evaluate.py"}))
 EDITABLE = frozenset({"train.py", "sub/util.py"})

@@ -232,8 +232,9 @@ def test_a_job_starts_while_the_epochs_other_ideas_are_still_being_implemented(t
 
     from groundwork.config import RunConfig
     from groundwork.environments import load_environment
-    from groundwork.loop import ResearchLoop, build_components
+    from groundwork.loop import ResearchLoop
     from groundwork.runs import create_run, run_config
+    from groundwork.wiring import build_components
 
     store = create_run(RunConfig(environment=str(toy_env), epochs=1, ideas_per_epoch=2, slots=2), tmp_path / "runs")
     env = load_environment(store.run_dir / "environment")

@@ -26,10 +26,11 @@ from groundwork.llm.base import LLMRequest
 from groundwork.llm.portfolio import ArmStats, choose
 from groundwork.llm.pricing import PriceTable
 from groundwork.llm.recording import RecordingLLM
-from groundwork.loop import ResearchLoop, build_components
+from groundwork.loop import ResearchLoop
 from groundwork.prompting import PromptLibrary
 from groundwork.runs import create_run, run_config
 from groundwork.store import RunStore
+from groundwork.wiring import build_components
 from scripted_llm import ScriptedTestLLM
 
 PROPOSALS = 12

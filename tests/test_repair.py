@@ -26,11 +26,12 @@ from groundwork.implementation.repair import log_excerpt, non_finite_loss, repai
 from groundwork.llm.base import LLMError, LLMRequest
 from groundwork.llm.pricing import PriceTable
 from groundwork.llm.recording import RecordingLLM, ReplayLLM
-from groundwork.loop import ResearchLoop, build_components
+from groundwork.loop import ResearchLoop
 from groundwork.prompting import PromptLibrary
 from groundwork.records import FailureCategory, JobOutcome, JobState, PromptKind, Result
 from groundwork.runs import create_run, run_config
 from groundwork.store import RunStore
+from groundwork.wiring import build_components
 from llm_stub import StubServer, last_user_text
 from scripted_llm import ScriptedTestLLM
 

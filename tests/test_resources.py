@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from groundwork.execution.resources import plan_slots
-from groundwork.loop import RunBusy, controller_lock
+from groundwork.run_lock import RunBusy, controller_lock
 
 
 def test_cpu_slots_share_the_cores():

@@ -10,8 +10,8 @@ their outcomes; the change and the re-queues are recorded in the run's events.
 
 from __future__ import annotations
 
-from groundwork.loop import controller_lock
 from groundwork.records import JobState
+from groundwork.run_lock import controller_lock
 from groundwork.runs import run_config
 from groundwork.store import RunStore
 from groundwork.store.artifacts import RemoteArtifacts

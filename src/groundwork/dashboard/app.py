@@ -21,9 +21,9 @@ from starlette.routing import Route
 from groundwork.analysis.details import load_details
 from groundwork.analysis.report import diff_html
 from groundwork.analysis.summary import summarize
-from groundwork.loop import RunBusy, controller_lock
 from groundwork.records import TERMINAL_JOB_STATES, JobState
 from groundwork.redaction import redact
+from groundwork.run_lock import RunBusy, controller_lock
 from groundwork.store import ArtifactStore, RunStore, StoreError
 from groundwork.store.sqlite_store import DB_NAME
 
