@@ -128,7 +128,7 @@ class Runner:
     def __call__(self, config: RunConfig, name: str) -> RunStore:
         run_dir = self.runs_dir / name
         store = RunStore(run_dir) if (run_dir / "store.sqlite").is_file() else create_run(config, self.runs_dir, name)
-        if store.run_info()["status"] != "finished":
+        if store.run_info().status != "finished":
             loop = ResearchLoop(store)
             if self.cache is not None and config.search != "steady-state":
                 loop.parts.backend = CachingBackend(loop.parts.backend, self.cache)

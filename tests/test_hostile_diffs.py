@@ -872,13 +872,13 @@ def test_a_stored_hostile_answer_ends_its_idea_patch_failed_on_resume(toy_env, t
 
     with pytest.raises(KeyboardInterrupt):
         ResearchLoop(store, dataclasses.replace(parts, implementer=StopsOnceAnswered())).run()
-    assert store.run_info()["status"] == "interrupted"
+    assert store.run_info().status == "interrupted"
     assert [c["text"] for c in store.llm_calls("implementer")] == [THROUGH_A_FILE]
     assert "e1-01" not in store.results()
 
     resumed = RunStore(store.run_dir)
     ResearchLoop(resumed).run()
-    assert resumed.run_info()["status"] == "finished"
+    assert resumed.run_info().status == "finished"
     result = resumed.results()["e1-01"]
     assert result.failure == FailureCategory.PATCH_FAILED
     assert "goes through 'train.py', which is a file" in result.detail

@@ -178,7 +178,7 @@ def test_the_better_ideator_takes_the_proposals_and_a_killed_run_resumes_the_sam
         _loop(store, toy_env, kill_at="e8-01").run()
     assert _arms(store, "ideator", names) == EXPECTED[:8]
     _loop(RunStore(store.run_dir), toy_env).run()  # a fresh controller: all it knows is the store
-    assert store.run_info()["status"] == "finished"
+    assert store.run_info().status == "finished"
     assert _arms(store, "ideator", names) == EXPECTED  # as an uninterrupted run chooses (see the rule test)
     assert [c["rule"] for c in store.model_choices("ideator")][:3] == ["init", "init", "ucb"]
     ideas = [i for i in store.ideas() if i.epoch >= 1]

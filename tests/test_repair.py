@@ -197,7 +197,7 @@ def test_a_repair_call_without_an_answer_means_no_repair(toy_env, new_run):
     idea = _the_idea(store)
     assert store.results()[idea.id].failure == FailureCategory.CRASHED and len(store.patches(idea.id)) == 1
     assert any("no repair: replay of" in e["detail"] for e in store.events("job"))
-    assert store.run_info()["status"] == "finished"
+    assert store.run_info().status == "finished"
 
 
 def test_replay_has_no_answer_for_a_repair_call_of_a_recording_without_one():

@@ -211,4 +211,4 @@ def test_islands_migrate_exactly_as_specified_across_a_kill_and_resume(toy_env, 
     again = RunStore(killed)
     assert json.dumps(again.migrations()) == json.dumps(migrations)
     assert _islands_of(again) == _islands_of(reference)
-    assert again.run_info()["status"] == "finished"
+    assert again.run_info().status == "finished"

@@ -25,6 +25,7 @@ from groundwork.llm.factory import check_spec
 from groundwork.llm.recording import BudgetExceeded, export_recording
 from groundwork.loop import ResearchLoop
 from groundwork.reconnect import reconnect
+from groundwork.records import RunStatus
 from groundwork.rl.commands import dataset_app, rl_app
 from groundwork.rl.config import is_rl_run
 from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run, run_config
@@ -283,7 +284,7 @@ def run(
     _check_sandbox(config)
     store = create_run(config, runs_dir, name)
     console.print(
-        f"run [bold]{store.run_info()['id']}[/] in {store.run_dir} "
+        f"run [bold]{store.run_info().id}[/] in {store.run_dir} "
         f"(stop any time; `groundwork resume {store.run_dir}` continues it)"
     )
     _drive(store)
@@ -314,11 +315,11 @@ def resume(
     caps = {"max_dollars": max_dollars, "max_gpu_hours": max_gpu_hours, "max_hours": max_hours}
     caps = {k: v for k, v in caps.items() if v is not None}
     if caps:
-        RunConfig.model_validate({**store.run_info()["config"], **caps})  # names a bad value before storing it
+        RunConfig.model_validate({**store.run_info().config, **caps})  # names a bad value before storing it
         store.update_config(**caps)
     for name, change in reconnect(store, address=address, artifacts_url=artifacts_url).items():
         console.print(f"{name}: {change} (recorded in the run's events)")
-    if store.run_info()["status"] == "finished":
+    if store.run_info().status == RunStatus.FINISHED:
         console.print("this run has already finished")
         print_summary(console, summarize(store))
         return
@@ -375,7 +376,7 @@ def report(
     details = []
     for folder in folders:
         store = RunStore(folder)
-        labeller, note = run_labeller(folder, store.run_info()["config"].get("ideator_llm", "catalog"), categories_by)
+        labeller, note = run_labeller(folder, store.run_info().config.get("ideator_llm", "catalog"), categories_by)
         if note:
             console.print(f"[yellow]{note}[/]")
         details.append(load_details(store, labeller))

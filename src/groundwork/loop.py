@@ -24,7 +24,7 @@ from groundwork.idea_building import BASELINE_ID, NOT_SEARCHED, baseline_ideas, 
 from groundwork.llm.recording import BudgetExceeded
 from groundwork.parallel import each_as_finished
 from groundwork.protocols import IdeaDraft, Migrating, PatchAttempt, SearchHistory
-from groundwork.records import IdeaState, JobState, PromptKind
+from groundwork.records import IdeaState, JobState, PromptKind, RunStatus
 from groundwork.repair_rounds import RepairRounds
 from groundwork.run_lock import controller_lock
 from groundwork.runs import run_config, run_environment
@@ -49,7 +49,7 @@ class ResearchLoop:
         self.parts = components or build_components(self.env, self.profile, self.config, store.run_dir)
         self.artifacts = ArtifactStore(store.run_dir, self.config.artifacts_url, on_put=store.record_artifact)
         self.on_change = on_change or (lambda: None)
-        self.info = store.run_info()["info"]
+        self.info = store.run_info().info
         self.data_dir: Path | None = None  # set by run(), or beforehand by a caller that prepared it
         self._baseline_retried = False  # by this controller: a resumed run retries once more
         floor = NoiseFloor(self.info["environment"], self.info["profile"], self.profile.budget)
@@ -69,7 +69,7 @@ class ResearchLoop:
             self._run()
 
     def _run(self) -> None:
-        self.store.set_run_status("running", f"controller pid {os.getpid()} on {socket.gethostname()}")
+        self.store.set_run_status(RunStatus.RUNNING, f"controller pid {os.getpid()} on {socket.gethostname()}")
         scheduler = Scheduler(
             self.store,
             self.parts.backend,
@@ -98,23 +98,23 @@ class ResearchLoop:
             except BudgetExceeded as exc:
                 if not isinstance(exc, CapReached):  # the dollar cap: queued jobs are paid for, finish them
                     self._wait(scheduler)
-                    self.store.set_run_status("budget_exhausted", str(exc))
+                    self.store.set_run_status(RunStatus.BUDGET_EXHAUSTED, str(exc))
                 raise
         except BudgetExceeded:
             raise  # already recorded
         except BaselineFailed as exc:
-            self.store.set_run_status("baseline_failed", str(exc))
+            self.store.set_run_status(RunStatus.BASELINE_FAILED, str(exc))
             raise
         except KeyboardInterrupt:
             scheduler.cancel_running("interrupted by the user")
-            self.store.set_run_status("interrupted", "Ctrl+C")
+            self.store.set_run_status(RunStatus.INTERRUPTED, "Ctrl+C")
             raise
         except BaseException as exc:
-            self.store.set_run_status("failed", f"{type(exc).__name__}: {exc}")
+            self.store.set_run_status(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         finally:
             self.parts.backend.shutdown()
-        self.store.set_run_status("finished")
+        self.store.set_run_status(RunStatus.FINISHED)
         self.on_change()
 
     def _epochs(self, scheduler: Scheduler) -> None:
@@ -193,7 +193,7 @@ class ResearchLoop:
         cap = cap_reached(self.config, usage(self.store, self.profile.resources.gpus))
         if cap is not None:
             scheduler.cancel_running(f"stopped at a cap: {cap}")  # re-queued: resume runs them
-            self.store.set_run_status("budget_exhausted", str(cap))
+            self.store.set_run_status(RunStatus.BUDGET_EXHAUSTED, str(cap))
             raise cap
 
     def history(self) -> SearchHistory:

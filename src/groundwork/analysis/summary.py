@@ -14,7 +14,7 @@ from groundwork.comparison import Comparison, Estimate, run_noise_std
 from groundwork.environments.manifest import Objective
 from groundwork.environments.registry import cache_root
 from groundwork.llm.portfolio import ArmStats, arm_stats, gain_unit
-from groundwork.records import TERMINAL_JOB_STATES, FailureCategory, IdeaState, PromptKind, Result
+from groundwork.records import TERMINAL_JOB_STATES, FailureCategory, IdeaState, PromptKind, Result, RunStatus
 from groundwork.redaction import redact
 from groundwork.runs import run_environment
 from groundwork.search.budget import active_hours, device_hours, devices_per_job
@@ -70,7 +70,7 @@ class Funnel:
 @dataclass(frozen=True)
 class RunSummary:
     run_id: str
-    status: str
+    status: RunStatus
     environment: str
     profile: str
     metric: str
@@ -181,7 +181,7 @@ class RunSummary:
 
 def summarize(store: RunStore) -> RunSummary:
     info = store.run_info()
-    config, meta = info["config"], info["info"]
+    config, meta = info.config, info.info
     ideas = store.ideas()
     results = store.results()
     all_jobs = store.jobs()
@@ -243,8 +243,8 @@ def summarize(store: RunStore) -> RunSummary:
     baseline_values = [r.metric for r in rows if r.kind == PromptKind.BASELINE and r.metric is not None]
     unit = gain_unit(baseline_values, (stored_floor or {}).get("std"))
     return RunSummary(
-        run_id=info["id"],
-        status=info["status"],
+        run_id=info.id,
+        status=info.status,
         environment=meta["environment"],
         profile=meta["profile"],
         metric=manifest.metric.name,
@@ -269,7 +269,7 @@ def summarize(store: RunStore) -> RunSummary:
         stored_noise_std=(stored_floor or {}).get("std"),
         stored_noise=stored_floor,
         search=str(config.get("search", "evolution")),
-        projection=None if info["status"] == "finished" else project(store, config, all_jobs, searched, calls),
+        projection=None if info.status == RunStatus.FINISHED else project(store, config, all_jobs, searched, calls),
         aborted_shares=[
             float(results[i.id].flags.get("aborted_at", 0.0))
             for i in settled
