@@ -37,7 +37,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from groundwork.config import RunConfig  # noqa: E402
 from groundwork.execution.early_abort import compute_share, rule_from_baselines  # noqa: E402
 from groundwork.loop import ResearchLoop  # noqa: E402
-from groundwork.records import PromptKind  # noqa: E402
+from groundwork.records import PromptKind, RunStatus  # noqa: E402
 from groundwork.runs import create_run  # noqa: E402
 from groundwork.store import RunStore  # noqa: E402
 
@@ -75,7 +75,7 @@ def run_ideas(args: argparse.Namespace) -> RunStore:
     name = f"{args.env}-{args.profile or 'default'}-{args.ideas}ideas-s{args.seed}"
     run_dir = args.runs_dir / name
     store = RunStore(run_dir) if (run_dir / "store.sqlite").is_file() else create_run(config, args.runs_dir, name)
-    if store.run_info()["status"] != "finished":
+    if store.run_info().status != RunStatus.FINISHED:
         loop = ResearchLoop(store)
         loop.data_dir = loop.env.prepare(loop.profile, quiet=True)
         loop.run()
@@ -130,7 +130,7 @@ def main() -> int:
     args = parse_args()
     started = time.time()
     store = run_ideas(args)
-    info = store.run_info()["info"]
+    info = store.run_info().info
     from groundwork.runs import run_environment
 
     metric = run_environment(store).manifest.metric

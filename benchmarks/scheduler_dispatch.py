@@ -152,7 +152,7 @@ def run(backend_name: str, jobs: int, slots: int, job_s: float, prepare: bool, l
             backend = RayBackend(
                 slots,
                 ArtifactStore(store.run_dir),
-                store.run_info()["id"],
+                store.run_info().id,
                 address=os.environ.get("GROUNDWORK_BENCH_RAY_ADDRESS"),
                 heartbeat_s=3600,  # two beats per job: its start and its end
                 init_options={"num_cpus": slots, "include_dashboard": False},

@@ -41,13 +41,14 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from groundwork.analysis.summary import load_noise_floor, save_noise_floor, summarize  # noqa: E402
+from groundwork.analysis.summary import save_noise_floor, summarize  # noqa: E402
 from groundwork.comparison import noise_margin  # noqa: E402
 from groundwork.config import RunConfig  # noqa: E402
 from groundwork.environments import load_environment  # noqa: E402
 from groundwork.environments.manifest import Objective  # noqa: E402
 from groundwork.loop import ResearchLoop  # noqa: E402
-from groundwork.records import PromptKind  # noqa: E402
+from groundwork.noise_floor import load_noise_floor  # noqa: E402
+from groundwork.records import PromptKind, RunStatus  # noqa: E402
 from groundwork.runs import create_run  # noqa: E402
 from groundwork.search.archive import idea_category  # noqa: E402
 from groundwork.search.budget import active_hours  # noqa: E402
@@ -128,7 +129,7 @@ class Runner:
     def __call__(self, config: RunConfig, name: str) -> RunStore:
         run_dir = self.runs_dir / name
         store = RunStore(run_dir) if (run_dir / "store.sqlite").is_file() else create_run(config, self.runs_dir, name)
-        if store.run_info()["status"] != "finished":
+        if store.run_info().status != RunStatus.FINISHED:
             loop = ResearchLoop(store)
             if self.cache is not None and config.search != "steady-state":
                 loop.parts.backend = CachingBackend(loop.parts.backend, self.cache)

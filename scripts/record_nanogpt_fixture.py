@@ -23,9 +23,10 @@ from groundwork.config import RunConfig
 from groundwork.environments import load_environment
 from groundwork.llm.base import LLMRequest, LLMResponse, Usage
 from groundwork.llm.recording import RECORDINGS_DIR, export_recording
-from groundwork.loop import ResearchLoop, build_components
+from groundwork.loop import ResearchLoop
 from groundwork.patch.patching import unified_diff
 from groundwork.runs import create_run, run_config, run_environment
+from groundwork.wiring import build_components
 
 TRAIN = (load_environment("nanogpt").codebase_dir / "train.py").read_text()
 

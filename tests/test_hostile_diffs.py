@@ -26,13 +26,14 @@ from groundwork.config import RunConfig
 from groundwork.environments import load_environment
 from groundwork.implementation.llm_implementer import LLMImplementer
 from groundwork.llm.base import LLMRequest, LLMResponse
-from groundwork.loop import ResearchLoop, build_components
+from groundwork.loop import ResearchLoop
 from groundwork.patch.diff_text import extract_diff
 from groundwork.patch.patching import PatchError, PatchPolicy, apply_patch
 from groundwork.prompting import PromptLibrary
 from groundwork.records import FailureCategory, Idea, PromptKind
 from groundwork.runs import create_run, run_config
 from groundwork.store import RunStore
+from groundwork.wiring import build_components
 
 POLICY = PatchPolicy(protected=frozenset({"evaluate.py"}))
 EDITABLE = frozenset({"train.py", "sub/util.py"})
@@ -871,13 +872,13 @@ def test_a_stored_hostile_answer_ends_its_idea_patch_failed_on_resume(toy_env, t
 
     with pytest.raises(KeyboardInterrupt):
         ResearchLoop(store, dataclasses.replace(parts, implementer=StopsOnceAnswered())).run()
-    assert store.run_info()["status"] == "interrupted"
+    assert store.run_info().status == "interrupted"
     assert [c["text"] for c in store.llm_calls("implementer")] == [THROUGH_A_FILE]
     assert "e1-01" not in store.results()
 
     resumed = RunStore(store.run_dir)
     ResearchLoop(resumed).run()
-    assert resumed.run_info()["status"] == "finished"
+    assert resumed.run_info().status == "finished"
     result = resumed.results()["e1-01"]
     assert result.failure == FailureCategory.PATCH_FAILED
     assert "goes through 'train.py', which is a file" in result.detail

@@ -15,14 +15,18 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "groundwork"
 # Bottom to top. A unit may import units of lower layers only (never one of its own layer
 # but itself). `groundwork` is the package's own `__init__` (the version).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("groundwork", "records", "files", "redaction", "log_lines", "run_lock"),
-    ("curves", "store", "environments"),
-    ("comparison", "config"),
+    ("groundwork", "records", "files", "redaction", "log_lines", "run_lock", "parallel"),
+    ("curves", "store", "environments", "baseline"),
+    ("comparison", "config", "noise_floor"),
     ("protocols", "prompting"),
-    ("patch", "llm"),
+    ("patch", "llm", "idea_building"),
     ("execution", "ideation", "implementation", "search", "runs"),
     ("analysis",),
+    ("wiring",),
+    ("attempts",),
+    ("repair_rounds",),
     ("loop", "reconnect", "console", "cli_errors", "dashboard", "export"),
+    ("cli_config",),
     ("rl",),
     ("cli",),
 )

@@ -88,7 +88,7 @@ def test_live_provider_path_with_self_revision_costs_cap_and_resume(toy_env, tmp
         assert first.returncode == 3, first.stdout + first.stderr
         assert "groundwork resume" in first.stdout and "--max-dollars" in first.stdout
         store = RunStore(runs / "llm")
-        assert store.run_info()["status"] == "budget_exhausted"
+        assert store.run_info().status == "budget_exhausted"
         assert store.llm_spent_usd() >= 0.5
         epoch1 = store.ideas(epoch=1)
         assert [i.title for i in epoch1] == ["Raise the learning rate", "Narrower toy model"]
@@ -110,7 +110,7 @@ def test_live_provider_path_with_self_revision_costs_cap_and_resume(toy_env, tmp
         assert "LLM cost $" in resumed.stdout and "of a $5.00 cap" in resumed.stdout
         assert "openai-compatible:stub-model -> openai-compatible:stub-model" in resumed.stdout
     store = RunStore(runs / "llm")
-    assert store.run_info()["status"] == "finished"
+    assert store.run_info().status == "finished"
     assert len(store.results()) == 5
     implement_keys = [c["call_key"] for c in store.llm_calls("implementer")]
     assert len(implement_keys) == len(set(implement_keys))  # no call was paid for twice

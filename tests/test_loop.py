@@ -61,7 +61,7 @@ def _assert_complete(run_dir: Path, ledger: Path) -> None:
     runs_per_job = Counter(ledger.read_text().split())
     assert runs_per_job and max(runs_per_job.values()) == 1, runs_per_job  # nothing trained twice
     assert set(runs_per_job) == {j.id for j in store.jobs()}
-    assert store.run_info()["status"] == "finished"
+    assert store.run_info().status == "finished"
 
 
 @pytest.mark.slow
@@ -181,7 +181,7 @@ def test_ctrl_c_stops_jobs_cleanly_and_resume_finishes(toy_env, tmp_path):
     assert "groundwork resume" in out
     assert not psutil.pid_exists(phase_pid) or psutil.Process(phase_pid).status() == psutil.STATUS_ZOMBIE
     store = RunStore(run_dir)
-    assert store.run_info()["status"] == "interrupted"
+    assert store.run_info().status == "interrupted"
     assert store.job("job-baseline").state == JobState.QUEUED and store.job("job-baseline").attempt == 2
     resumed = subprocess.run(
         [*GROUNDWORK, "resume", str(run_dir)], capture_output=True, text=True, env=env, timeout=120
@@ -207,7 +207,7 @@ def test_env_baseline_measures_and_stores_the_noise_floor(toy_env, tmp_path):
         json.loads((run_dir / j.job_dir / "spec.json").read_text())["env"]["GROUNDWORK_SEED"] for j in store.jobs()
     )
     assert seeds == ["0", "1", "2"]
-    from groundwork.analysis.summary import load_noise_floor
+    from groundwork.noise_floor import load_noise_floor
 
     floor = load_noise_floor("toy", "quick")
     assert floor["seeds"] == 3 and abs(floor["mean"] - 1.56) < 1e-9 and floor["std"] == 0.0
@@ -232,8 +232,9 @@ def test_a_job_starts_while_the_epochs_other_ideas_are_still_being_implemented(t
 
     from groundwork.config import RunConfig
     from groundwork.environments import load_environment
-    from groundwork.loop import ResearchLoop, build_components
+    from groundwork.loop import ResearchLoop
     from groundwork.runs import create_run, run_config
+    from groundwork.wiring import build_components
 
     store = create_run(RunConfig(environment=str(toy_env), epochs=1, ideas_per_epoch=2, slots=2), tmp_path / "runs")
     env = load_environment(store.run_dir / "environment")
@@ -258,7 +259,7 @@ def test_a_job_starts_while_the_epochs_other_ideas_are_still_being_implemented(t
 
     ResearchLoop(store, dataclasses.replace(parts, implementer=SlowSecondImplementer())).run()
     assert seen_running == [True]
-    assert store.run_info()["status"] == "finished" and len(store.results()) == 3
+    assert store.run_info().status == "finished" and len(store.results()) == 3
 
 
 @pytest.mark.slow
@@ -284,7 +285,7 @@ def test_a_failing_baseline_is_retried_once_then_stops_the_run_and_resume_tries_
     assert "the baseline failed twice (crashed: training exited with code 1" in output.replace("\n", " ")
     assert "job.log" in output and "groundwork resume" in output
     store = RunStore(runs / "r")
-    assert store.run_info()["status"] == "baseline_failed"
+    assert store.run_info().status == "baseline_failed"
     assert {i.id for i in store.ideas()} == {"baseline"}  # no idea was proposed, none ran
     job = store.job("job-baseline")
     assert job.attempt == 2 and job.state == JobState.FAILED
@@ -298,5 +299,5 @@ def test_a_failing_baseline_is_retried_once_then_stops_the_run_and_resume_tries_
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     store = RunStore(runs / "r")
     results = store.results()
-    assert store.run_info()["status"] == "finished" and results["baseline"].valid
+    assert store.run_info().status == "finished" and results["baseline"].valid
     assert store.job("job-baseline").attempt == 3 and len(results) == 3

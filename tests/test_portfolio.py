@@ -25,11 +25,12 @@ from groundwork.llm.base import LLMRequest
 from groundwork.llm.portfolio import ArmStats, choose
 from groundwork.llm.pricing import PriceTable
 from groundwork.llm.recording import RecordingLLM
-from groundwork.loop import ResearchLoop, build_components
+from groundwork.loop import ResearchLoop
 from groundwork.patch.patching import PatchPolicy, unified_diff
 from groundwork.prompting import PromptLibrary
 from groundwork.runs import create_run, run_config
 from groundwork.store import RunStore
+from groundwork.wiring import build_components
 from scripted_llm import ScriptedTestLLM
 
 PROPOSALS = 12
@@ -177,7 +178,7 @@ def test_the_better_ideator_takes_the_proposals_and_a_killed_run_resumes_the_sam
         _loop(store, toy_env, kill_at="e8-01").run()
     assert _arms(store, "ideator", names) == EXPECTED[:8]
     _loop(RunStore(store.run_dir), toy_env).run()  # a fresh controller: all it knows is the store
-    assert store.run_info()["status"] == "finished"
+    assert store.run_info().status == "finished"
     assert _arms(store, "ideator", names) == EXPECTED  # as an uninterrupted run chooses (see the rule test)
     assert [c["rule"] for c in store.model_choices("ideator")][:3] == ["init", "init", "ucb"]
     ideas = [i for i in store.ideas() if i.epoch >= 1]

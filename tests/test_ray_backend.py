@@ -53,7 +53,7 @@ def cluster(tmp_path_factory):
 
 def _backend(run_dir: Path, slots: int = 8, **kw) -> RayBackend:
     index = RunStore(run_dir)
-    return RayBackend(slots, ArtifactStore(run_dir, on_put=index.record_artifact), index.run_info()["id"], **kw)
+    return RayBackend(slots, ArtifactStore(run_dir, on_put=index.record_artifact), index.run_info().id, **kw)
 
 
 def _drain(scheduler: Scheduler, timeout: float = 180) -> None:

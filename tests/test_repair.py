@@ -25,12 +25,13 @@ from groundwork.implementation.repair import log_excerpt, non_finite_loss, repai
 from groundwork.llm.base import LLMError, LLMRequest
 from groundwork.llm.pricing import PriceTable
 from groundwork.llm.recording import RecordingLLM, ReplayLLM
-from groundwork.loop import ResearchLoop, build_components
+from groundwork.loop import ResearchLoop
 from groundwork.patch.patching import PatchPolicy, unified_diff
 from groundwork.prompting import PromptLibrary
 from groundwork.records import FailureCategory, JobOutcome, JobState, PromptKind, Result
 from groundwork.runs import create_run, run_config
 from groundwork.store import RunStore
+from groundwork.wiring import build_components
 from llm_stub import StubServer, last_user_text
 from scripted_llm import ScriptedTestLLM
 
@@ -196,7 +197,7 @@ def test_a_repair_call_without_an_answer_means_no_repair(toy_env, new_run):
     idea = _the_idea(store)
     assert store.results()[idea.id].failure == FailureCategory.CRASHED and len(store.patches(idea.id)) == 1
     assert any("no repair: replay of" in e["detail"] for e in store.events("job"))
-    assert store.run_info()["status"] == "finished"
+    assert store.run_info().status == "finished"
 
 
 def test_replay_has_no_answer_for_a_repair_call_of_a_recording_without_one():

@@ -68,7 +68,7 @@ def test_rl_cli_runs_real_jobs_survives_a_kill_and_exports(tmp_path):
     store = RunStore(run_dir)
     ideas = [i for i in store.ideas() if i.epoch > 0]
     assert len(ideas) == STEPS * GROUP and set(store.results()) >= {i.id for i in ideas}  # nothing lost
-    assert store.run_info()["status"] == "finished"
+    assert store.run_info().status == "finished"
     assert all(i.origin.startswith("rl:") and "rl" in i.payload for i in ideas)
     assert (run_dir / "rl" / "checkpoints" / f"step-{STEPS:05d}" / "optimizer.pt").is_file()
     table = rl_step_table(run_dir)

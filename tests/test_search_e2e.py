@@ -38,7 +38,7 @@ def _run(env_dir: Path, runs: Path, *extra: str, name: str = "r", timeout: float
 
 def _one_result_per_idea(store: RunStore) -> None:
     assert set(store.results()) == {i.id for i in store.ideas()}
-    assert store.run_info()["status"] == "finished"
+    assert store.run_info().status == "finished"
 
 
 @pytest.mark.slow
@@ -107,7 +107,7 @@ def test_a_gpu_hour_cap_stops_cleanly_status_projects_and_resume_finishes(toy_en
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "--max-gpu-hours AMOUNT" in proc.stdout
     store = RunStore(runs / "r")
-    assert store.run_info()["status"] == "budget_exhausted"
+    assert store.run_info().status == "budget_exhausted"
     status = subprocess.run(
         [*GROUNDWORK, "status", "r", "--runs-dir", str(runs)], capture_output=True, text=True, env=cli_env()
     )

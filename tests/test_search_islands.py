@@ -17,13 +17,13 @@ from groundwork.analysis.archive_grid import archive_grid
 from groundwork.analysis.details import load_details
 from groundwork.config import RunConfig
 from groundwork.environments.manifest import Metric
-from groundwork.loop import make_strategy
 from groundwork.protocols import Scored, SearchHistory
 from groundwork.records import Idea, PromptKind, Result
 from groundwork.search.archive import MapElitesArchive, cell_of, changed_lines, diff_bin
 from groundwork.search.evolution import EvolutionStrategy, SteadyStateStrategy
 from groundwork.search.islands import IslandStrategy
 from groundwork.store import RunStore
+from groundwork.wiring import make_strategy
 
 LOSS = Metric(name="loss", direction="minimize", plausible_range=(0.0, 100.0))
 
@@ -211,4 +211,4 @@ def test_islands_migrate_exactly_as_specified_across_a_kill_and_resume(toy_env, 
     again = RunStore(killed)
     assert json.dumps(again.migrations()) == json.dumps(migrations)
     assert _islands_of(again) == _islands_of(reference)
-    assert again.run_info()["status"] == "finished"
+    assert again.run_info().status == "finished"

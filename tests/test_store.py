@@ -15,6 +15,7 @@ from groundwork.records import (
     PatchStatus,
     PromptKind,
     Result,
+    RunStatus,
 )
 from groundwork.store import InvalidTransition, RunStore, StoreError
 
@@ -61,8 +62,24 @@ def test_an_unsynced_transaction_is_committed_for_other_readers_and_later_ones_s
     store.add_epoch(1, [_idea(1)])
     with store.transaction(sync=False) as c:
         c.execute("UPDATE run SET status = 'running'")
-    assert RunStore(tmp_path / "run").run_info()["status"] == "running"  # another connection sees it
+    assert RunStore(tmp_path / "run").run_info().status == "running"  # another connection sees it
     assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again for what follows
+
+
+def test_run_status_follows_its_transition_table_and_is_stored_as_its_string(tmp_path):
+    store = _store(tmp_path)
+    assert store.run_info().status is RunStatus.CREATED
+    with pytest.raises(InvalidTransition, match="run r1: cannot go from 'created' to 'finished'"):
+        store.set_run_status(RunStatus.FINISHED)
+    for status in (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.RUNNING, RunStatus.RUNNING, RunStatus.FINISHED):
+        store.set_run_status(status)  # resumed after Ctrl+C, then taken over after a controller died
+    with pytest.raises(InvalidTransition, match="cannot go from 'finished' to 'failed'"):
+        store.set_run_status(RunStatus.FAILED)
+    with pytest.raises(ValueError, match="'stopped' is not a valid RunStatus"):
+        store.set_run_status("stopped")  # type: ignore[arg-type]
+    assert store._conn.execute("SELECT status FROM run").fetchone()[0] == "finished"
+    moves = [(e["from_state"], e["to_state"]) for e in store.events() if e["entity"] == "run"]
+    assert moves[-1] == ("running", "finished") and len(moves) == 5
 
 
 def test_epoch_is_proposed_once(tmp_path):

@@ -56,7 +56,8 @@ def test_a_baseline_outside_the_stored_floor_is_noted_with_both_numbers():
 
 
 def test_a_floor_measured_under_another_budget_is_not_used(tmp_path, monkeypatch):
-    from groundwork.analysis.summary import load_noise_floor, save_noise_floor
+    from groundwork.analysis.summary import save_noise_floor
+    from groundwork.noise_floor import load_noise_floor
 
     monkeypatch.setenv("GROUNDWORK_CACHE", str(tmp_path))
     save_noise_floor(_summary([3.0, 3.1]), "compute")

@@ -26,6 +26,7 @@ from groundwork.llm.factory import check_spec
 from groundwork.llm.recording import BudgetExceeded, export_recording
 from groundwork.loop import ResearchLoop
 from groundwork.reconnect import reconnect
+from groundwork.records import RunStatus
 from groundwork.rl.commands import dataset_app, rl_app
 from groundwork.rl.config import is_rl_run
 from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run, run_config
@@ -169,7 +170,7 @@ def run(
     _check_sandbox(config)
     store = create_run(config, runs_dir, name)
     console.print(
-        f"run [bold]{store.run_info()['id']}[/] in {store.run_dir} "
+        f"run [bold]{store.run_info().id}[/] in {store.run_dir} "
         f"(stop any time; `groundwork resume {store.run_dir}` continues it)"
     )
     _drive(store)
@@ -200,11 +201,11 @@ def resume(
     caps = {"max_dollars": max_dollars, "max_gpu_hours": max_gpu_hours, "max_hours": max_hours}
     caps = {k: v for k, v in caps.items() if v is not None}
     if caps:
-        RunConfig.model_validate({**store.run_info()["config"], **caps})  # names a bad value before storing it
+        RunConfig.model_validate({**store.run_info().config, **caps})  # names a bad value before storing it
         store.update_config(**caps)
     for name, change in reconnect(store, address=address, artifacts_url=artifacts_url).items():
         console.print(f"{name}: {change} (recorded in the run's events)")
-    if store.run_info()["status"] == "finished":
+    if store.run_info().status == RunStatus.FINISHED:
         console.print("this run has already finished")
         print_summary(console, summarize(store))
         return
@@ -261,7 +262,7 @@ def report(
     details = []
     for folder in folders:
         store = RunStore(folder)
-        labeller, note = run_labeller(folder, store.run_info()["config"].get("ideator_llm", "catalog"), categories_by)
+        labeller, note = run_labeller(folder, store.run_info().config.get("ideator_llm", "catalog"), categories_by)
         if note:
             console.print(f"[yellow]{note}[/]")
         details.append(load_details(store, labeller))
@@ -512,12 +513,6 @@ def _print_stages(stages) -> None:
         console.print(f"{mark} {stage.name} ({stage.seconds:.1f} s): {stage.detail}", highlight=False)
 
 
-def _cwd_or_repo(folder: str, repo: Path) -> str:
-    """A folder as the user means it: from the current folder when it is there, else from the repository."""
-    here = Path(folder).expanduser()
-    return str(here.resolve()) if here.is_dir() and not (repo / folder).is_dir() else folder
-
-
 @env_app.command("init")
 def env_init(
     path: Path = typer.Argument(..., help="The repository to scaffold an environment.toml for."),
@@ -559,7 +554,7 @@ def env_init(
         train=train, evaluate=evaluate, prepare=prepare, metric=metric, direction=direction,
         metric_range=parse_range(metric_range), editable=editable, locked=locked, training_files=training_files,
         data_key=data_key, requirements=requirements, data_file=data_file, max_steps=max_steps, budget_s=budget,
-        find_links=[_cwd_or_repo(f, repo) for f in find_links or []], no_index=no_index,
+        find_links=find_links, no_index=no_index,
         inherit_packages=inherit_packages,
     )  # fmt: skip
     interactive = sys.stdin.isatty() if ask is None else ask

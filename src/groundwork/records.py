@@ -47,6 +47,16 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
 
 
+class RunStatus(StrEnum):
+    CREATED = "created"  # the folder exists; no controller has run it yet
+    RUNNING = "running"  # a controller drives it (or died doing so: resume takes over)
+    FINISHED = "finished"
+    BUDGET_EXHAUSTED = "budget_exhausted"  # a dollar, device-hour or wall-time cap was reached
+    BASELINE_FAILED = "baseline_failed"
+    INTERRUPTED = "interrupted"  # Ctrl+C
+    FAILED = "failed"  # an error stopped the controller
+
+
 TERMINAL_JOB_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED})
 
 

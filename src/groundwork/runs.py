@@ -57,11 +57,11 @@ def create_run(config: RunConfig, runs_dir: Path = DEFAULT_RUNS_DIR, name: str |
 
 def run_environment(store: RunStore) -> Environment:
     """The run's snapshot of its environment, as the run's profile sees it."""
-    return load_environment(store.run_dir / ENV_SNAPSHOT, profile=store.run_info()["config"].get("profile"))
+    return load_environment(store.run_dir / ENV_SNAPSHOT, profile=store.run_info().config.get("profile"))
 
 
 def run_config(store: RunStore) -> RunConfig:
-    return RunConfig.model_validate(store.run_info()["config"])
+    return RunConfig.model_validate(store.run_info().config)
 
 
 def find_run(ref: str | None, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:

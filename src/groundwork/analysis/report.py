@@ -291,7 +291,7 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
 def archive_descriptors(run: RunDetails) -> list[str]:
     """The run's archive descriptors when it searched with one, else category x diff size."""
     try:
-        config = RunStore(run.run_dir).run_info()["config"]
+        config = RunStore(run.run_dir).run_info().config
     except Exception:  # a run folder without its store: the default grid
         return ["category", "diff_size"]
     return list(config.get("descriptors") or ["category", "diff_size"])

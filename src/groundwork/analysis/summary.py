@@ -12,14 +12,13 @@ from pathlib import Path
 
 from groundwork.comparison import Comparison, Estimate, run_noise_std
 from groundwork.environments.manifest import Objective
-from groundwork.environments.registry import cache_root
 from groundwork.llm.portfolio import ArmStats, arm_stats, gain_unit
-from groundwork.records import TERMINAL_JOB_STATES, FailureCategory, IdeaState, PromptKind, Result
+from groundwork.noise_floor import load_noise_floor, write_noise_floor
+from groundwork.records import TERMINAL_JOB_STATES, FailureCategory, IdeaState, PromptKind, Result, RunStatus
 from groundwork.redaction import redact
 from groundwork.runs import run_environment
 from groundwork.search.budget import active_hours, device_hours, devices_per_job
 from groundwork.store import RunStore
-from groundwork.store.artifacts import write_atomic
 
 RAN = frozenset({None, FailureCategory.NO_METRIC, FailureCategory.METRIC_IMPLAUSIBLE, FailureCategory.EVAL_TAMPERED})
 
@@ -71,7 +70,7 @@ class Funnel:
 @dataclass(frozen=True)
 class RunSummary:
     run_id: str
-    status: str
+    status: RunStatus
     environment: str
     profile: str
     metric: str
@@ -183,7 +182,7 @@ class RunSummary:
 
 def summarize(store: RunStore) -> RunSummary:
     info = store.run_info()
-    config, meta = info["config"], info["info"]
+    config, meta = info.config, info.info
     ideas = store.ideas()
     results = store.results()
     all_jobs = store.jobs()
@@ -245,8 +244,8 @@ def summarize(store: RunStore) -> RunSummary:
     baseline_values = [r.metric for r in rows if r.kind == PromptKind.BASELINE and r.metric is not None]
     unit = gain_unit(baseline_values, (stored_floor or {}).get("std"))
     return RunSummary(
-        run_id=info["id"],
-        status=info["status"],
+        run_id=info.id,
+        status=info.status,
         environment=meta["environment"],
         profile=meta["profile"],
         metric=manifest.metric.name,
@@ -272,7 +271,7 @@ def summarize(store: RunStore) -> RunSummary:
         stored_noise_std=(stored_floor or {}).get("std"),
         stored_noise=stored_floor,
         search=str(config.get("search", "evolution")),
-        projection=None if info["status"] == "finished" else project(store, config, all_jobs, searched, calls),
+        projection=None if info.status == RunStatus.FINISHED else project(store, config, all_jobs, searched, calls),
         aborted_shares=[
             float(results[i.id].flags.get("aborted_at", 0.0))
             for i in settled
@@ -369,44 +368,22 @@ def _headline(detail: str) -> str:
     return f"{lines[0]} ... {lines[-1]}"
 
 
-def noise_floor_path(environment: str, profile: str) -> Path:
-    return cache_root() / "noise" / f"{environment}-{profile}.json"
-
-
 def save_noise_floor(summary: RunSummary, budget: str | None = None) -> Path:
     """Store the baseline's spread over seeds where reports and search can find it, with
     the budget it was measured under (a time budget's floor includes the machine's load)."""
     mean, std = summary.noise or (None, None)
     if mean is None:
         raise ValueError("the noise floor needs at least two baseline runs that produced a metric")
-    path = noise_floor_path(summary.environment, summary.profile)
-    write_atomic(
-        path,
-        json.dumps(
-            {
-                "environment": summary.environment,
-                "profile": summary.profile,
-                "metric": summary.metric,
-                "seeds": len(summary.baseline_metrics),
-                "mean": mean,
-                "std": std,
-                "values": summary.baseline_metrics,
-                "run": summary.run_id,
-                "budget": budget or "time",
-            },
-            indent=2,
-        ),
+    return write_noise_floor(
+        {
+            "environment": summary.environment,
+            "profile": summary.profile,
+            "metric": summary.metric,
+            "seeds": len(summary.baseline_metrics),
+            "mean": mean,
+            "std": std,
+            "values": summary.baseline_metrics,
+            "run": summary.run_id,
+            "budget": budget or "time",
+        }
     )
-    return path
-
-
-def load_noise_floor(environment: str, profile: str, budget: str | None = None) -> dict | None:
-    """The stored floor; None when there is none or, given `budget`, when it was measured
-    under another budget (floors saved before budgets existed were time budgets)."""
-    path = noise_floor_path(environment, profile)
-    if not path.is_file():
-        return None
-    floor = json.loads(path.read_text())
-    if budget is not None and floor.get("budget", "time") != budget:
-        return None
-    return floor

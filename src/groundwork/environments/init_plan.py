@@ -99,7 +99,9 @@ def _dependencies(
         problems.append(f"--requirements: one requirements file at most, got {', '.join(files)}")
     folders = []
     for folder in options.find_links or []:
-        path = Path(folder) if Path(folder).is_absolute() else repo / folder
+        path = Path(folder).expanduser()
+        if not path.is_absolute() and ((repo / folder).is_dir() or not path.is_dir()):
+            path = repo / folder  # as the manifest means it; a folder found only from the current one is taken as is
         if not path.resolve().is_relative_to(repo) or not path.is_dir():
             problems.append(
                 f"--find-links {folder!r}: not a folder inside {repo}; the manifest names it relative to "

@@ -17,7 +17,7 @@ def make_backend(config: RunConfig, plan: SlotPlan, run_dir: Path) -> Backend:
         return LocalBackend(plan.slots)
     index = RunStore(run_dir)  # its own connection, used from the controller's thread
     artifacts = ArtifactStore(run_dir, config.artifacts_url, on_put=index.record_artifact)
-    run_id = index.run_info()["id"]
+    run_id = index.run_info().id
     if config.backend == "ray":
         from groundwork.execution.ray_backend import RayBackend
 

@@ -17,6 +17,7 @@ from groundwork.cli_errors import RUN_FLAGS, build, require_extras
 from groundwork.config import RunConfig
 from groundwork.console import print_summary, progress_view, throttled
 from groundwork.llm.recording import BudgetExceeded
+from groundwork.records import RunStatus
 from groundwork.rl.config import RLConfig, is_rl_run, load_rl_config
 from groundwork.rl.dataset import export_runs
 from groundwork.rl.view import steps_table
@@ -147,7 +148,7 @@ def rl_run(
     )
     store = create_rl_run(config, rl, runs_dir, name)
     console.print(
-        f"RL run [bold]{store.run_info()['id']}[/] in {store.run_dir} "
+        f"RL run [bold]{store.run_info().id}[/] in {store.run_dir} "
         f"(stop any time; `groundwork rl resume {store.run_dir}` continues it)"
     )
     _drive(store)
@@ -163,7 +164,7 @@ def rl_resume(
 
     store = RunStore(find_run(run_ref, runs_dir))
     rl = load_rl_config(store.run_dir)
-    if store.run_info()["status"] == "finished" and latest_checkpoint(store.run_dir)[0] >= rl.steps:
+    if store.run_info().status == RunStatus.FINISHED and latest_checkpoint(store.run_dir)[0] >= rl.steps:
         console.print("this RL run has already finished")
         _report(store)
         return

@@ -76,9 +76,9 @@ def idea_rows(run_dir: Path, failure_reward: float | None = None) -> list[dict[s
             valid = result is not None and result.valid
             rows.append(
                 {
-                    "run_id": info["id"],
-                    "environment": info["info"]["environment"],
-                    "profile": info["info"]["profile"],
+                    "run_id": info.id,
+                    "environment": info.info["environment"],
+                    "profile": info.info["profile"],
                     "idea_id": idea.id,
                     "epoch": idea.epoch,
                     "prompt_kind": str(idea.prompt_kind),

@@ -14,7 +14,7 @@ from groundwork.environments.registry import ResolvedProfile
 from groundwork.execution.local import LocalBackend
 from groundwork.execution.resources import plan_slots
 from groundwork.implementation.knob_implementer import KnobImplementer
-from groundwork.loop import Components, ResearchLoop
+from groundwork.loop import ResearchLoop
 from groundwork.patch.patching import PatchPolicy
 from groundwork.prompting import PromptLibrary
 from groundwork.protocols import Implementer
@@ -22,6 +22,7 @@ from groundwork.rl.config import RLConfig, load_rl_config, save_rl_config
 from groundwork.rl.ideator import RLIdeator
 from groundwork.runs import create_run, run_config, run_environment
 from groundwork.store import RunStore
+from groundwork.wiring import Components
 
 KNOBS = "knobs"
 

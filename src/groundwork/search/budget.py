@@ -10,6 +10,7 @@ from typing import Any
 
 from groundwork.config import RunConfig
 from groundwork.llm.recording import BudgetExceeded
+from groundwork.records import JobState, RunStatus
 from groundwork.store import RunStore
 
 
@@ -37,7 +38,7 @@ def device_hours(events: list[dict[str, Any]], gpus: int, at: float | None = Non
         started = running.pop(event["entity_id"], None)
         if started is not None:
             seconds += max(0.0, event["ts"] - started)
-        if event["to_state"] == "running":
+        if event["to_state"] == JobState.RUNNING:
             running[event["entity_id"]] = event["ts"]
     seconds += sum(max(0.0, at - started) for started in running.values())
     return seconds * devices_per_job(gpus) / 3600.0
@@ -52,10 +53,10 @@ def active_hours(events: list[dict[str, Any]], at: float | None = None) -> float
     for event in sorted(events, key=lambda e: e["id"]):
         if event["entity"] == "run" and event["to_state"] not in ("config",):
             if started is not None:
-                end = event["ts"] if event["to_state"] != "running" else (last_ts or event["ts"])
+                end = event["ts"] if event["to_state"] != RunStatus.RUNNING else (last_ts or event["ts"])
                 total += max(0.0, end - started)
                 started = None
-            if event["to_state"] == "running":
+            if event["to_state"] == RunStatus.RUNNING:
                 started = event["ts"]
         last_ts = event["ts"]
     if started is not None:

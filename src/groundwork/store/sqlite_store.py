@@ -9,10 +9,22 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from groundwork.records import TERMINAL_JOB_STATES, Idea, IdeaState, Job, JobOutcome, JobState, Patch, Result, now
+from groundwork.records import (
+    TERMINAL_JOB_STATES,
+    Idea,
+    IdeaState,
+    Job,
+    JobOutcome,
+    JobState,
+    Patch,
+    Result,
+    RunStatus,
+    now,
+)
 
 DB_NAME = "store.sqlite"
 SCHEMA_VERSION = 2  # 2: model_choices
@@ -60,6 +72,14 @@ IDEA_TRANSITIONS = {
     IdeaState.PROPOSED: {IdeaState.IMPLEMENTED, IdeaState.PATCH_FAILED},
 }
 
+# A stopped run (any status but created) is resumed into running; a running one whose
+# controller died is taken over by the next (running -> running).
+RUN_TRANSITIONS = {
+    RunStatus.CREATED: {RunStatus.RUNNING},
+    RunStatus.RUNNING: set(RunStatus) - {RunStatus.CREATED},
+    **{s: {RunStatus.RUNNING} for s in RunStatus if s not in (RunStatus.CREATED, RunStatus.RUNNING)},
+}
+
 JOB_TRANSITIONS = {
     JobState.QUEUED: {JobState.LEASED, JobState.CANCELLED},
     # A job leased by a controller that died before marking it running may already have
@@ -77,6 +97,17 @@ class StoreError(RuntimeError):
 class InvalidTransition(StoreError):
     def __init__(self, entity: str, entity_id: str, current: str, target: str):
         super().__init__(f"{entity} {entity_id}: cannot go from {current!r} to {target!r}")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run's own row: its id, when it was created, its status, config and environment info."""
+
+    id: str
+    created_at: float
+    status: RunStatus
+    config: dict[str, Any]
+    info: dict[str, Any]
 
 
 class RunStore:
@@ -107,7 +138,7 @@ class RunStore:
         conn.executescript(SCHEMA)
         conn.execute(
             "INSERT INTO run VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, now(), "created", json.dumps(config), json.dumps(info), SCHEMA_VERSION),
+            (run_id, now(), RunStatus.CREATED.value, json.dumps(config), json.dumps(info), SCHEMA_VERSION),
         )
         conn.close()
         return cls(run_dir)
@@ -144,21 +175,25 @@ class RunStore:
 
     # ---- run ----------------------------------------------------------------------
 
-    def run_info(self) -> dict[str, Any]:
+    def run_info(self) -> RunInfo:
         row = self._conn.execute("SELECT * FROM run").fetchone()
-        return {
-            "id": row["id"],
-            "created_at": row["created_at"],
-            "status": row["status"],
-            "config": json.loads(row["config"]),
-            "info": json.loads(row["info"]),
-        }
+        return RunInfo(
+            id=row["id"],
+            created_at=row["created_at"],
+            status=RunStatus(row["status"]),
+            config=json.loads(row["config"]),
+            info=json.loads(row["info"]),
+        )
 
-    def set_run_status(self, status: str, detail: str = "") -> None:
+    def set_run_status(self, status: RunStatus, detail: str = "") -> None:
+        status = RunStatus(status)  # a name that is no status fails here, naming it
         with self.transaction() as c:
             old = c.execute("SELECT id, status FROM run").fetchone()
-            c.execute("UPDATE run SET status = ?", (status,))
-            self._event(c, "run", old["id"], old["status"], status, detail)
+            current = RunStatus(old["status"])
+            if status not in RUN_TRANSITIONS[current]:
+                raise InvalidTransition("run", old["id"], current.value, status.value)
+            c.execute("UPDATE run SET status = ?", (status.value,))
+            self._event(c, "run", old["id"], current.value, status.value, detail)
 
     def update_config(self, **values: Any) -> None:
         with self.transaction() as c:
