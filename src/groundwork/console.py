@@ -135,11 +135,10 @@ def portfolio_lines(summary: RunSummary) -> list[str]:
     """Per role with a portfolio: each model's share of the proposals, payoff and spend."""
     lines = []
     for role, stats in summary.portfolio.items():
-        total = sum(s.pulls for s in stats) or 1
-        reward = f"{summary.portfolio_unit} gained" if role == "ideator" else "valid runs"
+        unit = summary.portfolio_payoff_unit(role)
         arms = "; ".join(
-            f"{s.arm} {s.pulls}/{total} = {s.pulls / total:.0%}, "
-            + (f"{s.payoff:.4g} {reward}/$ over {s.settled}" if s.payoff is not None else "no outcome yet")
+            f"{s.arm} {summary.portfolio_share(role, s)}, "
+            + (f"{s.payoff:.4g} {unit} over {s.settled}" if s.payoff is not None else "no outcome yet")
             + f", spent ${s.spend_usd:.3f}"
             for s in stats
         )

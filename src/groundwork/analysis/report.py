@@ -81,15 +81,14 @@ def portfolio_rows(run: RunDetails) -> list[dict[str, str]]:
     s = run.summary
     rows = []
     for role, stats in s.portfolio.items():
-        total = sum(a.pulls for a in stats) or 1
-        unit = f"{s.portfolio_unit} gained / $" if role == "ideator" else "valid runs / $"
+        unit = s.portfolio_payoff_unit(role)
         for a in stats:
             rows.append(
                 {
                     "run_id": s.run_id,
                     "role": role,
                     "model": a.arm,
-                    "share": f"{a.pulls}/{total} = {a.pulls / total:.0%}",
+                    "share": s.portfolio_share(role, a),
                     "payoff": "-" if a.payoff is None else f"{a.payoff:.4g} {unit} (over {a.settled})",
                     "spend": f"${a.spend_usd:.3f}",
                     "pulls": str(a.pulls),

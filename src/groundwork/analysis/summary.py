@@ -161,6 +161,15 @@ class RunSummary:
         baseline's, from the environment's noise (None while the noise is unknown)."""
         return self.comparison.margin(len(row.values))
 
+    def portfolio_payoff_unit(self, role: str) -> str:
+        """What a portfolio model's payoff counts per dollar: an ideator's gain, an implementer's valid runs."""
+        return f"{self.portfolio_unit} gained/$" if role == "ideator" else "valid runs/$"
+
+    def portfolio_share(self, role: str, arm: ArmStats) -> str:
+        """A model's proposals among its role's, as `pulls/total = percent`."""
+        total = sum(a.pulls for a in self.portfolio[role]) or 1
+        return f"{arm.pulls}/{total} = {arm.pulls / total:.0%}"
+
     def verdict(self, row: IdeaRow) -> str:
         """ "better" or "worse" only outside two standard deviations of the noise on the
         difference of the means; a gain inside it is never called an improvement."""
