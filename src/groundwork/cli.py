@@ -31,6 +31,7 @@ from groundwork.rl.config import is_rl_run
 from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run, run_config
 from groundwork.store import RunStore, StoreError
 
+
 def _flags_without_type() -> None:
     """typer's rich help gives every option a type, flags too (`--help <bool>`, as if it
     took a value): a flag shows none, as in click's plain help."""
