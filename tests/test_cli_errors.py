@@ -108,3 +108,22 @@ def test_rl_run_bad_values_name_their_rl_options(tmp_path, monkeypatch, capsys):
                             "--runs-dir", str(runs))  # fmt: skip
     assert code == 2 and not runs.exists()
     assert out == "error: Invalid value for --dtype: 'float8'; choose from auto, float32, bfloat16, float16"
+
+
+def test_resume_names_a_bad_cap_and_a_bad_stored_setting_plainly(toy_env, tmp_path, monkeypatch, capsys):
+    from groundwork.config import RunConfig
+    from groundwork.runs import create_run
+
+    runs = tmp_path / "runs"
+    store = create_run(RunConfig(environment=str(toy_env)), runs, "r")
+    code, out = _groundwork(monkeypatch, capsys, "resume", "r", "--max-gpu-hours", "-1", "--runs-dir", str(runs))
+    assert code == 2
+    assert out == "error: Invalid value for --max-gpu-hours: -1.0; must be greater than 0"
+    assert store.run_info().config["max_gpu_hours"] is None  # the bad cap was not stored
+    store.update_config(search="vibes")  # simulation: a run whose stored settings were edited by hand
+    code, out = _groundwork(monkeypatch, capsys, "resume", "r", "--runs-dir", str(runs))
+    assert code == 2 and "pydantic" not in out and "validation error" not in out
+    assert out == (
+        f"error: Invalid value for search (stored in {store.run_dir}): 'vibes'; "
+        "choose from evolution, steady-state, best-of-n"
+    )

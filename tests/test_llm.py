@@ -71,7 +71,7 @@ def test_missing_keys_and_bad_specs_say_what_to_do(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(LLMError, match="set ANTHROPIC_API_KEY"):
         make_llm("anthropic:claude-sonnet-4-6", "ideator")
-    with pytest.raises(LLMError, match="set OPENAI_API_KEY"):
+    with pytest.raises(LLMError, match="set OPENAI_API_KEY, or point --llm openai-compatible:MODEL@BASE_URL at"):
         make_llm("openai:gpt-5", "ideator")
     with pytest.raises(ValueError, match="openai-compatible:MODEL@http"):
         make_llm("openai-compatible:qwen", "ideator")

@@ -111,3 +111,43 @@ def test_headline_before_the_first_idea_says_so():
     assert "(profile tiny); no ideas yet" in console.export_text()
     console.print(headline(dataclasses.replace(_summary([3.0]), origins=["catalog"])))
     assert "(profile tiny); ideas by catalog" in console.export_text()
+
+
+def _projection(dollars_left: float | None, models: bool):
+    from groundwork.analysis.summary import Projection
+
+    return Projection(
+        jobs_left=8, ideas_left=8, gpu_hours_used=0.0, gpu_hours_left=0.5, hours_used=0.0, hours_left=0.5,
+        dollars_left=dollars_left, seconds_per_job=60.0, caps={"max_dollars": 5.0}, models=models,
+    )  # fmt: skip
+
+
+def test_a_model_run_before_its_first_call_expects_model_calls():
+    from groundwork.console import projection_text
+
+    def text(projection) -> str:
+        return projection_text(dataclasses.replace(_summary([3.0]), projection=projection))
+
+    before = text(_projection(None, models=True))
+    assert "model calls to come, their cost known after the first (cap 5 $)" in before
+    assert "no model calls" not in before
+    assert text(_projection(None, models=False)).endswith("no model calls (catalog ideas)")
+    assert text(_projection(1.5, models=True)).endswith("LLM $1.50 (cap 5 $)")
+
+
+def test_a_run_uses_models_when_its_ideator_or_implementer_is_one(toy_env, tmp_path):
+    from groundwork.analysis.summary import summarize, uses_models
+    from groundwork.config import RunConfig
+    from groundwork.console import projection_text
+    from groundwork.runs import create_run
+
+    local = "openai-compatible:m@http://127.0.0.1:9/v1"
+    assert not uses_models(RunConfig().model_dump())
+    assert uses_models(RunConfig(ideator_llm=local).model_dump())
+    assert uses_models(RunConfig(implementer_llm=local).model_dump())  # catalog ideas, model-written diffs
+    assert uses_models(RunConfig(ideator_llms=[local, "openai-compatible:n@http://127.0.0.1:9/v1"]).model_dump())
+    for name, spec, expected in (("llm", local, "model calls to come"), ("catalog", "catalog", "no model calls")):
+        store = create_run(RunConfig(environment=str(toy_env), ideator_llm=spec), tmp_path / "runs", name)
+        summary = summarize(store)  # a fresh run: no call made yet
+        assert summary.projection is not None and summary.projection.dollars_left is None
+        assert expected in projection_text(summary)

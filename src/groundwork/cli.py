@@ -9,16 +9,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from groundwork.analysis.summary import save_noise_floor, summarize
 from groundwork.cli_config import config_from_options, run_option
-from groundwork.cli_errors import build
+from groundwork.cli_errors import build, flag_for
 from groundwork.config import RunConfig
-from groundwork.console import print_summary, progress_view, throttled
+from groundwork.console import CommandConsole, print_summary, progress_view, throttled
 from groundwork.environments import ManifestError, builtin_names, load_environment
 from groundwork.ideation.catalog import load_catalog
 from groundwork.llm.base import LLMError
@@ -32,6 +31,23 @@ from groundwork.rl.config import is_rl_run
 from groundwork.runs import DEFAULT_RUNS_DIR, create_run, find_run, run_config
 from groundwork.store import RunStore, StoreError
 
+
+def _flags_without_type() -> None:
+    """typer's rich help gives every option a type, flags too (`--help <bool>`, as if it
+    took a value): a flag shows none, as in click's plain help."""
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "flags_bare", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag and not self.count else shown(self, ctx)
+
+    display_type_rich.flags_bare = True
+    option.display_type_rich = display_type_rich
+
+
+_flags_without_type()
 app = typer.Typer(help="Execution-grounded automated AI research.", no_args_is_help=True, add_completion=False)
 env_app = typer.Typer(help="Research environments: list, inspect, check, prepare.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
@@ -39,7 +55,7 @@ llm_app = typer.Typer(help="Model calls recorded in runs.", no_args_is_help=True
 app.add_typer(llm_app, name="llm")
 app.add_typer(rl_app, name="rl")
 app.add_typer(dataset_app, name="dataset")
-console = Console()
+console = CommandConsole()
 
 RunsDir = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Folder holding run folders.")
 
@@ -200,8 +216,11 @@ def resume(
         raise ValueError(f"{store.run_dir} is an RL run: continue it with `groundwork rl resume {store.run_dir}`")
     caps = {"max_dollars": max_dollars, "max_gpu_hours": max_gpu_hours, "max_hours": max_hours}
     caps = {k: v for k, v in caps.items() if v is not None}
+    # Checked before the caps are stored: a bad value is named as its option, or as the
+    # run's stored setting (an edited or older run), never as a validation dump.
+    where = {name: f"{name} (stored in {store.run_dir})" for name in RunConfig.model_fields}
+    build(RunConfig, {**where, **{name: flag_for(name) for name in caps}}, **{**store.run_info().config, **caps})
     if caps:
-        RunConfig.model_validate({**store.run_info().config, **caps})  # names a bad value before storing it
         store.update_config(**caps)
     for name, change in reconnect(store, address=address, artifacts_url=artifacts_url).items():
         console.print(f"{name}: {change} (recorded in the run's events)")

@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
-from rich.console import Console, Group
+from rich.console import Console, ConsoleDimensions, Group
 from rich.table import Table
 from rich.text import Text
 
 from groundwork.analysis.summary import IdeaRow, RunSummary
+
+# Piped or in CI, lines are never wrapped: a table is as wide as its longest row.
+UNWRAPPED_WIDTH = 100_000
+
+
+class CommandConsole(Console):
+    """The commands' console: a terminal's own width, or COLUMNS where set; writing to a
+    pipe or a file, no wrapping at all (rich would fold tables at 80 columns, splitting an
+    idea's title and its metric over several lines)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if self._width is None and "COLUMNS" not in os.environ and not _is_tty(self.file):
+            return ConsoleDimensions(UNWRAPPED_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+def _is_tty(file) -> bool:
+    try:
+        return file.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
 
 STATUS_STYLE = {"ok": "green", "queued": "dim", "leased": "cyan", "running": "cyan", "implementing": "dim"}
 
@@ -154,7 +183,12 @@ def projection_text(summary: RunSummary) -> str:
     def cap(key: str, unit: str) -> str:
         return f" (cap {p.caps[key]:g}{unit})" if key in p.caps else ""
 
-    dollars = "no model calls" if p.dollars_left is None else f"LLM ${p.dollars_left:.2f}{cap('max_dollars', ' $')}"
+    if p.dollars_left is not None:
+        dollars = f"LLM ${p.dollars_left:.2f}{cap('max_dollars', ' $')}"
+    elif p.models:  # no call yet: nothing to project their cost from
+        dollars = f"model calls to come, their cost known after the first{cap('max_dollars', ' $')}"
+    else:
+        dollars = "no model calls (catalog ideas)"
     return (
         f"used {p.gpu_hours_used:.3f} GPU-h{cap('max_gpu_hours', '')}, {p.hours_used:.2f} h wall"
         f"{cap('max_hours', ' h')}; rest of the run ({p.ideas_left} ideas, {p.jobs_left} jobs at "

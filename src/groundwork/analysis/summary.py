@@ -319,9 +319,17 @@ class Projection:
     gpu_hours_left: float
     hours_used: float  # the controller's wall-clock time so far
     hours_left: float
-    dollars_left: float | None  # None: no model calls so far (catalog ideas)
+    dollars_left: float | None  # None: no model calls so far
     seconds_per_job: float
     caps: dict[str, float]  # the caps in force: max_dollars, max_gpu_hours, max_hours
+    models: bool = False  # ideas or diffs come from models: their calls are still to come
+
+
+def uses_models(config: dict) -> bool:
+    """Whether a run's ideator or implementer is a model (not the offline catalog)."""
+    specs = [config.get("ideator_llm") or "catalog", config.get("implementer_llm") or ""]
+    specs += [*(config.get("ideator_llms") or []), *(config.get("implementer_llms") or [])]
+    return any(spec and spec != "catalog" for spec in specs)
 
 
 def project(store: RunStore, config: dict, jobs: list, searched: list, calls: list[dict]) -> Projection:
@@ -352,6 +360,7 @@ def project(store: RunStore, config: dict, jobs: list, searched: list, calls: li
         dollars_left=dollars_left,
         seconds_per_job=per_job,
         caps=caps,
+        models=uses_models(config),
     )
 
 

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 
 from groundwork.analysis.summary import summarize
 from groundwork.cli_config import run_option
 from groundwork.cli_errors import RUN_FLAGS, build, require_extras
 from groundwork.config import RunConfig
-from groundwork.console import print_summary, progress_view, throttled
+from groundwork.console import CommandConsole, print_summary, progress_view, throttled
 from groundwork.llm.recording import BudgetExceeded
 from groundwork.records import RunStatus
 from groundwork.rl.config import RLConfig, is_rl_run, load_rl_config
@@ -27,7 +27,7 @@ from groundwork.store.step_log import StepLog
 
 rl_app = typer.Typer(help="Reinforcement learning of the ideator from execution reward (GRPO).", no_args_is_help=True)
 dataset_app = typer.Typer(help="Runs' ideas, diffs and rewards as datasets.", no_args_is_help=True)
-console = Console()
+console = CommandConsole()
 # Config fields whose `rl run` option differs from the name of the field.
 RL_FLAGS = {**RUN_FLAGS, "implementer_llm": "--implementer", "ideas_per_epoch": "--group-size", "learning_rate": "--lr"}
 RunsDir = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Folder holding run folders.")
