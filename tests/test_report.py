@@ -13,9 +13,10 @@ import pytest
 
 from browser import ARTIFACTS, browser_page, require_chromium
 from conftest import GROUNDWORK, cli_env, requires
-from groundwork.analysis.categories import IdeaText, keyword_category, label_ideas
+from groundwork.analysis.categories import IdeaText, label_ideas
 from groundwork.analysis.details import load_details
 from groundwork.analysis.integrity import integrity_flags
+from groundwork.idea_categories import keyword_category
 from groundwork.llm.base import LLMError, LLMResponse
 from groundwork.records import FailureCategory, Result
 from groundwork.store import RunStore

@@ -10,9 +10,9 @@ import random
 import textwrap
 from collections import Counter
 
-from groundwork.analysis.categories import CATEGORIES
 from groundwork.analysis.details import RunDetails
 from groundwork.curves import curve_series
+from groundwork.idea_categories import CATEGORIES
 from groundwork.records import FailureCategory
 
 try:
