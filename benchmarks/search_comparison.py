@@ -42,7 +42,7 @@ from rich.console import Console  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from groundwork.analysis.summary import save_noise_floor, summarize  # noqa: E402
-from groundwork.comparison import noise_margin  # noqa: E402
+from groundwork.comparison import Verdict, noise_margin  # noqa: E402
 from groundwork.config import RunConfig  # noqa: E402
 from groundwork.descriptors import idea_category  # noqa: E402
 from groundwork.environments import load_environment  # noqa: E402
@@ -313,7 +313,7 @@ def aggregate(runs: list[dict], seeds: list[int]) -> list[dict]:
                 "best_gain_after_each_idea": points,
                 "final": mean_ci(final) if final else None,
                 "valid_ideas_mean": statistics.fmean(r["valid"] for r in per_seed.values()),
-                "beyond_noise": sum(1 for r in per_seed.values() if r["verdict"] == "better"),
+                "beyond_noise": sum(1 for r in per_seed.values() if r["verdict"] == Verdict.BETTER),
                 "improving_kinds": mean_ci([float(r["improving_kinds"]) for r in per_seed.values()]),
             }
         paired = {}
