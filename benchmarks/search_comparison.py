@@ -42,15 +42,15 @@ from rich.console import Console  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from groundwork.analysis.summary import save_noise_floor, summarize  # noqa: E402
-from groundwork.comparison import noise_margin  # noqa: E402
+from groundwork.comparison import Verdict, noise_margin  # noqa: E402
 from groundwork.config import RunConfig  # noqa: E402
+from groundwork.descriptors import idea_category  # noqa: E402
 from groundwork.environments import load_environment  # noqa: E402
 from groundwork.environments.manifest import Objective  # noqa: E402
 from groundwork.loop import ResearchLoop  # noqa: E402
 from groundwork.noise_floor import load_noise_floor  # noqa: E402
 from groundwork.records import PromptKind, RunStatus  # noqa: E402
 from groundwork.runs import create_run  # noqa: E402
-from groundwork.search.archive import idea_category  # noqa: E402
 from groundwork.search.budget import active_hours  # noqa: E402
 from groundwork.store import RunStore  # noqa: E402
 
@@ -85,7 +85,7 @@ NOTES = [
     "that run's. Evolution and best-of-N propose only at epoch barriers, so a served result changes nothing they "
     "do. Steady-state runs never use the cache: they propose whenever a slot frees, so a result served at once "
     "would change what they propose; their schedule still depends on the order results arrive in.",
-    "Improving idea kinds (`improving_kinds`) count the distinct categories (search/archive.py's labels: the "
+    "Improving idea kinds (`improving_kinds`) count the distinct categories (descriptors.py's labels: the "
     "idea's own, folded into six) of a run's ideas whose gain over the baseline exceeds the noise margin of one "
     "run against one baseline run (2 sd * sqrt 2 of the noise floor); their paired tests are on that count.",
     "The replayed recording (ideator replay:nanogpt-tiny, not a default) holds the answers of one evolution run; "
@@ -313,7 +313,7 @@ def aggregate(runs: list[dict], seeds: list[int]) -> list[dict]:
                 "best_gain_after_each_idea": points,
                 "final": mean_ci(final) if final else None,
                 "valid_ideas_mean": statistics.fmean(r["valid"] for r in per_seed.values()),
-                "beyond_noise": sum(1 for r in per_seed.values() if r["verdict"] == "better"),
+                "beyond_noise": sum(1 for r in per_seed.values() if r["verdict"] == Verdict.BETTER),
                 "improving_kinds": mean_ci([float(r["improving_kinds"]) for r in per_seed.values()]),
             }
         paired = {}

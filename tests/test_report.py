@@ -13,9 +13,11 @@ import pytest
 
 from browser import ARTIFACTS, browser_page, require_chromium
 from conftest import GROUNDWORK, cli_env, requires
-from groundwork.analysis.categories import IdeaText, keyword_category, label_ideas
+from groundwork.analysis.categories import IdeaText, label_ideas
 from groundwork.analysis.details import load_details
 from groundwork.analysis.integrity import integrity_flags
+from groundwork.analysis.summary import RowStatus
+from groundwork.idea_categories import keyword_category
 from groundwork.llm.base import LLMError, LLMResponse
 from groundwork.records import FailureCategory, Result
 from groundwork.store import RunStore
@@ -298,7 +300,7 @@ def test_compute_is_wall_time_times_gpus_requested_and_cpu_hours_without_gpus():
         idea = Idea(id=idea_id, epoch=1, index=1, title=idea_id, text="t", prompt_kind=PromptKind.SIMPLE, origin="x")
         job = Job(id=f"job-{idea_id}", idea_id=idea_id, patch_id="p", backend="local", resources=resources,
                   started_at=1000.0, ended_at=1000.0 + seconds)  # fmt: skip
-        return IdeaDetail(IdeaRow(idea_id, 1, idea_id, "simple", "x", "ok", 1.0), idea, None, job, [])
+        return IdeaDetail(IdeaRow(idea_id, 1, idea_id, "simple", "x", RowStatus.OK, 1.0), idea, None, job, [])
 
     summary = RunSummary("r", "finished", "e", "p", "loss", "minimize", [], None, [], Funnel())
     run = RunDetails(

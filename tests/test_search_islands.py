@@ -16,10 +16,11 @@ from conftest import GROUNDWORK, cli_env
 from groundwork.analysis.archive_grid import archive_grid
 from groundwork.analysis.details import load_details
 from groundwork.config import RunConfig
+from groundwork.descriptors import cell_of, changed_lines, diff_bin
 from groundwork.environments.manifest import Metric
 from groundwork.protocols import Scored, SearchHistory
 from groundwork.records import Idea, PromptKind, Result
-from groundwork.search.archive import MapElitesArchive, cell_of, changed_lines, diff_bin
+from groundwork.search.archive import MapElitesArchive
 from groundwork.search.evolution import EvolutionStrategy, SteadyStateStrategy
 from groundwork.search.islands import IslandStrategy
 from groundwork.store import RunStore

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from groundwork.analysis.summary import Funnel, IdeaRow, RunSummary
+from groundwork.analysis.summary import Funnel, IdeaRow, RowStatus, RunSummary
+from groundwork.comparison import Verdict
+from groundwork.records import FailureCategory, IdeaState, JobState, Result
 
 
 def _summary(baselines: list[float], stored: float | None = None) -> RunSummary:
-    base = IdeaRow("baseline", 0, "Baseline", "baseline", "environment", "ok", baselines[0])
+    base = IdeaRow("baseline", 0, "Baseline", "baseline", "environment", RowStatus.OK, baselines[0])
     return RunSummary(
         run_id="r",
         status="finished",
@@ -26,21 +28,41 @@ def _summary(baselines: list[float], stored: float | None = None) -> RunSummary:
 
 
 def _row(metric: float) -> IdeaRow:
-    return IdeaRow("e1-01", 1, "idea", "simple", "x", "ok", metric)
+    return IdeaRow("e1-01", 1, "idea", "simple", "x", RowStatus.OK, metric)
 
 
 def test_gain_inside_two_sd_is_within_noise():
     summary = _summary([3.00, 3.02, 2.98])  # sd 0.02
     assert summary.noise is not None and abs(summary.noise[1] - 0.02) < 1e-9
-    assert summary.verdict(_row(2.97)) == "within noise"
-    assert summary.verdict(_row(2.90)) == "better"
-    assert summary.verdict(_row(3.10)) == "worse"
+    assert summary.verdict(_row(2.97)) is Verdict.WITHIN_NOISE
+    assert summary.verdict(_row(2.90)) is Verdict.BETTER
+    assert summary.verdict(_row(3.10)) is Verdict.WORSE
 
 
 def test_stored_noise_floor_is_used_when_the_run_has_one_baseline():
-    assert _summary([3.0], stored=0.1).verdict(_row(2.85)) == "within noise"
-    assert _summary([3.0], stored=0.01).verdict(_row(2.85)) == "better"
-    assert _summary([3.0]).verdict(_row(2.85)) == "better, noise unknown"
+    assert _summary([3.0], stored=0.1).verdict(_row(2.85)) is Verdict.WITHIN_NOISE
+    assert _summary([3.0], stored=0.01).verdict(_row(2.85)) is Verdict.BETTER
+    assert _summary([3.0]).verdict(_row(2.85)) is Verdict.BETTER_NOISE_UNKNOWN
+    assert _summary([3.0]).verdict(_row(3.15)) is Verdict.NOT_BETTER
+
+
+def test_verdicts_and_row_statuses_print_as_the_text_views_and_stores_hold():
+    """Enums whose values are the text printed, exported and compared before they were enums."""
+    assert [str(v) for v in Verdict] == [
+        "better", "worse", "within noise", "better, noise unknown", "not better", "unknown"
+    ]  # fmt: skip
+    assert f"{Verdict.BETTER_NOISE_UNKNOWN}" == "better, noise unknown" and Verdict.WITHIN_NOISE == "within noise"
+    assert f"[{RowStatus.OK}]" == "[ok]" and str(RowStatus.REPAIRING) == "repairing"
+    assert RowStatus.of_result(Result(idea_id="a", metric=1.0)) is RowStatus.OK
+    crashed = Result(idea_id="a", metric=None, failure=FailureCategory.CRASHED)
+    assert RowStatus.of_result(crashed) is RowStatus.CRASHED
+
+
+def test_every_failure_job_and_idea_state_is_a_row_status():
+    """A row's status is its result's failure, its job's state or its idea's: a new member
+    of any of those needs its row status too."""
+    for member in [*FailureCategory, *JobState, *IdeaState]:
+        assert RowStatus(str(member)) == member
 
 
 def test_a_baseline_outside_the_stored_floor_is_noted_with_both_numbers():
@@ -71,7 +93,7 @@ def test_the_search_and_the_summary_judge_ideas_by_one_comparison():
     history as in the summary, for either direction of the metric."""
     from groundwork.environments.manifest import Metric
     from groundwork.protocols import Scored, SearchHistory
-    from groundwork.records import Idea, PromptKind, Result
+    from groundwork.records import Idea, PromptKind
 
     for direction, values in (("minimize", {"a": 2.9, "b": 2.5, "c": 3.2}), ("maximize", {"a": 3.1, "b": 3.5})):
         metric = Metric(name="score", direction=direction, plausible_range=(0.0, 10.0))
@@ -79,7 +101,7 @@ def test_the_search_and_the_summary_judge_ideas_by_one_comparison():
         summary = dataclasses.replace(
             _summary(baselines),
             direction=direction,
-            rows=[IdeaRow(i, 1, i, "simple", "x", "ok", v) for i, v in values.items()],
+            rows=[IdeaRow(i, 1, i, "simple", "x", RowStatus.OK, v) for i, v in values.items()],
         )
         ideas = {
             i: Idea(id=i, epoch=1, index=1, title=i, text="t", prompt_kind=PromptKind.SIMPLE, origin="x")
@@ -96,7 +118,7 @@ def test_the_search_and_the_summary_judge_ideas_by_one_comparison():
         assert summary.best is not None and summary.best.id == history.ranked()[0].idea.id == "b"
         for row, scored in zip(summary.rows, history.scored, strict=True):
             assert history.gain(scored) == summary.improvement(row)
-            assert (scored in history.beating_baseline()) == (summary.verdict(row) == "better")
+            assert (scored in history.beating_baseline()) == (summary.verdict(row) is Verdict.BETTER)
         assert metric.signed_gain(2.5, 3.0) == (0.5 if direction == "minimize" else -0.5)
         assert metric.better(2.5, 3.0) is (direction == "minimize")
 

@@ -471,14 +471,14 @@ def env_check(
     except ImportError:
         problems.append(f"torch is not importable by {sys.executable}: run `python bootstrap.py` or pip install torch")
     if run:
-        from groundwork.environments.check_run import check_run
+        from groundwork.env_setup.check_run import check_run
 
         console.print(f"running the baseline once ({run_budget:g} s budget): prepare, train, evaluate")
         report = check_run(env, resolved, run_budget)
         _print_stages(report.stages)
         problems += report.problems
     else:
-        from groundwork.environments.check_run import prepare_stage
+        from groundwork.env_setup.check_run import prepare_stage
 
         _, stage = prepare_stage(env, resolved)
         _print_stages([stage])
@@ -566,7 +566,7 @@ def env_init(
     force: bool = typer.Option(False, "--force", help="Replace an existing environment.toml."),
 ) -> None:
     """Scaffold an environment.toml for an existing repository: infer, confirm, draft, validate."""
-    from groundwork.environments.init_flow import init_environment
+    from groundwork.env_setup.init_flow import init_environment
     from groundwork.environments.init_plan import InitOptions, parse_range
 
     options = InitOptions(

@@ -2,7 +2,8 @@
 (`SearchHistory`) and by every view of a run (`RunSummary`): the baseline's mean, an idea's
 signed gain over it, the margin a gain must clear to be more than noise, the noise floor's
 fallback, the best idea; and the small statistics under them (the mean of an idea's runs
-with its 95% confidence interval). Below every other module: it imports none of them."""
+with its 95% confidence interval). Below every other module: it imports only records.py's
+`StrEnum`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
+
+from groundwork.records import StrEnum
 
 if TYPE_CHECKING:  # the job runner imports this module through protocols.py: no manifest models at start
     from groundwork.environments.manifest import Objective
@@ -66,6 +69,17 @@ def run_noise_std(baseline_values: Sequence[float], stored_std: float | None) ->
     return statistics.stdev(baseline_values) if len(baseline_values) >= 2 else stored_std
 
 
+class Verdict(StrEnum):
+    """An idea against the baseline (`Comparison.verdict`); the values are what views print."""
+
+    BETTER = "better"  # a gain beyond the noise margin
+    WORSE = "worse"  # a loss beyond the noise margin
+    WITHIN_NOISE = "within noise"  # inside the margin either way: never an improvement
+    BETTER_NOISE_UNKNOWN = "better, noise unknown"  # a gain, with no noise measured
+    NOT_BETTER = "not better"  # no gain, with no noise measured
+    UNKNOWN = "unknown"  # no baseline metric, or the idea has no runs
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Ideas against the baseline. `baseline_values` holds the baseline's metric on each
@@ -100,18 +114,18 @@ class Comparison:
         gain = self.gain(values)
         return gain is not None and gain > (self.margin(len(values)) or 0.0)
 
-    def verdict(self, values: Sequence[float]) -> str:
-        """ "better" or "worse" only outside two standard deviations of the noise on the
+    def verdict(self, values: Sequence[float]) -> Verdict:
+        """Better or worse only outside two standard deviations of the noise on the
         difference of the means; a gain inside it is never called an improvement."""
         gain = self.gain(values)
         if gain is None:
-            return "unknown"
+            return Verdict.UNKNOWN
         margin = self.margin(len(values))
         if margin is None:
-            return "better, noise unknown" if gain > 0 else "not better"
+            return Verdict.BETTER_NOISE_UNKNOWN if gain > 0 else Verdict.NOT_BETTER
         if abs(gain) <= margin:
-            return "within noise"
-        return "better" if gain > 0 else "worse"
+            return Verdict.WITHIN_NOISE
+        return Verdict.BETTER if gain > 0 else Verdict.WORSE
 
     def ranked(self, items: Sequence[T], values: Callable[[T], Sequence[float]]) -> list[T]:
         """Items with runs, best mean first (ties keep their order)."""

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from groundwork.search.archive import check_descriptors
+from groundwork.descriptors import check_descriptors
 
 
 class RunConfig(BaseModel):

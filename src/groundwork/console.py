@@ -10,7 +10,8 @@ from rich.console import Console, ConsoleDimensions, Group
 from rich.table import Table
 from rich.text import Text
 
-from groundwork.analysis.summary import IdeaRow, RunSummary
+from groundwork.analysis.summary import IdeaRow, RowStatus, RunSummary
+from groundwork.comparison import Verdict
 
 # Piped or in CI, lines are never wrapped: a table is as wide as its longest row.
 UNWRAPPED_WIDTH = 100_000
@@ -40,7 +41,13 @@ def _is_tty(file) -> bool:
         return False
 
 
-STATUS_STYLE = {"ok": "green", "queued": "dim", "leased": "cyan", "running": "cyan", "implementing": "dim"}
+STATUS_STYLE = {
+    RowStatus.OK: "green",
+    RowStatus.QUEUED: "dim",
+    RowStatus.LEASED: "cyan",
+    RowStatus.RUNNING: "cyan",
+    RowStatus.IMPLEMENTING: "dim",
+}
 
 
 def throttled(update: Callable[[], None], every_s: float = 0.5) -> Callable[[], None]:
@@ -74,8 +81,13 @@ def _delta(summary: RunSummary, row: IdeaRow) -> Text:
     if gain is None or row is summary.baseline:
         return Text("-")
     verdict = summary.verdict(row)
-    style = {"better": "green", "better, noise unknown": "green", "worse": "red", "not better": "red"}.get(verdict, "")
-    return Text(f"{gain:+.4f}" + (" ~" if verdict == "within noise" else ""), style=style)
+    style = {
+        Verdict.BETTER: "green",
+        Verdict.BETTER_NOISE_UNKNOWN: "green",
+        Verdict.WORSE: "red",
+        Verdict.NOT_BETTER: "red",
+    }.get(verdict, "")
+    return Text(f"{gain:+.4f}" + (" ~" if verdict == Verdict.WITHIN_NOISE else ""), style=style)
 
 
 def rate_text(summary: RunSummary) -> str:
@@ -97,7 +109,7 @@ def baseline_text(summary: RunSummary) -> str:
     ideas are compared with (never a single seed's value beside another mean)."""
     if summary.baseline is None:
         return "baseline -"
-    status = f" [{summary.baseline.status}]" if summary.baseline.status != "ok" else ""
+    status = f" [{summary.baseline.status}]" if summary.baseline.status != RowStatus.OK else ""
     if summary.noise:
         mean, std = summary.noise
         return f"baseline {mean:.4f} ± {std:.4f} (sd over {len(summary.baseline_metrics)} seeds){status}"
@@ -120,9 +132,9 @@ def headline(summary: RunSummary) -> Group:
         gain = summary.improvement(best)
         margin = summary.margin(best) or 0.0
         verdict = {
-            "better": f" - beats the baseline beyond its noise (2 sd = {margin:.4f})",
-            "within noise": f" - within the baseline's noise (2 sd = {margin:.4f}): not an improvement",
-            "better, noise unknown": " - beats the baseline (noise not measured: `groundwork env baseline`)",
+            Verdict.BETTER: f" - beats the baseline beyond its noise (2 sd = {margin:.4f})",
+            Verdict.WITHIN_NOISE: f" - within the baseline's noise (2 sd = {margin:.4f}): not an improvement",
+            Verdict.BETTER_NOISE_UNKNOWN: " - beats the baseline (noise not measured: `groundwork env baseline`)",
         }.get(summary.verdict(best), " - does not beat the baseline")
         lines.append(
             Text(
@@ -230,7 +242,7 @@ def results_table(summary: RunSummary, rows: list[IdeaRow] | None = None) -> Tab
 
 
 def failures(summary: RunSummary) -> Table | None:
-    failed = [r for r in summary.rows if r.detail and r.status != "ok"]
+    failed = [r for r in summary.rows if r.detail and r.status != RowStatus.OK]
     if not failed:
         return None
     table = Table(title="why ideas failed", header_style="bold", title_justify="left")
@@ -256,7 +268,7 @@ def progress_view(summary: RunSummary, started: float) -> Group:
         f"LLM ${summary.llm_spent_usd:.2f}  |  " if summary.llm_tokens else "",
         f"{time.time() - started:.0f}s",
     )
-    recent = [r for r in summary.rows if r.status not in ("queued",)][-6:]
+    recent = [r for r in summary.rows if r.status != RowStatus.QUEUED][-6:]
     arms = [Text(text) for text in portfolio_lines(summary)]
     return Group(line, *arms, results_table(summary, recent) if recent else Text(""))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from groundwork.analysis.details import RunDetails
-from groundwork.search.archive import DESCRIPTORS, cell_of, changed_lines
+from groundwork.descriptors import DESCRIPTORS, cell_of, changed_lines
 
 
 def archive_grid(run: RunDetails, descriptors: Sequence[str] = ("category", "diff_size")) -> dict:

@@ -1,7 +1,6 @@
-"""What kind of change an idea is: hyperparameter, architecture, optimizer, loss, data or
-other. Labelled by a language model when the run has one configured, by keywords
-otherwise; the model's answers are recorded in the run like every other call, so a
-second report pays nothing."""
+"""What kind of change an idea is (idea_categories.py's six). Labelled by a language
+model when the run has one configured, by keywords otherwise; the model's answers are
+recorded in the run like every other call, so a second report pays nothing."""
 
 from __future__ import annotations
 
@@ -10,127 +9,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from groundwork.idea_categories import CATEGORIES, fold, keyword_category
 from groundwork.llm.base import LLM, LLMError, LLMRequest
-
-CATEGORIES = ("hyperparameter", "architecture", "optimizer", "loss", "data", "other")
-
-# Ideators may label ideas more finely (ideation/parsing.py); these fold into the report's six.
-FOLD = {
-    "schedule": "hyperparameter",
-    "initialization": "architecture",
-    "normalization": "architecture",
-    "regularization": "loss",
-}
-
-# Whole-word stems; the title counts twice, since it names the change most directly.
-KEYWORDS: dict[str, tuple[str, ...]] = {
-    "optimizer": (
-        "adam",
-        "adamw",
-        "sgd",
-        "momentum",
-        "muon",
-        "lion",
-        "optimizer",
-        "optimiser",
-        "beta1",
-        "beta2",
-        "betas",
-        "weight decay",
-        "gradient clipping",
-        "grad clip",
-        "nesterov",
-        "ema of weights",
-        "lookahead",
-    ),
-    "hyperparameter": (
-        "learning rate",
-        "lr",
-        "warmup",
-        "batch size",
-        "schedule",
-        "cosine",
-        "decay",
-        "epochs",
-        "steps",
-        "hyperparameter",
-        "temperature",
-        "seed",
-        "clip range",
-        "group size",
-        "rollouts",
-    ),
-    "architecture": (
-        "layer",
-        "layers",
-        "block",
-        "blocks",
-        "head",
-        "heads",
-        "attention",
-        "embedding",
-        "embeddings",
-        "width",
-        "depth",
-        "mlp",
-        "activation",
-        "gelu",
-        "relu",
-        "swiglu",
-        "norm",
-        "rmsnorm",
-        "layernorm",
-        "residual",
-        "rotary",
-        "rope",
-        "n_embd",
-        "n_layer",
-        "n_head",
-        "initialization",
-        "init",
-        "tied",
-        "weight tying",
-        "architecture",
-        "model",
-        "wider",
-        "narrower",
-        "deeper",
-        "shallower",
-    ),
-    "loss": (
-        "loss",
-        "label smoothing",
-        "auxiliary",
-        "z-loss",
-        "entropy",
-        "kl",
-        "penalty",
-        "reward",
-        "advantage",
-        "objective",
-        "regularization",
-        "regularisation",
-        "dropout",
-    ),
-    "data": (
-        "data",
-        "dataset",
-        "context",
-        "sequence length",
-        "tokens",
-        "bytes",
-        "curriculum",
-        "augmentation",
-        "shuffle",
-        "sampling",
-        "window",
-        "prompts",
-        "examples",
-        "mixture",
-        "filtering",
-    ),
-}
-_PATTERNS = {cat: [re.compile(rf"\b{re.escape(word)}\b") for word in words] for cat, words in KEYWORDS.items()}
 
 
 @dataclass(frozen=True)
@@ -138,23 +18,6 @@ class IdeaText:
     id: str
     title: str
     text: str
-
-
-def keyword_category(title: str, text: str) -> str:
-    """The category whose keywords occur most (title counted twice); "other" when none do."""
-    title, text = title.lower(), text.lower()
-    scores = {
-        cat: sum(2 * len(p.findall(title)) + len(p.findall(text)) for p in patterns)
-        for cat, patterns in _PATTERNS.items()
-    }
-    best = max(CATEGORIES[:-1], key=lambda cat: scores[cat])  # ties go to the earlier category
-    return best if scores[best] > 0 else "other"
-
-
-def fold(label: str) -> str:
-    label = label.strip().lower()
-    label = FOLD.get(label, label)
-    return label if label in CATEGORIES else "other"
 
 
 def label_ideas(ideas: Sequence[IdeaText], llm: LLM | None = None) -> tuple[dict[str, str], str]:

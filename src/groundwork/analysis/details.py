@@ -10,7 +10,7 @@ from pathlib import Path
 
 from groundwork.analysis.categories import IdeaText, label_ideas
 from groundwork.analysis.integrity import integrity_flags
-from groundwork.analysis.summary import IdeaRow, RunSummary, summarize
+from groundwork.analysis.summary import IdeaRow, RowStatus, RunSummary, summarize
 from groundwork.llm.base import LLM
 from groundwork.protocols import ideation_call_key
 from groundwork.records import Idea, Job, Patch, PatchStatus, PromptKind, Result
@@ -133,9 +133,9 @@ def load_details(store: RunStore, labeller: LLM | None = None) -> RunDetails:
 def _extra_row(idea: Idea, result: Result | None, job: Job | None) -> IdeaRow:
     """A row for a further baseline seed (the summary keeps only the first baseline's)."""
     if result is not None:
-        status = "ok" if result.valid else str(result.failure)
+        status = RowStatus.of_result(result)
     else:
-        status = str(job.state) if job is not None else str(idea.state)
+        status = RowStatus(str(job.state) if job is not None else str(idea.state))
     metric = result.metric if result is not None and result.valid else None
     return IdeaRow(idea.id, idea.epoch, idea.title, str(idea.prompt_kind), idea.origin, status, metric)
 

@@ -10,9 +10,10 @@ import random
 import textwrap
 from collections import Counter
 
-from groundwork.analysis.categories import CATEGORIES
 from groundwork.analysis.details import RunDetails
+from groundwork.analysis.summary import RowStatus
 from groundwork.curves import curve_series
+from groundwork.idea_categories import CATEGORIES
 from groundwork.records import FailureCategory
 
 try:
@@ -101,7 +102,7 @@ def best_so_far_by_idea(runs: list[RunDetails]) -> bytes:
     for n, run in enumerate(runs):
         color = COLORS[n % len(COLORS)]
         better = _better(run)
-        executed = sorted((d for d in run.ideas if d.settled and d.row.status != "patch_failed"), key=_order)
+        executed = sorted((d for d in run.ideas if d.settled and d.row.status != RowStatus.PATCH_FAILED), key=_order)
         best = run.summary.baseline.metric if run.summary.baseline else None
         xs, ys, px, py = ([0], [best], [], []) if best is not None else ([], [], [], [])
         fx = []  # executed but no valid metric: marked on the best-so-far line

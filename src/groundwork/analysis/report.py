@@ -16,6 +16,8 @@ from groundwork import __version__
 from groundwork.analysis.archive_grid import archive_grid
 from groundwork.analysis.details import IdeaDetail, RunDetails
 from groundwork.analysis.rl_steps import STEP_COLUMNS, rl_step_table
+from groundwork.analysis.summary import RowStatus
+from groundwork.comparison import Verdict
 from groundwork.store import RunStore
 from groundwork.store.artifacts import write_atomic
 
@@ -100,12 +102,14 @@ def portfolio_rows(run: RunDetails) -> list[dict[str, str]]:
 
 
 def _idea_card(run: RunDetails, d: IdeaDetail) -> dict:
+    verdict = run.summary.verdict(d.row)
     return {
         "id": d.idea.id,
         "title": d.idea.title,
         "metric": f"{run.summary.metric} {_fmt(d.row.metric)}",
         "gain": f"({_gain(run, d)} vs baseline)",
-        "verdict": run.summary.verdict(d.row),
+        "verdict": verdict,
+        "beats": verdict == Verdict.BETTER,
         "category": d.category,
         "kind": d.row.kind,
         "epoch": d.idea.epoch,
@@ -256,6 +260,7 @@ def render_report(runs: Sequence[RunDetails], progress: Callable[[str], None] | 
                     "category": d.category if d in run.ideas else "-",
                     "title": d.idea.title,
                     "status": d.row.status,
+                    "ok": d.row.status == RowStatus.OK,
                     "metric": _fmt(d.row.metric),
                     "gain": _gain(run, d) if d is not run.baseline else "-",
                     "words": d.idea_words,

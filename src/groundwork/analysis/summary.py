@@ -10,11 +10,11 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from groundwork.comparison import Comparison, Estimate, run_noise_std
+from groundwork.comparison import Comparison, Estimate, Verdict, run_noise_std
 from groundwork.environments.manifest import Objective
 from groundwork.llm.portfolio import ArmStats, arm_stats, gain_unit
 from groundwork.noise_floor import load_noise_floor, write_noise_floor
-from groundwork.records import TERMINAL_JOB_STATES, FailureCategory, IdeaState, PromptKind, Result, RunStatus
+from groundwork.records import TERMINAL_JOB_STATES, FailureCategory, IdeaState, PromptKind, Result, RunStatus, StrEnum
 from groundwork.redaction import redact
 from groundwork.runs import run_environment
 from groundwork.search.budget import active_hours, device_hours, devices_per_job
@@ -25,6 +25,39 @@ RAN = frozenset({None, FailureCategory.NO_METRIC, FailureCategory.METRIC_IMPLAUS
 FLOOR_SD = 3.0  # a run's baseline this many floor sd from the floor's mean: the floor is stale
 
 
+class RowStatus(StrEnum):
+    """Where an idea stands in the views: ok (a valid metric), its result's failure
+    category, or where it is in the pipeline (its job's state, else its idea's). The values
+    are those of FailureCategory, JobState and IdeaState, so `RowStatus(str(x))` maps any."""
+
+    OK = "ok"
+    PROPOSED = "proposed"
+    IMPLEMENTING = "implementing"  # proposed, its patch not made yet
+    IMPLEMENTED = "implemented"
+    QUEUED = "queued"
+    LEASED = "leased"
+    RUNNING = "running"
+    REPAIRING = "repairing"  # its job failed and waits for a repair round
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PATCH_FAILED = "patch_failed"
+    CRASHED = "crashed"
+    TIMED_OUT = "timed_out"
+    NO_METRIC = "no_metric"
+    EVAL_TAMPERED = "eval_tampered"
+    METRIC_IMPLAUSIBLE = "metric_implausible"
+    ABORTED_TRAILING = "aborted_trailing"
+    DIVERGED = "diverged"
+
+    @classmethod
+    def of_result(cls, result: Result) -> RowStatus:
+        return cls.OK if result.valid else cls(str(result.failure))
+
+
+PENDING = frozenset({RowStatus.IMPLEMENTING, RowStatus.QUEUED, RowStatus.LEASED, RowStatus.RUNNING})
+
+
 @dataclass(frozen=True)
 class IdeaRow:
     id: str
@@ -32,7 +65,7 @@ class IdeaRow:
     title: str
     kind: str
     origin: str
-    status: str  # ok, a failure category, or where it is in the pipeline
+    status: RowStatus
     metric: float | None
     detail: str = ""
     cost_usd: float = 0.0  # its share of the ideation call plus its implementation calls
@@ -170,14 +203,14 @@ class RunSummary:
         total = sum(a.pulls for a in self.portfolio[role]) or 1
         return f"{arm.pulls}/{total} = {arm.pulls / total:.0%}"
 
-    def verdict(self, row: IdeaRow) -> str:
-        """ "better" or "worse" only outside two standard deviations of the noise on the
+    def verdict(self, row: IdeaRow) -> Verdict:
+        """Better or worse only outside two standard deviations of the noise on the
         difference of the means; a gain inside it is never called an improvement."""
         return self.comparison.verdict(row.values)
 
     @property
     def best(self) -> IdeaRow | None:
-        valid = [r for r in self.rows if r.status == "ok" and r.metric is not None]
+        valid = [r for r in self.rows if r.status == RowStatus.OK and r.metric is not None]
         return self.comparison.best(valid, lambda r: r.values)
 
     @property
@@ -204,12 +237,13 @@ def summarize(store: RunStore) -> RunSummary:
         result = results.get(idea.id)
         job = jobs.get(idea.id)
         if result is not None:
-            status = "ok" if result.valid else str(result.failure)
+            status = RowStatus.of_result(result)
             detail = _headline(result.detail)
         elif job is not None:
-            status, detail = ("repairing" if job.awaiting_repair else str(job.state)), ""
+            status, detail = (RowStatus.REPAIRING if job.awaiting_repair else RowStatus(str(job.state))), ""
         else:
-            status, detail = ("implementing" if idea.state == IdeaState.PROPOSED else str(idea.state)), ""
+            proposed = idea.state == IdeaState.PROPOSED
+            status, detail = (RowStatus.IMPLEMENTING if proposed else RowStatus(str(idea.state))), ""
         own = patches.get(idea.id, [])
         cost = float(idea.payload.get("ideation_cost_usd", 0.0)) + sum(p.cost_usd for p in own)
         rows.append(
@@ -304,7 +338,7 @@ def _with_replicates(ideas: list, rows: list[IdeaRow]) -> list[IdeaRow]:
             continue
         reps = replicates.get(row.id, [])
         values = tuple(r.metric for r in reps if r.metric is not None)
-        pending = sum(1 for r in reps if r.status in ("implementing", "queued", "leased", "running"))
+        pending = sum(1 for r in reps if r.status in PENDING)
         out.append(replace(row, replicates=values, replicates_pending=pending))
     return out
 

@@ -76,9 +76,9 @@ def _record(details: RunDetails, d: IdeaDetail) -> JobRecord:
     curve.sort(key=lambda p: p[0])
     tags = {
         "groundwork.run": s.run_id,
-        "groundwork.status": d.row.status,
+        "groundwork.status": str(d.row.status),
         "groundwork.job_state": str(job.state),
-        "groundwork.verdict": s.verdict(d.row) if result is not None and result.valid and not is_baseline else "-",
+        "groundwork.verdict": str(s.verdict(d.row)) if result is not None and result.valid and not is_baseline else "-",
         "groundwork.flags": "; ".join(d.flags) or "none",
     }
     files = {

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from groundwork.comparison import run_noise_std
 from groundwork.config import RunConfig
+from groundwork.descriptors import changed_lines
 from groundwork.environments.manifest import Metric
 from groundwork.idea_building import BASELINE_ID, NOT_SEARCHED
 from groundwork.noise_floor import load_noise_floor, noise_floor_path
 from groundwork.protocols import Scored, SearchHistory
 from groundwork.records import Patch, PatchStatus, PromptKind, Result
-from groundwork.search.archive import changed_lines
 from groundwork.store import ArtifactStore, RunStore
 
 

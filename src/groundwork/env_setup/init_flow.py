@@ -75,7 +75,7 @@ def init_environment(
         raise FileExistsError(f"{repo / 'environment.toml'} already exists: pass --force to replace it")
     drafts = dict(p.drafts)
     if drafts and (llm is not None or llm_spec):
-        from groundwork.environments import drafting
+        from groundwork.env_setup import drafting
 
         if llm is None:
             from groundwork.llm.factory import make_llm
@@ -116,8 +116,8 @@ def init_environment(
 
 def _validate(repo: Path, p: Plan, drafts: dict[str, str], llm, say) -> list[str]:
     """Run the baseline once with the drafts; on a failure the model gets the error once."""
-    from groundwork.environments import drafting
-    from groundwork.environments.check_run import check_run
+    from groundwork.env_setup import drafting
+    from groundwork.env_setup.check_run import check_run
     from groundwork.environments.registry import load_environment
 
     for attempt in (1, 2):
