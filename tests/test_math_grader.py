@@ -4,6 +4,8 @@ normalisation, symbolic equivalence, the r1_zero format, and the sympy time limi
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 import time
 
 import pytest
@@ -127,3 +129,24 @@ def test_sympy_comparison_is_time_limited(monkeypatch):
     started = time.monotonic()
     assert not G._sympy_equal("(x+1)**400000", "(x+1)**400001")  # sympy would take far longer
     assert time.monotonic() - started < 5
+
+
+def test_time_limit_fires_again_when_the_first_alarm_is_swallowed():
+    """A library's broad `except` can swallow the first TimeoutError; the limit must still end
+    the block. Run in a child process, so a regression fails by timeout instead of hanging."""
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('g', {str(_path)!r})\n"
+        "g = importlib.util.module_from_spec(spec); spec.loader.exec_module(g)\n"
+        "try:\n"
+        "    with g._time_limit(0.05):\n"
+        "        try:\n"
+        "            while True: sum(range(10))\n"
+        "        except TimeoutError:\n"
+        "            pass  # swallowed, as sympy's internals may\n"
+        "        while True: sum(range(10))\n"
+        "except TimeoutError:\n"
+        "    print('limited')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "limited", done.stderr

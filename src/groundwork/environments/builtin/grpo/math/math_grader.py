@@ -21,6 +21,7 @@ import threading
 from contextlib import contextmanager
 
 SYMPY_TIMEOUT_S = 2.0
+REARM_S = 0.05  # after the first alarm, again this often until the comparison gives up
 NUMBER_TOLERANCE = 1e-6  # relative, for answers that only compare as numbers
 UNIT_WORDS = (
     "degrees", "degree", "units", "unit", "square", "sq", "cm", "meters", "meter", "inches", "inch", "feet",
@@ -136,7 +137,9 @@ def _latex_to_sympy_text(s: str) -> str:
 
 @contextmanager
 def _time_limit(seconds: float):
-    """Raise TimeoutError after `seconds` (SIGALRM: only in the main thread, else no limit)."""
+    """Raise TimeoutError after `seconds` (SIGALRM: only in the main thread, else no limit),
+    and again every REARM_S until the block ends: sympy catches broad exceptions in places,
+    and a one-shot alarm it swallowed would leave the comparison running unbounded."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
@@ -145,11 +148,16 @@ def _time_limit(seconds: float):
         raise TimeoutError(f"sympy took longer than {seconds}s")
 
     previous = signal.signal(signal.SIGALRM, _expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, REARM_S)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        while True:  # an alarm landing here would skip the disarming: disarm until it holds
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                break
+            except TimeoutError:
+                continue
         signal.signal(signal.SIGALRM, previous)
 
 
