@@ -25,9 +25,8 @@ README_RUN = [
 @requires("transformers", "rl")
 def test_the_readme_quick_rl_example_raises_the_mean_reward(tmp_path):
     model = tmp_path / "tiny"
-    made = subprocess.run(
-        [*GROUNDWORK, "rl", "tiny-model", str(model), "--env", "quadratic"], env=cli_env(), capture_output=True, text=True
-    )
+    tiny = [*GROUNDWORK, "rl", "tiny-model", str(model), "--env", "quadratic"]
+    made = subprocess.run(tiny, env=cli_env(), capture_output=True, text=True)
     assert made.returncode == 0, made.stdout + made.stderr
     run = subprocess.run(
         [*GROUNDWORK, "rl", "run", "--model", str(model), *README_RUN, "--embedding-model", "none",

@@ -91,7 +91,7 @@ def report(result: dict, channel) -> None:
 def main() -> None:
     channel = open_channel()  # before anything else runs
     weights = read_weights(os.path.join(os.environ.get("GROUNDWORK_OUT_DIR", "out"), "weights.json"))
-    loss = math.fsum(0.5 * h * (w - t) ** 2 for w, h, t in zip(weights, CURVATURES, TARGET))
+    loss = math.fsum(0.5 * h * (w - t) ** 2 for w, h, t in zip(weights, CURVATURES, TARGET, strict=True))
     print(f"loss {loss:.6g} at weights {weights}", flush=True)
     report({"loss": loss, "weights": weights}, channel)
 

@@ -17,7 +17,7 @@ if __name__ == "__main__":
     with open(os.path.join(out, "train_log.jsonl"), "w") as log:
         for step in range(steps):
             rate = lr * min(1.0, (step + 1) / warmup) if warmup > 0 else lr
-            w = [wi - rate * h * (wi - t) for wi, h, t in zip(w, CURVATURES, TARGET)]
+            w = [wi - rate * h * (wi - t) for wi, h, t in zip(w, CURVATURES, TARGET, strict=True)]
             if any(abs(wi) > 1e6 for wi in w):
                 break  # diverged; the evaluation scores the weights it reached
             if step % 20 == 0:
