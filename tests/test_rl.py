@@ -1,4 +1,4 @@
-"""GRPO of a tiny, randomly initialised ideator on the `hparams` fixture environment
+"""GRPO of a tiny, randomly initialised ideator on the built-in `quadratic` environment
 (ideas set the learning rate and warmup of gradient descent on a fixed quadratic).
 
 Everything is the real RL run (run store, knob implementer, scheduler, RL ideator, GRPO,
@@ -21,7 +21,6 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from conftest import FIXTURES  # noqa: E402
 from groundwork.config import RunConfig  # noqa: E402
 from groundwork.patch.codebase import copy_codebase  # noqa: E402
 from groundwork.patch.patching import PatchPolicy, apply_patch  # noqa: E402
@@ -95,7 +94,7 @@ class InProcessBackend(BackendBase):
 
 def _rl_run(tmp_path: Path, steps: int, **rl) -> tuple[RunStore, RLTrainer]:
     model = build_tiny_model(tmp_path / "tiny-model", KNOB_WORDS, seed=0)
-    config = RunConfig(environment=str(FIXTURES / "hparamenv"), ideator_llm="rl:tiny", implementer_llm="knobs", slots=1)
+    config = RunConfig(environment="quadratic", ideator_llm="rl:tiny", implementer_llm="knobs", slots=1)
     settings = dict(model=str(model), steps=steps, max_new_tokens=6, prompt="goal", embedding_model=None, seed=0)
     store = create_rl_run(config, RLConfig(**{**settings, **rl}), tmp_path / "runs", "rl")
     trainer = RLTrainer(store)

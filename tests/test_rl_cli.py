@@ -1,4 +1,4 @@
-"""`groundwork rl` through the real CLI and real job processes on the `hparams` fixture
+"""`groundwork rl` through the real CLI and real job processes on the built-in `quadratic`
 environment: a tiny random policy, killed with SIGKILL after it learned a step, resumed
 to the end; then its ideas, diffs and rewards exported as a dataset."""
 
@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from conftest import FIXTURES, GROUNDWORK, cli_env  # noqa: E402
+from conftest import GROUNDWORK, cli_env  # noqa: E402
 from groundwork.analysis.rl_steps import rl_diversity_table, rl_step_table  # noqa: E402
 from groundwork.rl.tiny import build_tiny_model  # noqa: E402
 from groundwork.store import RunStore  # noqa: E402
@@ -41,7 +41,7 @@ def test_rl_cli_runs_real_jobs_survives_a_kill_and_exports(tmp_path):
     model = build_tiny_model(tmp_path / "tiny", KNOB_WORDS, seed=0)
     runs = tmp_path / "runs"
     args = [
-        *GROUNDWORK, "rl", "run", "--model", str(model), "--env", str(FIXTURES / "hparamenv"),
+        *GROUNDWORK, "rl", "run", "--model", str(model), "--env", "quadratic",
         "--implementer", "knobs", "--steps", str(STEPS), "--group-size", str(GROUP), "--lr", "3e-3",
         "--max-new-tokens", "6", "--prompt", "goal", "--embedding-model", "none", "--slots", "2",
         "--runs-dir", str(runs), "--name", "r",
