@@ -171,8 +171,8 @@ def breakdown(store, span: tuple[float, float], costs: dict[str, float] | None, 
             "train": flags.get("train_seconds", 0.0),
             "evaluate": flags.get("eval_seconds", 0.0),
         }
-        steps["in_runner_other"] = outcome["ended_at"] - outcome["started_at"] - sum(
-            steps[k] for k in ("setup", "train", "evaluate")
+        steps["in_runner_other"] = (
+            outcome["ended_at"] - outcome["started_at"] - sum(steps[k] for k in ("setup", "train", "evaluate"))
         )
         steps["report"] = ev["done"] - outcome["ended_at"]
         program = "baseline" if job.idea_id == "baseline" else by_title.get(ideas.get(job.idea_id, ""))
