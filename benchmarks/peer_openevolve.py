@@ -11,7 +11,10 @@ system's own overhead. Measured per system: wall time (process start to exit), p
 of its whole process tree, candidates evaluated, the evaluation's own time (each
 program's run plus validation, timed alone beforehand, median of --eval-repeats), the
 overhead per candidate = (wall - eval time / workers) / candidates, candidates/s, and
-makespan over ideal = wall / (eval time / workers).
+makespan over ideal = wall / (eval time / workers): each from the median of --rounds runs of
+each system, alternated (a shared machine's load changes between runs). For Groundwork also
+a breakdown of where its time goes, from the run's store and its jobs' outcomes (see
+`breakdown`).
 
 Search figure (--llm openai-compatible:MODEL@URL): both systems ask that model; the JSON
 holds the best sum of radii after each proposal and the plot shows both.
@@ -217,6 +220,12 @@ def run_groundwork(spec: str, args, work: Path, edit_format: str, costs=None, by
             "titles": [ideas.get(r.idea_id, r.idea_id) for r in results]}  # fmt: skip
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run of median wall time (the lower middle one for an even count), with every round's wall time."""
+    chosen = sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+    return {**chosen, "wall_s_rounds": [r["wall_s"] for r in runs]}
+
+
 def figures(system: dict, eval_s: float, workers: int) -> dict:
     ideal = eval_s / workers
     n = system["candidates"]
@@ -261,6 +270,7 @@ def main() -> None:
     p.add_argument("--proposals", type=int, default=None, help="default: the catalog's size (stub), 100 (--llm)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--eval-repeats", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="stub figure: runs of each system, alternated (median kept)")
     p.add_argument("--openevolve-path", help="a folder holding openevolve, when it is not installed")
     p.add_argument("--work", type=Path, default=Path("/tmp/peer_openevolve"))
     p.add_argument("--timeout-s", type=float, default=3600)
@@ -278,17 +288,22 @@ def main() -> None:
             sys.exit(f"--proposals {args.proposals}: the stub's fixed set is {len(strategies)} programs; omit it")
         costs, scores = eval_costs(strategies, circles, container, args.eval_repeats)
         eval_s = costs["baseline"] + sum(costs[s.id] for s in strategies)  # both evaluate exactly these programs
-        stub = StubModel(strategies)
-        server, url = start_server(stub)
-        try:
-            oe = run_openevolve("stub", url, args, args.work, circles, container)
-            by_title = {s.title: s.id for s in strategies}
-            gw = run_groundwork(f"openai-compatible:stub@{url}", args, args.work, "search_replace", costs, by_title)
-        finally:
-            server.shutdown()
-        for name, system in (("openevolve", oe), ("groundwork", gw)):
-            if sorted(round(s, 9) for s in system["scores"]) != sorted(round(s, 9) for s in scores.values()):
-                raise RuntimeError(f"{name} did not evaluate exactly the fixed programs: {system['scores']}")
+        by_title = {s.title: s.id for s in strategies}
+        oe_runs, gw_runs = [], []
+        for _ in range(args.rounds):  # alternated: a shared machine's load changes by the minute
+            stub = StubModel(strategies)  # a fresh one per round: it hands the programs out in turn
+            server, url = start_server(stub)
+            try:
+                oe_runs.append(run_openevolve("stub", url, args, args.work, circles, container))
+                gw_runs.append(
+                    run_groundwork(f"openai-compatible:stub@{url}", args, args.work, "search_replace", costs, by_title)
+                )
+            finally:
+                server.shutdown()
+            for name, system in (("openevolve", oe_runs[-1]), ("groundwork", gw_runs[-1])):
+                if sorted(round(s, 9) for s in system["scores"]) != sorted(round(s, 9) for s in scores.values()):
+                    raise RuntimeError(f"{name} did not evaluate exactly the fixed programs: {system['scores']}")
+        oe, gw = median_run(oe_runs), median_run(gw_runs)
         result.update(model="stub", program_eval_seconds=costs, program_scores=scores, stub_requests=stub.counts)
         out = args.out or HERE / "results/peer_openevolve.json"
     else:
