@@ -11,7 +11,10 @@ system's own overhead. Measured per system: wall time (process start to exit), p
 of its whole process tree, candidates evaluated, the evaluation's own time (each
 program's run plus validation, timed alone beforehand, median of --eval-repeats), the
 overhead per candidate = (wall - eval time / workers) / candidates, candidates/s, and
-makespan over ideal = wall / (eval time / workers).
+makespan over ideal = wall / (eval time / workers): each from the median of --rounds runs of
+each system, alternated (a shared machine's load changes between runs). For Groundwork also
+a breakdown of where its time goes, from the run's store and its jobs' outcomes (see
+`breakdown`).
 
 Search figure (--llm openai-compatible:MODEL@URL): both systems ask that model; the JSON
 holds the best sum of radii after each proposal and the plot shows both.
@@ -60,7 +63,7 @@ def tree_rss(proc: psutil.Process) -> int:
 
 def run_measured(cmd: list[str], env: dict, log: Path, timeout_s: float) -> dict:
     """Run cmd to its end, sampling its process tree's RSS every 50 ms."""
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         ps, peak, done = psutil.Process(proc.pid), 0, threading.Event()
@@ -82,7 +85,7 @@ def run_measured(cmd: list[str], env: dict, log: Path, timeout_s: float) -> dict
         sampler.join()
     if rc != 0:
         raise RuntimeError(f"{cmd[:4]} exited with {rc}; its log: {log}\n{log.read_text()[-2000:]}")
-    return {"wall_s": time.monotonic() - started, "peak_rss_mb": peak / 2**20}
+    return {"wall_s": time.monotonic() - started, "peak_rss_mb": peak / 2**20, "span": (started_at, time.time())}
 
 
 def eval_costs(strategies, circles: str, container: str, repeats: int) -> dict[str, float]:
@@ -129,11 +132,72 @@ def run_openevolve(model: str, url: str, args, work: Path, circles: str, contain
     measured = run_measured(cmd, env, out / "stdout.log", args.timeout_s)
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     rows.sort(key=lambda r: r["end"])
+    measured.pop("span")
     return {**measured, "candidates": len(rows), "scores": [r["sum_radii"] for r in rows],
             "eval_seconds_inside": sum(r["end"] - r["start"] for r in rows)}  # fmt: skip
 
 
-def run_groundwork(spec: str, args, work: Path, edit_format: str) -> dict:
+def _mean(values: list[float]) -> float:
+    return round(statistics.fmean(values), 3) if values else 0.0
+
+
+def breakdown(store, span: tuple[float, float], costs: dict[str, float] | None, by_title: dict[str, str]) -> dict:
+    """Where Groundwork's wall time goes, from the store's timestamped state changes and each
+    job's outcome (its runner's own clock and step timings). Per job, in seconds (means):
+    runner_start: from the controller starting the runner process to the runner working
+    (interpreter start, imports, the spec read); setup: the codebase copied, the patch applied,
+    the locked files restored and hash-checked; train and evaluate: each phase's process under
+    the sandbox, start-up included; in_runner_other: the rest of the runner (sandbox probe,
+    checks, the result read); report: from the runner's end to the controller recording it
+    (process exit, outcome write, the controller noticing); beyond_program: train + evaluate
+    less the program's own time alone (bwrap, the evaluation's interpreter). Run-wide:
+    start_to_run (process start to the run created: imports, model client, environment
+    snapshot), baseline_job (the baseline's job, before any idea: ideation waits for it),
+    baseline_to_first_idea_job (ideation and implementation), finish_to_exit (the summary)."""
+    events = store.events()
+    run_ts = [e["ts"] for e in events if e["entity"] == "run"]
+    job_ev: dict[str, dict[str, float]] = {}
+    for e in events:
+        if e["entity"] == "job":
+            job_ev.setdefault(e["entity_id"], {})[e["to_state"]] = e["ts"]
+    ideas = {i.id: i.title for i in store.ideas()}
+    per_job: dict[str, list[float]] = {}
+    for job in store.jobs():
+        path = store.run_dir / job.job_dir / "outcome.json" if job.job_dir else None
+        if path is None or not path.is_file() or job.id not in job_ev:
+            continue
+        outcome = json.loads(path.read_text())
+        flags, ev = outcome["flags"], job_ev[job.id]
+        steps = {
+            "runner_start": outcome["started_at"] - ev["running"],
+            "setup": flags.get("setup_seconds", 0.0),
+            "train": flags.get("train_seconds", 0.0),
+            "evaluate": flags.get("eval_seconds", 0.0),
+        }
+        steps["in_runner_other"] = (
+            outcome["ended_at"] - outcome["started_at"] - sum(steps[k] for k in ("setup", "train", "evaluate"))
+        )
+        steps["report"] = ev["done"] - outcome["ended_at"]
+        program = "baseline" if job.idea_id == "baseline" else by_title.get(ideas.get(job.idea_id, ""))
+        if costs and program in costs:
+            steps["beyond_program"] = steps["train"] + steps["evaluate"] - costs[program]
+        for key, value in steps.items():
+            per_job.setdefault(key, []).append(value)
+    base = job_ev.get("job-baseline", {})
+    first_idea = min((ev["leased"] for j, ev in job_ev.items() if j != "job-baseline" and "leased" in ev), default=None)
+    run_wide = {
+        "start_to_run": run_ts[0] - span[0] if run_ts else None,
+        "baseline_job": base["done"] - base["leased"] if {"leased", "done"} <= set(base) else None,
+        "baseline_to_first_idea_job": first_idea - base["done"] if first_idea and "done" in base else None,
+        "finish_to_exit": span[1] - run_ts[-1] if run_ts else None,
+    }
+    return {
+        "per_job_mean_s": {k: _mean(v) for k, v in per_job.items()},
+        "run_s": {k: None if v is None else round(v, 3) for k, v in run_wide.items()},
+    }
+
+
+def run_groundwork(spec: str, args, work: Path, edit_format: str, costs=None, by_title=None) -> dict:
     runs = work / "groundwork"
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir(parents=True)
@@ -151,8 +215,15 @@ def run_groundwork(spec: str, args, work: Path, edit_format: str) -> dict:
     jobs = [j for j in store.jobs() if j.started_at and j.ended_at]
     # where the time goes: a job's own span (sandbox, pack.py, evaluate.py) against the program's cost
     measured["job_seconds"] = sum(j.ended_at - j.started_at for j in jobs)
+    measured["breakdown"] = breakdown(store, measured.pop("span"), costs, by_title or {})
     return {**measured, "candidates": len(results), "scores": [r.metric or 0.0 for r in results],
             "titles": [ideas.get(r.idea_id, r.idea_id) for r in results]}  # fmt: skip
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median wall time (the lower middle one for an even count), with every round's wall time."""
+    chosen = sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+    return {**chosen, "wall_s_rounds": [r["wall_s"] for r in runs]}
 
 
 def figures(system: dict, eval_s: float, workers: int) -> dict:
@@ -199,6 +270,7 @@ def main() -> None:
     p.add_argument("--proposals", type=int, default=None, help="default: the catalog's size (stub), 100 (--llm)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--eval-repeats", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="stub figure: runs of each system, alternated (median kept)")
     p.add_argument("--openevolve-path", help="a folder holding openevolve, when it is not installed")
     p.add_argument("--work", type=Path, default=Path("/tmp/peer_openevolve"))
     p.add_argument("--timeout-s", type=float, default=3600)
@@ -216,16 +288,22 @@ def main() -> None:
             sys.exit(f"--proposals {args.proposals}: the stub's fixed set is {len(strategies)} programs; omit it")
         costs, scores = eval_costs(strategies, circles, container, args.eval_repeats)
         eval_s = costs["baseline"] + sum(costs[s.id] for s in strategies)  # both evaluate exactly these programs
-        stub = StubModel(strategies)
-        server, url = start_server(stub)
-        try:
-            oe = run_openevolve("stub", url, args, args.work, circles, container)
-            gw = run_groundwork(f"openai-compatible:stub@{url}", args, args.work, "search_replace")
-        finally:
-            server.shutdown()
-        for name, system in (("openevolve", oe), ("groundwork", gw)):
-            if sorted(round(s, 9) for s in system["scores"]) != sorted(round(s, 9) for s in scores.values()):
-                raise RuntimeError(f"{name} did not evaluate exactly the fixed programs: {system['scores']}")
+        by_title = {s.title: s.id for s in strategies}
+        oe_runs, gw_runs = [], []
+        for _ in range(args.rounds):  # alternated: a shared machine's load changes by the minute
+            stub = StubModel(strategies)  # a fresh one per round: it hands the programs out in turn
+            server, url = start_server(stub)
+            try:
+                oe_runs.append(run_openevolve("stub", url, args, args.work, circles, container))
+                gw_runs.append(
+                    run_groundwork(f"openai-compatible:stub@{url}", args, args.work, "search_replace", costs, by_title)
+                )
+            finally:
+                server.shutdown()
+            for name, system in (("openevolve", oe_runs[-1]), ("groundwork", gw_runs[-1])):
+                if sorted(round(s, 9) for s in system["scores"]) != sorted(round(s, 9) for s in scores.values()):
+                    raise RuntimeError(f"{name} did not evaluate exactly the fixed programs: {system['scores']}")
+        oe, gw = median_run(oe_runs), median_run(gw_runs)
         result.update(model="stub", program_eval_seconds=costs, program_scores=scores, stub_requests=stub.counts)
         out = args.out or HERE / "results/peer_openevolve.json"
     else:

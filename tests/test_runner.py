@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,6 +70,15 @@ def test_baseline_job_produces_metric_and_curve(toy_env, tmp_path):
     assert outcome.curve == [{"step": 1, "loss": 1.0}]
     assert outcome.flags["eval_hash_ok"] is True and outcome.flags["within_budget"] is True
     assert "groundwork: train" in (tmp_path / "job" / "job.log").read_text()
+    steps = [outcome.flags[k] for k in ("setup_seconds", "train_seconds", "eval_seconds")]
+    assert all(s >= 0 for s in steps) and sum(steps) <= outcome.ended_at - outcome.started_at
+
+
+def test_the_runner_process_loads_no_manifest_models():
+    # A runner starts per job: the environment's manifest models are the controller's, not its.
+    code = "import sys, groundwork.execution.runner; print('groundwork.environments.manifest' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_runaway_job_and_its_children_are_killed_at_budget_plus_grace(toy_env, tmp_path):

@@ -3,10 +3,19 @@ through the official SDK's chat completions."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import threading
 import time
 
 from groundwork.llm.base import LLMError, LLMRequest, LLMResponse, Usage
+
+
+def _import_openai() -> None:
+    try:
+        importlib.import_module("openai")
+    except Exception:  # noqa: S110 (the first call imports it again and raises the real error)
+        pass
 
 
 class OpenAILLM:
@@ -18,8 +27,6 @@ class OpenAILLM:
         max_retries: int = 5,
         timeout_s: float = 600.0,
     ):
-        import openai
-
         self.model = model
         self.compatible = base_url is not None
         self.provider = "openai-compatible" if self.compatible else "openai"
@@ -29,11 +36,24 @@ class OpenAILLM:
                 f"no OpenAI API key for model {model!r}: set OPENAI_API_KEY, or point "
                 "--llm openai-compatible:MODEL@BASE_URL at a local server"
             )
-        self._errors = openai
         # Local servers usually ignore the key, but the SDK wants one.
-        self.client = openai.OpenAI(
-            api_key=key or "unused", base_url=base_url, max_retries=max_retries, timeout=timeout_s
-        )
+        self._client_args = {"api_key": key or "unused", "base_url": base_url, "max_retries": max_retries,
+                             "timeout": timeout_s}  # fmt: skip
+        self._client = None
+        # The SDK takes a second or more to import: load it while the run starts (the baseline's
+        # job runs before the first call), not in the first call's way.
+        self._warm_up = threading.Thread(target=_import_openai, name="openai-import", daemon=True)
+        self._warm_up.start()
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._warm_up.join()
+            import openai  # loaded by the warm-up; raises its error here if that failed
+
+            self._errors = openai
+            self._client = openai.OpenAI(**self._client_args)
+        return self._client
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         # The shared context leads the prompt so that OpenAI's automatic prefix caching
@@ -45,9 +65,10 @@ class OpenAILLM:
             kwargs["reasoning_effort"] = request.reasoning_effort
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
+        client = self.client
         started = time.monotonic()
         try:
-            completion = self.client.chat.completions.create(**kwargs)
+            completion = client.chat.completions.create(**kwargs)
         except self._errors.AuthenticationError as exc:
             raise LLMError(f"{self.provider} rejected the API key (check OPENAI_API_KEY): {exc}") from None
         except self._errors.APIError as exc:
