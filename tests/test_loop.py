@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from conftest import GROUNDWORK, cli_env
-from groundwork.records import JobState
+from groundwork.records import IdeaState, JobState
 from groundwork.store import RunStore
 
 
@@ -286,7 +286,13 @@ def test_a_failing_baseline_is_retried_once_then_stops_the_run_and_resume_tries_
     assert "job.log" in output and "groundwork resume" in output
     store = RunStore(runs / "r")
     assert store.run_info().status == "baseline_failed"
-    assert {i.id for i in store.ideas()} == {"baseline"}  # no idea was proposed, none ran
+    # Epoch 1's ideas were proposed while the baseline ran, but none was implemented or ran.
+    assert {i.id: i.state for i in store.ideas() if i.id != "baseline"} == {
+        "e1-01": IdeaState.PROPOSED,
+        "e1-02": IdeaState.PROPOSED,
+    }
+    assert [j.id for j in store.jobs()] == ["job-baseline"]
+    assert {p.idea_id for p in store.patches()} == {"baseline"}
     job = store.job("job-baseline")
     assert job.attempt == 2 and job.state == JobState.FAILED
     assert (runs / "r" / job.job_dir / "job.log").is_file()

@@ -119,7 +119,7 @@ def test_a_gpu_hour_cap_stops_cleanly_status_projects_and_resume_finishes(toy_en
         text=True,
         env=cli_env(),
     )
-    assert bad.returncode == 2 and "max_gpu_hours" in bad.stdout
+    assert bad.returncode == 2 and "Invalid value for --max-gpu-hours: -1.0" in bad.stdout
     resumed = subprocess.run(
         [*GROUNDWORK, "resume", "r", "--runs-dir", str(runs), "--max-gpu-hours", "1"],
         capture_output=True,

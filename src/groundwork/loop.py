@@ -119,7 +119,14 @@ class ResearchLoop:
 
     def _epochs(self, scheduler: Scheduler) -> None:
         """Epoch after epoch: propose, implement, then wait for the epoch's results (all of
-        them, or a quorum plus the straggler deadline; stragglers are recorded later)."""
+        them, or a quorum plus the straggler deadline; stragglers are recorded later).
+        Epoch 1's ideas are proposed while the baseline's jobs run (they need no result, and
+        a model's proposal takes as long as a job); they are implemented, and their jobs
+        queued, only once the baseline has settled, so every idea's job starts with the
+        baseline's curves (its early-abort rule) and its result in the history."""
+        if self.parts.strategy.epochs >= 1 and not self.store.epoch_proposed(1):
+            self._check_caps(scheduler)
+            self._propose(1)
         self._wait(scheduler, self._epoch_settled(0))
         for epoch in range(1, self.parts.strategy.epochs + 1):
             self._check_caps(scheduler)
