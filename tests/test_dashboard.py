@@ -44,13 +44,25 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"{url} did not answer in {timeout}s")
 
 
-def _slow_toy(toy_env: Path, seconds: float) -> None:
+GATE_WAIT = """    while not os.path.exists(os.path.join(os.environ["TOY_GATE"], "open")):
+        time.sleep(0.05)
+"""
+
+
+def _gated_toy(toy_env: Path, gate: Path) -> dict[str, str]:
+    """The toy's jobs wait until `gate` (a folder, visible read-only in the sandbox) holds
+    `open`: the run keeps working until the test has seen it working. Returns the run's
+    environment variables."""
+    gate.mkdir()
+    train = toy_env / "baseline" / "train.py"
+    train.write_text(train.read_text().replace("    time.sleep(sleep_s)\n", GATE_WAIT + "    time.sleep(sleep_s)\n"))
     path = toy_env / "environment.toml"
     path.write_text(
         path.read_text()
-        .replace('TOY_SLEEP_S = "0.3"', f'TOY_SLEEP_S = "{seconds}"')
-        .replace("time_budget_s = 3", "time_budget_s = 10")
+        .replace('pass_env = ["TOY_LEDGER"]', 'pass_env = ["TOY_LEDGER", "TOY_GATE"]')
+        .replace("time_budget_s = 3", "time_budget_s = 300")  # the wait for the browser counts
     )
+    return cli_env({"TOY_GATE": str(gate)})
 
 
 @pytest.mark.slow
@@ -59,7 +71,8 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
     require_chromium()
     from playwright.sync_api import expect
 
-    _slow_toy(toy_env, 3.0)  # long enough that the page opens while the run still works
+    gate = tmp_path / "gate"
+    run_env = _gated_toy(toy_env, gate)  # the baseline job waits until the page has seen the run working
     runs = tmp_path / "runs"
     port = _free_port()
     run = subprocess.Popen(
@@ -81,7 +94,7 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
         ],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=cli_env(),
+        env=run_env,
     )
     server = subprocess.Popen(
         [*GROUNDWORK, "serve", "--runs-dir", str(runs), "--port", str(port)],
@@ -104,6 +117,7 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
             page.click("text=live")
             expect(page.locator("#run-status")).to_contain_text("running", timeout=30_000)
             first_plot = page.locator("#best-plot").get_attribute("src")
+            (gate / "open").touch()  # seen running: the jobs may go on
             # The page follows the run without a reload: a result arrives, the plot is redrawn.
             expect(page.locator("#ideas")).to_contain_text("ok", timeout=60_000)
             expect(page.locator("#jobs")).to_contain_text("done", timeout=60_000)
