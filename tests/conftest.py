@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -71,3 +72,14 @@ def requires(module: str, extra: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         not importable(module), reason=f"needs {module}, of the {extra} extra: pip install 'groundwork[{extra}]'"
     )
+
+
+@pytest.fixture(scope="session")
+def nanogpt_smoke_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """One real nanogpt smoke run (baseline and two catalog ideas) through the CLI, shared by
+    the tests that only read it: the CLI's answer and the runs folder holding it as `smoke`."""
+    runs = tmp_path_factory.mktemp("nanogpt-smoke") / "runs"
+    args = ["run", "--profile", "smoke", "--epochs", "1", "--ideas", "2", "--runs-dir", str(runs), "--name", "smoke"]
+    proc = subprocess.run([*GROUNDWORK, *args], capture_output=True, text=True, env=cli_env(), timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc, runs
