@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from browser import ARTIFACTS, browser_page, require_chromium
-from conftest import GROUNDWORK, cli_env
+from conftest import GROUNDWORK, cli_env, gated_toy
 from groundwork.config import RunConfig
 from groundwork.records import FailureCategory, Idea, Job, Patch, PatchStatus, PromptKind
 from groundwork.runs import create_run
@@ -44,27 +44,6 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"{url} did not answer in {timeout}s")
 
 
-GATE_WAIT = """    while not os.path.exists(os.path.join(os.environ["TOY_GATE"], "open")):
-        time.sleep(0.05)
-"""
-
-
-def _gated_toy(toy_env: Path, gate: Path) -> dict[str, str]:
-    """The toy's jobs wait until `gate` (a folder, visible read-only in the sandbox) holds
-    `open`: the run keeps working until the test has seen it working. Returns the run's
-    environment variables."""
-    gate.mkdir()
-    train = toy_env / "baseline" / "train.py"
-    train.write_text(train.read_text().replace("    time.sleep(sleep_s)\n", GATE_WAIT + "    time.sleep(sleep_s)\n"))
-    path = toy_env / "environment.toml"
-    path.write_text(
-        path.read_text()
-        .replace('pass_env = ["TOY_LEDGER"]', 'pass_env = ["TOY_LEDGER", "TOY_GATE"]')
-        .replace("time_budget_s = 3", "time_budget_s = 300")  # the wait for the browser counts
-    )
-    return cli_env({"TOY_GATE": str(gate)})
-
-
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path):
@@ -72,7 +51,7 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
     from playwright.sync_api import expect
 
     gate = tmp_path / "gate"
-    run_env = _gated_toy(toy_env, gate)  # the baseline job waits until the page has seen the run working
+    run_env = gated_toy(toy_env, gate)  # the baseline job waits until the page has seen the run working
     runs = tmp_path / "runs"
     port = _free_port()
     run = subprocess.Popen(
