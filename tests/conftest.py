@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,6 +41,26 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 GROUNDWORK = [sys.executable, "-m", "groundwork.cli"]
 
+GATE_WAIT = """    while not os.path.exists(os.path.join(os.environ["TOY_GATE"], "open")):
+        time.sleep(0.05)
+"""
+
+
+def gated_toy(toy_env: Path, gate: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Makes the toy's jobs wait until `gate` (a folder, visible read-only in the sandbox)
+    holds `open`, so a run keeps working until the test has seen what it waits for; returns
+    the run's environment (`cli_env` with the gate and `extra`). Opening: (gate / "open").touch()."""
+    gate.mkdir()
+    train = toy_env / "baseline" / "train.py"
+    train.write_text(train.read_text().replace("    time.sleep(sleep_s)\n", GATE_WAIT + "    time.sleep(sleep_s)\n"))
+    path = toy_env / "environment.toml"
+    path.write_text(
+        path.read_text()
+        .replace('pass_env = ["TOY_LEDGER"]', 'pass_env = ["TOY_LEDGER", "TOY_GATE"]')
+        .replace("time_budget_s = 3", "time_budget_s = 300")  # the wait at the gate counts
+    )
+    return cli_env({"TOY_GATE": str(gate), **(extra or {})})
+
 
 def patched_job(env, data_dir: Path, tmp_path: Path, new_files: dict[str, str] | None = None, **spec_args):
     """A JobSpec of `env` (as its profile runs it) in tmp_path/job, whose patch turns the
@@ -71,3 +92,14 @@ def requires(module: str, extra: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         not importable(module), reason=f"needs {module}, of the {extra} extra: pip install 'groundwork[{extra}]'"
     )
+
+
+@pytest.fixture(scope="session")
+def nanogpt_smoke_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """One real nanogpt smoke run (baseline and two catalog ideas) through the CLI, shared by
+    the tests that only read it: the CLI's answer and the runs folder holding it as `smoke`."""
+    runs = tmp_path_factory.mktemp("nanogpt-smoke") / "runs"
+    args = ["run", "--profile", "smoke", "--epochs", "1", "--ideas", "2", "--runs-dir", str(runs), "--name", "smoke"]
+    proc = subprocess.run([*GROUNDWORK, *args], capture_output=True, text=True, env=cli_env(), timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc, runs

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from browser import ARTIFACTS, browser_page, require_chromium
-from conftest import GROUNDWORK, cli_env
+from conftest import GROUNDWORK, cli_env, gated_toy
 from groundwork.config import RunConfig
 from groundwork.records import FailureCategory, Idea, Job, Patch, PatchStatus, PromptKind
 from groundwork.runs import create_run
@@ -44,22 +44,14 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"{url} did not answer in {timeout}s")
 
 
-def _slow_toy(toy_env: Path, seconds: float) -> None:
-    path = toy_env / "environment.toml"
-    path.write_text(
-        path.read_text()
-        .replace('TOY_SLEEP_S = "0.3"', f'TOY_SLEEP_S = "{seconds}"')
-        .replace("time_budget_s = 3", "time_budget_s = 10")
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path):
     require_chromium()
     from playwright.sync_api import expect
 
-    _slow_toy(toy_env, 3.0)  # long enough that the page opens while the run still works
+    gate = tmp_path / "gate"
+    run_env = gated_toy(toy_env, gate)  # the baseline job waits until the page has seen the run working
     runs = tmp_path / "runs"
     port = _free_port()
     run = subprocess.Popen(
@@ -81,7 +73,7 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
         ],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=cli_env(),
+        env=run_env,
     )
     server = subprocess.Popen(
         [*GROUNDWORK, "serve", "--runs-dir", str(runs), "--port", str(port)],
@@ -104,6 +96,7 @@ def test_dashboard_follows_a_running_search_in_a_real_browser(toy_env, tmp_path)
             page.click("text=live")
             expect(page.locator("#run-status")).to_contain_text("running", timeout=30_000)
             first_plot = page.locator("#best-plot").get_attribute("src")
+            (gate / "open").touch()  # seen running: the jobs may go on
             # The page follows the run without a reload: a result arrives, the plot is redrawn.
             expect(page.locator("#ideas")).to_contain_text("ok", timeout=60_000)
             expect(page.locator("#jobs")).to_contain_text("done", timeout=60_000)

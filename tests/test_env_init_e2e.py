@@ -14,6 +14,8 @@ import random
 import re
 import subprocess
 
+import pytest
+
 from conftest import GROUNDWORK, REPO, cli_env
 from groundwork.environments import load_environment
 from groundwork.environments.interpreters import LOCK_NAME
@@ -135,6 +137,7 @@ def _groundwork(*args, env, timeout=120):
     return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
 
 
+@pytest.mark.slow  # init and check run a real third-party trainer several times
 def test_a_third_party_trainer_becomes_runnable_with_init_and_check(tmp_path):
     repo = _repository(tmp_path)
     cache = tmp_path / "cache"

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import GROUNDWORK, cli_env
+from conftest import GROUNDWORK, cli_env, gated_toy
 from groundwork.records import IdeaState, JobState
 from groundwork.store import RunStore
 
@@ -162,9 +162,8 @@ def test_a_killed_worker_is_requeued_and_its_idea_gets_one_result(toy_env, tmp_p
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_ctrl_c_stops_jobs_cleanly_and_resume_finishes(toy_env, tmp_path):
-    _slow_down(toy_env, 3.0)
-    runs, ledger = tmp_path / "runs", tmp_path / "ledger"
-    env = cli_env({"TOY_LEDGER": str(ledger)})
+    runs, ledger, gate = tmp_path / "runs", tmp_path / "ledger", tmp_path / "gate"
+    env = gated_toy(toy_env, gate, {"TOY_LEDGER": str(ledger)})  # the baseline trains until Ctrl+C
     proc = subprocess.Popen(
         _run_args(toy_env, runs, "--epochs", "1", "--ideas", "1"),
         stdout=subprocess.PIPE,
@@ -183,6 +182,7 @@ def test_ctrl_c_stops_jobs_cleanly_and_resume_finishes(toy_env, tmp_path):
     store = RunStore(run_dir)
     assert store.run_info().status == "interrupted"
     assert store.job("job-baseline").state == JobState.QUEUED and store.job("job-baseline").attempt == 2
+    (gate / "open").touch()
     resumed = subprocess.run(
         [*GROUNDWORK, "resume", str(run_dir)], capture_output=True, text=True, env=env, timeout=120
     )

@@ -14,29 +14,8 @@ from groundwork.store import RunStore
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def test_nanogpt_smoke_run_end_to_end(tmp_path):
-    runs = tmp_path / "runs"
-    proc = subprocess.run(
-        [
-            *GROUNDWORK,
-            "run",
-            "--profile",
-            "smoke",
-            "--epochs",
-            "1",
-            "--ideas",
-            "2",
-            "--runs-dir",
-            str(runs),
-            "--name",
-            "smoke",
-        ],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=400,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_nanogpt_smoke_run_end_to_end(nanogpt_smoke_run):
+    proc, runs = nanogpt_smoke_run
     assert "catalog (no LLM)" in proc.stdout and "execution rate:" in proc.stdout
     store = RunStore(runs / "smoke")
     results = store.results()

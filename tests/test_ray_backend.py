@@ -114,14 +114,14 @@ def test_prepared_workers_start_before_their_jobs_and_run_them(cluster, tmp_path
 def test_prepared_workers_are_kept_while_the_jobs_are_being_written(cluster, tmp_path, toy_env):
     one = {"gpus": 1, "cpus": 1}
     store = queue_jobs(tmp_path / "run", {"k1": one, "k2": one}, run_id="held")
-    backend = _backend(store.run_dir, slots=2, linger_s=4.0, hold_s=60.0)
+    backend = _backend(store.run_dir, slots=2, linger_s=2.0, hold_s=60.0)
     scheduler = Scheduler(store, backend, spec_factory(store.run_dir, toy_env))
     try:
         scheduler.prepare(one)
         names = _workers_of("held")
         for name in names:  # up and idle
             ray.get(ray.get_actor(name, namespace=NAMESPACE).status.remote(), timeout=60)
-        time.sleep(10)  # an ideation longer than linger_s: left alone, the workers would have exited
+        time.sleep(5)  # an ideation longer than linger_s (2.5 times): left alone, the workers would have exited
         assert _workers_of("held") == names
         _drain(scheduler)
         workers = _workers_of("held")

@@ -136,31 +136,10 @@ def test_report_of_a_toy_run_and_a_comparison_show_every_plot_and_the_planted_fa
 @requires("matplotlib", "report")
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_report_of_a_nanogpt_smoke_run_has_curves_and_diffs(tmp_path):
-    runs = tmp_path / "runs"
-    proc = subprocess.run(
-        [
-            *GROUNDWORK,
-            "run",
-            "--profile",
-            "smoke",
-            "--epochs",
-            "1",
-            "--ideas",
-            "1",
-            "--runs-dir",
-            str(runs),
-            "--name",
-            "n",
-        ],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=500,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_report_of_a_nanogpt_smoke_run_has_curves_and_diffs(nanogpt_smoke_run, tmp_path):
+    runs = nanogpt_smoke_run[1]  # the shared run: baseline and two ideas
     page = _report(runs, tmp_path / "n.html")  # no RUN: the latest run
-    details = load_details(RunStore(runs / "n"))
+    details = load_details(RunStore(runs / "smoke"))
     assert details.baseline is not None and details.baseline.result.curve  # nanogpt logs a loss curve
     assert set(SECTIONS) <= set(_images(page))
     # Its diffs are in the report, among the top ideas or, if the (loaded) machine made them fail, the failures.

@@ -103,7 +103,7 @@ def create_app(runs_dir: Path, *, allow_writes: bool = False, token: str | None 
     def run_context(run_id: str) -> dict:
         store = data.open(run_id)
         try:
-            config = store.run_info()["config"]
+            config = store.run_info().config
             grid, portfolio = None, []
             if config.get("archive") == "map-elites" or config.get("ideator_llms") or config.get("implementer_llms"):
                 details = load_details(store)  # the report's own grid and portfolio rows
