@@ -71,6 +71,18 @@ def setup(extras: str = "dev") -> Path:
     return python
 
 
+def parallel(extra: list[str]) -> list[str]:
+    """pytest-xdist workers, one per core (at most 4), unless the arguments choose: most
+    tests wait on processes they started (runs, clusters, a browser), so two workers on
+    2 cores take about two thirds of the time. A file's tests stay on one worker
+    (`loadfile`), which makes each module's fixtures once."""
+    if any(a == "-n" or a.startswith(("--numprocesses", "-n=")) or (a.startswith("-n") and a[2:].isdigit())
+           for a in extra) or "no:xdist" in extra:  # fmt: skip
+        return []
+    workers = min(os.cpu_count() or 1, 4)
+    return ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
+
+
 def main(argv: list[str]) -> int:
     action, extra = (argv[0], argv[1:]) if argv else ("setup", [])
     if action not in {"setup", "demo", "test"}:
@@ -81,7 +93,7 @@ def main(argv: list[str]) -> int:
         say("running the demo: nanogpt tiny, catalog ideator (no LLM), baseline + 2 epochs of 4 ideas, 2 in parallel")
         return subprocess.call([str(python), "-m", "groundwork.cli", "run", *extra])
     if action == "test":
-        return subprocess.call([str(python), "-m", "pytest", "-q", *extra], cwd=ROOT)
+        return subprocess.call([str(python), "-m", "pytest", "-q", *parallel(extra), *extra], cwd=ROOT)
     return 0
 
 

@@ -9,15 +9,27 @@ from pathlib import Path
 
 import pytest
 
+# A terminal's size, as xdist's workers export it, would wrap the piped output tests read
+# (rich takes COLUMNS when a console is made, at import): a test that wants a width sets its own.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 FIXTURES = Path(__file__).parent / "fixtures"
+# The words of the RL tests' tiny policies: settings of the quadratic environment's knobs, and
+# one knob it does not have (an idea that fails to apply).
+KNOB_WORDS = [f"lr={v}" for v in ("1e-3", "3e-3", "1e-2", "3e-2", "1e-1", "3e-1", "1", "3")]
+KNOB_WORDS += [f"warmup={v}" for v in (0, 10, 50)] + ["momentum=0.9"]
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """Prepared data goes to a per-session cache, never the user's (session-scoped, so it
-    is in place before any module-scoped fixture prepares data)."""
-    cache = os.environ.get("GROUNDWORK_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
+    is in place before any module-scoped fixture prepares data). Parallel workers
+    (pytest-xdist) share one: a preparation waits on another's lock instead of repeating it."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = os.environ.get("GROUNDWORK_TEST_CACHE") or str(shared / "cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GROUNDWORK_CACHE", cache)
         yield

@@ -15,11 +15,10 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from conftest import GROUNDWORK, cli_env  # noqa: E402
+from conftest import GROUNDWORK, KNOB_WORDS, cli_env  # noqa: E402
 from groundwork.analysis.rl_steps import rl_diversity_table, rl_step_table  # noqa: E402
 from groundwork.rl.tiny import build_tiny_model  # noqa: E402
 from groundwork.store import RunStore  # noqa: E402
-from test_rl import KNOB_WORDS  # noqa: E402
 
 STEPS, GROUP = 2, 3
 

@@ -118,12 +118,12 @@ def test_lora_policy_learns_only_its_adapters_and_resumes_from_a_checkpoint(tmp_
     pytest.importorskip("peft")
     import torch
 
+    from conftest import KNOB_WORDS
     from groundwork.rl.checkpoint import latest_checkpoint, save_checkpoint
     from groundwork.rl.config import RLConfig
     from groundwork.rl.grpo import grpo_update
     from groundwork.rl.policy import Policy
     from groundwork.rl.tiny import build_tiny_model
-    from test_rl import KNOB_WORDS
 
     model = build_tiny_model(tmp_path / "tiny", KNOB_WORDS, seed=0)
     config = RLConfig(model=str(model), lora_rank=4, kl_beta=0.1, learning_rate=1e-2, max_new_tokens=5)

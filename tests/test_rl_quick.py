@@ -1,6 +1,7 @@
 """The README's quick offline RL example, through the real CLI and real job processes:
 `groundwork rl tiny-model --env quadratic`, then `groundwork rl run` with the README's
-settings; the mean reward of the tiny random policy clearly rises over its steps."""
+settings; the mean reward of the tiny random policy clearly rises over its steps (the
+claim the suite makes of GRPO on a tiny ideator)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from conftest import GROUNDWORK, cli_env, requires
 from groundwork.analysis.rl_steps import rl_step_table
+from groundwork.store import RunStore
 
 # The README's settings (section "Reinforcement learning of the ideator"), less the
 # embedding model, which measures diversity and plays no part in the reward.
@@ -43,3 +45,7 @@ def test_the_readme_quick_rl_example_raises_the_mean_reward(tmp_path):
     first, last = sum(means[:3]) / 3, sum(means[-3:]) / 3
     assert last > first + 1.0, means  # from below the baseline (many unparsable ideas) to near the best knobs
     assert last > 0.5 and rows[-1]["execution_rate"] > rows[0]["execution_rate"], rows
+    # every idea went through the store with a result; the policy was checkpointed
+    store = RunStore(tmp_path / "runs" / "quick")
+    assert len(store.results()) == 1 + 10 * 16
+    assert (store.run_dir / "rl" / "checkpoints" / f"step-{10:05d}" / "policy").is_dir()

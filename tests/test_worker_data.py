@@ -134,3 +134,21 @@ def test_a_worker_without_the_preflight_profiles_data_prepares_it_with_that_prof
     # Each stage trained on its own profile's data, prepared here with that profile's settings.
     assert log.index("SEEN=pre:train.txt\n") < log.index("SEEN=quick:train.txt\n")
     assert artifacts.fetch("jobs/a/prepare.log").read_text().count("preparing data on") == 2
+
+
+def test_a_preparation_waits_for_one_already_running_on_the_same_folder(prepared_env):
+    """Two runs (or test workers) on one machine share the data cache: a second preparation
+    of the same folder waits on the first one's lock, then finds the data made."""
+    import fcntl
+    import threading
+
+    env, data = prepared_env
+    shutil.rmtree(data)
+    done = threading.Event()
+    with open(data.parent / f".{data.name}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a preparation in progress elsewhere
+        worker = threading.Thread(target=lambda: (env.prepare(env.profile(), quiet=True), done.set()))
+        worker.start()
+        assert not done.wait(1.0) and not data.exists()  # it waits: nothing half-written beside the other
+    worker.join(60)
+    assert done.is_set() and sorted(p.name for p in data.iterdir()) == ["heldout.txt", "train.txt"]

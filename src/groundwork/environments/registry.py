@@ -4,6 +4,7 @@ operations on them that do not depend on a run: profiles, visible files, data pr
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import os
 import shutil
@@ -235,14 +236,18 @@ class Environment:
             data_dir.mkdir(parents=True, exist_ok=True)
             return data_dir
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(
-            command,
-            cwd=self.codebase_dir,
-            env={**os.environ, **profile.env},  # the profile's settings choose what to prepare
-            text=True,
-            stdout=subprocess.PIPE if quiet else None,
-            stderr=subprocess.STDOUT if quiet else None,
-        )
+        # Two runs (or test workers) on one machine prepare one folder: the second waits for
+        # the first, then its own (idempotent) preparation finds the data made.
+        with open(data_dir.parent / f".{data_dir.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            proc = subprocess.run(
+                command,
+                cwd=self.codebase_dir,
+                env={**os.environ, **profile.env},  # the profile's settings choose what to prepare
+                text=True,
+                stdout=subprocess.PIPE if quiet else None,
+                stderr=subprocess.STDOUT if quiet else None,
+            )
         if proc.returncode != 0:
             output = (proc.stdout or "").strip()
             raise RuntimeError(
