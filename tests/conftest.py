@@ -92,6 +92,18 @@ def patched_job(env, data_dir: Path, tmp_path: Path, new_files: dict[str, str] |
     return environment_job_spec(env, env.profile(), data_dir, job_dir, diff_path=diff_path, **spec_args)
 
 
+def groundwork_in_process(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """Run the real entry point (`groundwork ARGS`) in this process: its exit status and its
+    output, with line breaks and runs of spaces folded to one space."""
+    from groundwork import cli
+
+    monkeypatch.setattr(sys, "argv", ["groundwork", *args])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    captured = capsys.readouterr()
+    return stop.value.code, " ".join((captured.out + captured.err).split())
+
+
 def importable(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None

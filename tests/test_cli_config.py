@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import sys
 import types
 import typing
 from pathlib import Path
@@ -15,6 +14,7 @@ import typer
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
+from conftest import groundwork_in_process
 from groundwork import cli
 from groundwork.cli_config import COMMA_SEPARATED, PORTFOLIO_LEADS
 from groundwork.cli_errors import choices
@@ -193,15 +193,6 @@ def test_a_portfolio_in_a_file_leads_with_its_first_and_llm_replaces_it(started,
     assert (started[1].ideator_llm, started[1].ideator_llms) == (LOCAL_B, [])
 
 
-def _groundwork(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """The real entry point in-process: exit status and unwrapped output."""
-    monkeypatch.setattr(sys, "argv", ["groundwork", *args])
-    with pytest.raises(SystemExit) as stop:
-        cli.main()
-    captured = capsys.readouterr()
-    return stop.value.code, " ".join((captured.out + captured.err).split())
-
-
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -217,7 +208,7 @@ def test_config_file_errors_are_plain_and_name_the_file(tmp_path, monkeypatch, c
     path = tmp_path / "run.toml"
     path.write_text(text)
     runs = tmp_path / "runs"
-    code, out = _groundwork(monkeypatch, capsys, "run", "--config", str(path), "--runs-dir", str(runs))
+    code, out = groundwork_in_process(monkeypatch, capsys, "run", "--config", str(path), "--runs-dir", str(runs))
     assert code == 2
     assert out.startswith("error: " + expected.format(path=path)), out
     assert not runs.exists()
@@ -226,7 +217,7 @@ def test_config_file_errors_are_plain_and_name_the_file(tmp_path, monkeypatch, c
 def test_a_bad_flag_over_a_file_is_named_as_the_flag(tmp_path, monkeypatch, capsys):
     path = tmp_path / "run.toml"
     path.write_text("slots = 3\n")
-    code, out = _groundwork(monkeypatch, capsys, "run", "--config", str(path), "--slots", "0",
+    code, out = groundwork_in_process(monkeypatch, capsys, "run", "--config", str(path), "--slots", "0",
                             "--runs-dir", str(tmp_path / "runs"))  # fmt: skip
     assert code == 2
     assert out == "error: Invalid value for --slots: 0; must be greater than or equal to 1"

@@ -7,17 +7,9 @@ import sys
 
 import pytest
 
+from conftest import groundwork_in_process
 from groundwork import cli
 from groundwork.cli_errors import require_extras
-
-
-def _groundwork(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """Run the real entry point in-process; its exit status and its output, unwrapped."""
-    monkeypatch.setattr(sys, "argv", ["groundwork", *args])
-    with pytest.raises(SystemExit) as stop:
-        cli.main()
-    captured = capsys.readouterr()
-    return stop.value.code, " ".join((captured.out + captured.err).split())
 
 
 @pytest.mark.parametrize(
@@ -36,7 +28,7 @@ def _groundwork(monkeypatch, capsys, *args: str) -> tuple[int, str]:
 )  # fmt: skip
 def test_every_bad_choice_prints_one_plain_line(tmp_path, monkeypatch, capsys, option, value, expected):
     runs = tmp_path / "runs"
-    code, out = _groundwork(monkeypatch, capsys, "run", option, value, "--runs-dir", str(runs))
+    code, out = groundwork_in_process(monkeypatch, capsys, "run", option, value, "--runs-dir", str(runs))
     assert code == 2
     assert out == f"error: {expected}"
     assert "pydantic" not in out and "validation error" not in out
@@ -44,7 +36,7 @@ def test_every_bad_choice_prints_one_plain_line(tmp_path, monkeypatch, capsys, o
 
 
 def test_a_check_across_options_keeps_its_own_words(tmp_path, monkeypatch, capsys):
-    code, out = _groundwork(monkeypatch, capsys, "run", "--early-abort", "--runs-dir", str(tmp_path / "runs"))
+    code, out = groundwork_in_process(monkeypatch, capsys, "run", "--early-abort", "--runs-dir", str(tmp_path / "runs"))
     assert code == 2
     assert out.startswith("error: --early-abort compares each job") and "Value error" not in out
 
@@ -55,7 +47,7 @@ def test_install_hints_keep_their_extra_in_brackets(monkeypatch, capsys):
         cli._require("matplotlib", "report")
     assert "pip install 'groundwork[report]'" in capsys.readouterr().out
     monkeypatch.setitem(sys.modules, "tokenizers", None)  # simulation: tokenizers not installed
-    code, out = _groundwork(monkeypatch, capsys, "rl", "tiny-model", "unused")
+    code, out = groundwork_in_process(monkeypatch, capsys, "rl", "tiny-model", "unused")
     assert code == 2
     assert out == (
         "error: `groundwork rl tiny-model` needs tokenizers, not installed here: pip install 'groundwork[rl]'"
@@ -66,7 +58,7 @@ def test_no_key_run_stops_before_its_run_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     runs = tmp_path / "runs"
     local = "openai-compatible:m@http://localhost:1/v1"  # needs no key
-    code, out = _groundwork(monkeypatch, capsys, "run", "--ideator-llm", "anthropic:claude-x",
+    code, out = groundwork_in_process(monkeypatch, capsys, "run", "--ideator-llm", "anthropic:claude-x",
                             "--implementer-llm", local, "--runs-dir", str(runs))  # fmt: skip
     assert code == 2
     assert out.startswith("error: --ideator-llm anthropic:claude-x needs an API key: set ANTHROPIC_API_KEY")
@@ -75,19 +67,19 @@ def test_no_key_run_stops_before_its_run_folder(tmp_path, monkeypatch, capsys):
 
 def test_bad_model_spec_stops_before_its_run_folder(tmp_path, monkeypatch, capsys):
     runs = tmp_path / "runs"
-    code, out = _groundwork(monkeypatch, capsys, "run", "--llm", "openai-compatible:http://x:1/v1:m",
+    code, out = groundwork_in_process(monkeypatch, capsys, "run", "--llm", "openai-compatible:http://x:1/v1:m",
                             "--runs-dir", str(runs))  # fmt: skip
     assert code == 2
     assert "error: --llm: model spec 'openai-compatible:http://x:1/v1:m': write openai-compatible:MODEL@" in out
     assert not runs.exists()
-    code, out = _groundwork(monkeypatch, capsys, "run", "--llm", "gemini:pro", "--runs-dir", str(runs))
+    code, out = groundwork_in_process(monkeypatch, capsys, "run", "--llm", "gemini:pro", "--runs-dir", str(runs))
     assert code == 2 and "unknown model provider 'gemini'" in out and not runs.exists()
 
 
 def test_rl_run_without_transformers_names_the_install_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "transformers", None)  # simulation: transformers not installed
     runs = tmp_path / "runs"
-    code, out = _groundwork(monkeypatch, capsys, "rl", "run", "--model", "m", "--runs-dir", str(runs))
+    code, out = groundwork_in_process(monkeypatch, capsys, "rl", "run", "--model", "m", "--runs-dir", str(runs))
     assert code == 2
     assert out == "error: `groundwork rl run` needs transformers, not installed here: pip install 'groundwork[rl]'"
     assert not runs.exists()
@@ -104,7 +96,7 @@ def test_missing_torch_and_rl_extras_name_both_installs(monkeypatch):
 def test_rl_run_bad_values_name_their_rl_options(tmp_path, monkeypatch, capsys):
     pytest.importorskip("transformers")  # rl run checks its extras before its options
     runs = tmp_path / "runs"
-    code, out = _groundwork(monkeypatch, capsys, "rl", "run", "--model", "m", "--dtype", "float8",
+    code, out = groundwork_in_process(monkeypatch, capsys, "rl", "run", "--model", "m", "--dtype", "float8",
                             "--runs-dir", str(runs))  # fmt: skip
     assert code == 2 and not runs.exists()
     assert out == "error: Invalid value for --dtype: 'float8'; choose from auto, float32, bfloat16, float16"
@@ -116,12 +108,14 @@ def test_resume_names_a_bad_cap_and_a_bad_stored_setting_plainly(toy_env, tmp_pa
 
     runs = tmp_path / "runs"
     store = create_run(RunConfig(environment=str(toy_env)), runs, "r")
-    code, out = _groundwork(monkeypatch, capsys, "resume", "r", "--max-gpu-hours", "-1", "--runs-dir", str(runs))
+    code, out = groundwork_in_process(
+        monkeypatch, capsys, "resume", "r", "--max-gpu-hours", "-1", "--runs-dir", str(runs)
+    )
     assert code == 2
     assert out == "error: Invalid value for --max-gpu-hours: -1.0; must be greater than 0"
     assert store.run_info().config["max_gpu_hours"] is None  # the bad cap was not stored
     store.update_config(search="vibes")  # simulation: a run whose stored settings were edited by hand
-    code, out = _groundwork(monkeypatch, capsys, "resume", "r", "--runs-dir", str(runs))
+    code, out = groundwork_in_process(monkeypatch, capsys, "resume", "r", "--runs-dir", str(runs))
     assert code == 2 and "pydantic" not in out and "validation error" not in out
     assert out == (
         f"error: Invalid value for search (stored in {store.run_dir}): 'vibes'; "
