@@ -69,19 +69,3 @@ def test_the_first_non_finite_loss_is_named_with_its_step():
     curve = [{"step": 1, "loss": 5.0}, {"step": 5, "loss": float("inf")}, {"step": 9, "loss": float("nan")}]
     assert first_non_finite_loss(curve) == "loss inf at step 5 of train_log.jsonl"
     assert first_non_finite_loss([{"step": 1, "loss": 2.0, "lr": float("nan")}]) == ""
-
-
-@pytest.mark.slow
-def test_grpo_non_finite_policy_weights_are_diverged(tmp_path):
-    """grpo's locked evaluation reports NaN weights with the diverged exit, before any grading."""
-    grpo = load_environment("grpo")
-    train = (grpo.codebase_dir / "train.py").read_text()
-    saving = '    torch.save({"config": config, "state_dict": policy.state_dict(),'
-    assert saving in train
-    poisoned = "    for value in policy.state_dict().values():\n        value.fill_(float('nan'))\n" + saving
-    data_dir = grpo.prepare(grpo.profile("smoke"), quiet=True)
-    spec = patched_job(grpo.for_profile("smoke"), data_dir, tmp_path, {"train.py": train.replace(saving, poisoned, 1)},
-                       job_id="g", seed=1)  # fmt: skip
-    outcome = JobRunner(dataclasses.replace(spec, sandbox="off")).run()
-    assert outcome.failure == FailureCategory.DIVERGED, (outcome.failure, outcome.detail)
-    assert "non-finite weights" in outcome.detail
