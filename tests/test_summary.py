@@ -158,16 +158,17 @@ def test_a_model_run_before_its_first_call_expects_model_calls():
 
 
 def test_a_run_uses_models_when_its_ideator_or_implementer_is_one(toy_env, tmp_path):
-    from groundwork.analysis.summary import summarize, uses_models
+    from groundwork.analysis.summary import summarize
     from groundwork.config import RunConfig
     from groundwork.console import projection_text
     from groundwork.runs import create_run
 
     local = "openai-compatible:m@http://127.0.0.1:9/v1"
-    assert not uses_models(RunConfig().model_dump())
-    assert uses_models(RunConfig(ideator_llm=local).model_dump())
-    assert uses_models(RunConfig(implementer_llm=local).model_dump())  # catalog ideas, model-written diffs
-    assert uses_models(RunConfig(ideator_llms=[local, "openai-compatible:n@http://127.0.0.1:9/v1"]).model_dump())
+    assert not RunConfig().calls_models
+    assert RunConfig(ideator_llm=local).calls_models
+    assert RunConfig(implementer_llm=local).calls_models  # catalog ideas, model-written diffs
+    assert RunConfig(ideator_llms=[local, "openai-compatible:n@http://127.0.0.1:9/v1"]).calls_models
+    assert not RunConfig(ideator_llm="rl:tiny", implementer_llm="knobs").calls_models  # an RL run's own policy
     for name, spec, expected in (("llm", local, "model calls to come"), ("catalog", "catalog", "no model calls")):
         store = create_run(RunConfig(environment=str(toy_env), ideator_llm=spec), tmp_path / "runs", name)
         summary = summarize(store)  # a fresh run: no call made yet

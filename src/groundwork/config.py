@@ -224,3 +224,12 @@ class RunConfig(BaseModel):
     @property
     def implementer(self) -> str:
         return self.implementer_llm or self.ideator_llm
+
+    @property
+    def calls_models(self) -> bool:
+        """Whether ideas or diffs come from model calls (an API, a local server, a replay):
+        not from the offline catalog, the knob implementer or an RL run's own policy."""
+        offline = ("catalog", "knobs")
+        return any(
+            s not in offline and not s.startswith("rl:") for s in [*self.ideator_models, *self.implementer_models]
+        )

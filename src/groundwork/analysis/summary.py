@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 
 from groundwork.comparison import Comparison, Estimate, Verdict, run_noise_std
+from groundwork.config import RunConfig
 from groundwork.environments.manifest import Objective
 from groundwork.llm.portfolio import ArmStats, arm_stats, gain_unit
 from groundwork.noise_floor import load_noise_floor, write_noise_floor
@@ -359,13 +360,6 @@ class Projection:
     models: bool = False  # ideas or diffs come from models: their calls are still to come
 
 
-def uses_models(config: dict) -> bool:
-    """Whether a run's ideator or implementer is a model (not the offline catalog)."""
-    specs = [config.get("ideator_llm") or "catalog", config.get("implementer_llm") or ""]
-    specs += [*(config.get("ideator_llms") or []), *(config.get("implementer_llms") or [])]
-    return any(spec and spec != "catalog" for spec in specs)
-
-
 def project(store: RunStore, config: dict, jobs: list, searched: list, calls: list[dict]) -> Projection:
     """Project from the mean job time and the mean LLM spend per idea so far."""
     profile = run_environment(store).profile(config.get("profile"))
@@ -394,7 +388,7 @@ def project(store: RunStore, config: dict, jobs: list, searched: list, calls: li
         dollars_left=dollars_left,
         seconds_per_job=per_job,
         caps=caps,
-        models=uses_models(config),
+        models=RunConfig.model_validate(config).calls_models,
     )
 
 
