@@ -137,16 +137,16 @@ def test_a_worker_without_the_preflight_profiles_data_prepares_it_with_that_prof
 
 
 def test_a_preparation_waits_for_one_already_running_on_the_same_folder(prepared_env):
-    """Two runs (or test workers) on one machine share the data cache: a second preparation
-    of the same folder waits on the first one's lock, then finds the data made."""
-    import fcntl
+    """Two runs (or test workers, or a remote worker on this node) share the data cache: a
+    second preparation of the same folder waits on the first one's lock, then finds the data made."""
     import threading
+
+    from groundwork.environments.registry import preparation_lock
 
     env, data = prepared_env
     shutil.rmtree(data)
     done = threading.Event()
-    with open(data.parent / f".{data.name}.lock", "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # a preparation in progress elsewhere
+    with preparation_lock(data):  # a preparation in progress elsewhere (a worker's takes the same lock)
         worker = threading.Thread(target=lambda: (env.prepare(env.profile(), quiet=True), done.set()))
         worker.start()
         assert not done.wait(1.0) and not data.exists()  # it waits: nothing half-written beside the other

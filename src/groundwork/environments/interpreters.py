@@ -14,7 +14,6 @@ as installed because it reads `sys.path`; uv does not, so pip installs in that c
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -25,6 +24,8 @@ import sys
 import sysconfig
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from groundwork.files import exclusive_lock
 
 LOCK_NAME = "requirements.lock"  # `pip freeze` of the built interpreter
 COMPLETE = ".groundwork-complete"
@@ -204,8 +205,7 @@ def ensure(request: InterpreterRequest, cache: Path) -> Interpreter:
     built now (one build per key on a machine: others wait on a file lock)."""
     target = cache / f"{request.environment}-{request.key()}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.with_name(f".{target.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive_lock(target.with_name(f".{target.name}.lock")):
         marker = target / COMPLETE
         if marker.is_file():
             return Interpreter(**json.loads(marker.read_text()))

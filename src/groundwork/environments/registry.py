@@ -4,7 +4,6 @@ operations on them that do not depend on a run: profiles, visible files, data pr
 
 from __future__ import annotations
 
-import fcntl
 import fnmatch
 import os
 import shutil
@@ -23,6 +22,7 @@ from groundwork.environments.manifest import (
     Resources,
     parse_manifest,
 )
+from groundwork.files import exclusive_lock
 
 BUILTIN_ROOT = Path(__file__).parent / "builtin"
 PROFILE_ENV = "GROUNDWORK_PROFILE"
@@ -236,10 +236,7 @@ class Environment:
             data_dir.mkdir(parents=True, exist_ok=True)
             return data_dir
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        # Two runs (or test workers) on one machine prepare one folder: the second waits for
-        # the first, then its own (idempotent) preparation finds the data made.
-        with open(data_dir.parent / f".{data_dir.name}.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with preparation_lock(data_dir):
             proc = subprocess.run(
                 command,
                 cwd=self.codebase_dir,
@@ -256,6 +253,13 @@ class Environment:
             )
         self.training_data_dir(data_dir)
         return data_dir
+
+
+def preparation_lock(data_dir: Path):
+    """The lock every preparation of `data_dir` holds (a controller's, a remote worker's, a test
+    worker's): a second one waits for the first, then its own (idempotent) preparation finds the
+    data made."""
+    return exclusive_lock(data_dir.parent / f".{data_dir.name}.prepare.lock")
 
 
 def fill_command(template: list[str], python: str, data_dir: Path, work_dir: Path | None = None) -> list[str]:

@@ -10,7 +10,6 @@ different data cannot score a job.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
 import socket
 import subprocess
@@ -18,7 +17,14 @@ import sys
 from pathlib import Path
 
 from groundwork.environments import interpreters
-from groundwork.environments.registry import DATA_ENV, TRAIN_DATA_ENV, fill_command, interpreter_cache, training_view
+from groundwork.environments.registry import (
+    DATA_ENV,
+    TRAIN_DATA_ENV,
+    fill_command,
+    interpreter_cache,
+    preparation_lock,
+    training_view,
+)
 from groundwork.protocols import JobSpec
 
 
@@ -77,8 +83,7 @@ def _ensure(
             f"cannot create {data_dir.parent} on worker {host} to prepare the data there ({exc}): point "
             "GROUNDWORK_CACHE at a path every node can write, or at a shared file system, and resume the run"
         ) from None
-    with open(data_dir.parent / f".{data_dir.name}.prepare.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one preparation per node; the others wait for it
+    with preparation_lock(data_dir):  # one preparation per node; the others wait for it
         if data_dir.is_dir() and view.is_dir():  # another job on this node has just prepared it
             return False
         command = fill_command(prepare_command, spec.python or sys.executable, data_dir, codebase.resolve())
