@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from groundwork.environments.registry import Environment, ResolvedProfile
+from groundwork.records import FailureCategory
 
 
 @dataclass
@@ -123,7 +124,7 @@ def check_run(env: Environment, profile: ResolvedProfile, budget_s: float, job_d
         )  # fmt: skip
         return report
     keys = _written_keys(job_dir, metric.result_file)
-    if failure == "no_metric" and keys:
+    if outcome.failure == FailureCategory.NO_METRIC and keys:
         report.problems.append(
             f"the evaluation wrote {', '.join(keys)} but not {metric.name!r}: set [metric] name to the key it writes"
         )
