@@ -41,13 +41,13 @@ def _prepare(out: Path, root: Path, source: str, extra_env: dict[str, str] | Non
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """60 Python files whose names put a few of them in the validation split, each cut to its
-    first 60 lines: the per-token evaluations score the whole validation shard, so a short one
+    first 25 lines: the per-token evaluations score the whole validation shard, so a short one
     keeps them to seconds."""
     root = tmp_path_factory.mktemp("corpus")
     sources = sorted((Path(sysconfig.get_paths()["stdlib"]) / "email").glob("*.py"))
     for i in range(60):
         lines = sources[i % len(sources)].read_bytes().splitlines(keepends=True)
-        (root / f"module_{i:02d}.py").write_bytes(b"".join(lines[:60]))
+        (root / f"module_{i:02d}.py").write_bytes(b"".join(lines[:25]))
     return root
 
 
