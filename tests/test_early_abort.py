@@ -79,7 +79,8 @@ if __name__ == "__main__":
 
 @pytest.mark.slow
 def test_a_run_with_early_abort_stops_the_ideas_that_trail_and_keeps_the_others(toy_env, tmp_path):
-    (toy_env / "baseline" / "train.py").write_text(TRAIN)
+    # 30 steps of 0.08 s: a job spans several of the runner's 0.5 s looks at its curve
+    (toy_env / "baseline" / "train.py").write_text(TRAIN.replace("time.sleep(0.15)", "time.sleep(0.08)"))
     manifest = toy_env / "environment.toml"
     manifest.write_text(manifest.read_text().replace("time_budget_s = 3", "time_budget_s = 30"))
     runs = tmp_path / "runs"
