@@ -19,7 +19,7 @@ import pytest
 from conftest import patched_job
 from groundwork.analysis.integrity import integrity_flags
 from groundwork.environments import load_environment
-from groundwork.execution import sandbox
+from groundwork.execution import result_channel, sandbox
 from groundwork.execution.metric_checks import CheckFailed, check_relations
 from groundwork.execution.runner import JobRunner
 from groundwork.protocols import JobSpec
@@ -209,7 +209,10 @@ if IN_EVALUATION and "GROUNDWORK_RESULT_FD" in os.environ:
     ids=["fake-message", "channel-replaced", "forked-child-writes-late"],
 )
 @pytest.mark.slow
-def test_a_message_on_the_result_channel_from_train_py_is_tampering(tmp_path, nanogpt_data, hack):
+def test_a_message_on_the_result_channel_from_train_py_is_tampering(tmp_path, nanogpt_data, hack, monkeypatch):
+    # The late child writes within milliseconds and holds the pipe for 8 s: a 1 s drain still
+    # sees both, without waiting out the default 5 s.
+    monkeypatch.setattr(result_channel, "DRAIN_S", 1.0)
     outcome = JobRunner(_job(tmp_path, nanogpt_data, _hacked(hack))).run()
     assert outcome.failure == FailureCategory.EVAL_TAMPERED and outcome.metric is None, (outcome.metric, outcome.detail)
     assert "result channel" in outcome.detail

@@ -66,7 +66,7 @@ def test_gpu_packing_lets_an_8_gpu_job_through_a_stream_of_1_gpu_jobs(cluster, t
     one, eight = {"gpus": 1, "cpus": 1}, {"gpus": 8, "cpus": 1}
     jobs = {"s1": one, "s2": one, "s3": one, "big": eight, "t1": one, "t2": one, "t3": one, "huge": {"gpus": 16}}
     store = queue_jobs(tmp_path / "run", jobs)
-    sleep = {"s1": 2.0, "s2": 2.0, "s3": 2.0, "big": 1.0}
+    sleep = {"s1": 1.0, "s2": 1.0, "s3": 1.0, "big": 0.5}
     backend = _backend(store.run_dir, capacity_grace_s=2.0)  # a cluster may grow: "huge" waits, then is refused
     scheduler = Scheduler(store, backend, spec_factory(store.run_dir, toy_env, lambda job: sleep.get(job.id, 0.3)))
     try:
@@ -114,14 +114,14 @@ def test_prepared_workers_start_before_their_jobs_and_run_them(cluster, tmp_path
 def test_prepared_workers_are_kept_while_the_jobs_are_being_written(cluster, tmp_path, toy_env):
     one = {"gpus": 1, "cpus": 1}
     store = queue_jobs(tmp_path / "run", {"k1": one, "k2": one}, run_id="held")
-    backend = _backend(store.run_dir, slots=2, linger_s=2.0, hold_s=60.0)
+    backend = _backend(store.run_dir, slots=2, linger_s=1.0, hold_s=60.0)
     scheduler = Scheduler(store, backend, spec_factory(store.run_dir, toy_env))
     try:
         scheduler.prepare(one)
         names = _workers_of("held")
         for name in names:  # up and idle
             ray.get(ray.get_actor(name, namespace=NAMESPACE).status.remote(), timeout=60)
-        time.sleep(5)  # an ideation longer than linger_s (2.5 times): left alone, the workers would have exited
+        time.sleep(2.5)  # an ideation longer than linger_s (2.5 times): left alone, the workers would have exited
         assert _workers_of("held") == names
         _drain(scheduler)
         workers = _workers_of("held")
@@ -168,7 +168,7 @@ def test_a_worker_killed_mid_job_is_requeued_once_and_counted_once(cluster, tmp_
 def test_a_hung_worker_loses_its_lease_and_the_job_is_requeued(cluster, tmp_path, toy_env):
     store = queue_jobs(tmp_path / "run", {"hung": {"gpus": 1, "cpus": 1}})
     make_spec = spec_factory(store.run_dir, toy_env, lambda job: 60.0 if job.attempt == 1 else 0.3)
-    backend = _backend(store.run_dir, lease_s=6.0, heartbeat_s=1.0)
+    backend = _backend(store.run_dir, lease_s=3.0, heartbeat_s=0.5)
     scheduler = Scheduler(store, backend, make_spec)
     try:
         scheduler.tick()
@@ -220,7 +220,7 @@ def test_the_same_run_gives_the_same_records_on_local_and_on_ray(cluster, tmp_pa
 
 def test_a_controller_killed_mid_run_reattaches_to_its_ray_jobs(cluster, tmp_path, toy_env):
     ledger = cluster.shared / "ledger-reattach"
-    _toy_setting(toy_env, 4.0, ledger)
+    _toy_setting(toy_env, 2.5, ledger)
     runs = tmp_path / "runs"
     args = [*GROUNDWORK, "run", "--env", str(toy_env), "--runs-dir", str(runs), "--name", "r"]
     controller = subprocess.Popen(

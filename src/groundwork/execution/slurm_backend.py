@@ -137,8 +137,11 @@ class SlurmBackend(BackendBase):
                 reports.append(LostJob(job_id, tracked.spec.attempt, reason))
         return reports
 
-    @staticmethod
-    def _why(tracked: _Tracked) -> str:
+    def _why(self, tracked: _Tracked) -> str:
+        if self.cluster == "local":
+            # A local job's folder is on this disk and its process has exited: no file system
+            # lag for submitit to wait out (15 s by default) before it says there is no result.
+            tracked.job._results_timeout_s = 0
         try:
             error = tracked.job.exception()
         except Exception as exc:  # the job's own result could not be read (killed, node lost)
