@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,10 @@ def test_a_run_cannot_change_its_evaluation_settings_see_the_held_out_split_or_w
         "    for name in ('json.py', 'sitecustomize.py', 'math.py', 'pathlib.py'):\n"
         "        open(name, 'w').write('raise RuntimeError(\"shadow module imported by the evaluation\")\\n')\n",
     )
+    # The cheat needs a saved policy, not a trained one: the smallest rollouts do.
+    for knob, value in (("group_size", 2), ("prompts_per_step", 2), ("max_new_tokens", 8), ("val_problems", 4)):
+        cheat = re.sub(rf"^{knob} = \S+", f"{knob} = {value}", cheat, count=1, flags=re.M)
+        assert f"\n{knob} = {value}  #" in cheat, knob
     outcome = JobRunner(_job(tmp_path, smoke_data, {"train.py": cheat})).run()
     assert outcome.failure is None, outcome.detail
     seen = json.loads((tmp_path / "job" / "work" / "out" / "seen.json").read_text())
