@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
+from groundwork.execution import processes
 from groundwork.execution.runner import JobRunner, read_outcome, save_spec
 from groundwork.execution.runner import main as runner_main
 from groundwork.patch.codebase import codebase_hash, file_sha256
@@ -176,10 +178,20 @@ def test_codebase_hash_mismatch_is_refused(toy_env, tmp_path):
     assert JobRunner(good).run().failure is None
 
 
-def test_runner_entry_point_writes_outcome_once(toy_env, tmp_path):
+@pytest.fixture
+def subreaper_undone():
+    """The runner's main makes its process a child subreaper; in a pytest worker that would
+    stay, and the orphans of later tests' jobs would be re-parented to it and never reaped."""
+    yield
+    if processes._LIBC is not None:
+        processes._LIBC.prctl(processes.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def test_runner_entry_point_writes_outcome_once(toy_env, tmp_path, subreaper_undone):
     spec = _spec(toy_env, tmp_path / "job", env={"TOY_SLEEP_S": "0.1", "TOY_LEDGER": str(tmp_path / "ledger")})
     path = save_spec(spec)
     assert runner_main([str(path)]) == 0
+    assert processes.is_subreaper() or processes._LIBC is None  # a detached child cannot escape its job
     first = read_outcome(tmp_path / "job")
     assert first is not None and first.failure is None
     assert runner_main([str(path)]) == 0  # a second start of the same attempt does not run it again

@@ -35,9 +35,11 @@ def _benchmark(toy_env: Path, tmp_path: Path, runs: str, *extra: str) -> list[st
 def _compute_budgeted(toy_env: Path) -> Path:
     """The toy environment with its profile budgeted by compute, as the nanogpt CPU profiles are."""
     manifest = toy_env / "environment.toml"
-    text = manifest.read_text().replace(
-        "time_budget_s = 3", 'budget = "compute"\ncompute_budget = {steps = 1}\ntime_budget_s = 3'
-    ).replace('TOY_SLEEP_S = "0.3"', 'TOY_SLEEP_S = "0.05"')  # the comparison reads scores, not timings
+    text = (
+        manifest.read_text()
+        .replace("time_budget_s = 3", 'budget = "compute"\ncompute_budget = {steps = 1}\ntime_budget_s = 3')
+        .replace('TOY_SLEEP_S = "0.3"', 'TOY_SLEEP_S = "0.05"')
+    )  # the comparison reads scores, not timings
     manifest.write_text(text)
     return toy_env
 
