@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,15 @@ GROUNDWORK = [sys.executable, "-m", "groundwork.cli"]
 GATE_WAIT = """    while not os.path.exists(os.path.join(os.environ["TOY_GATE"], "open")):
         time.sleep(0.05)
 """
+
+
+def set_toy_sleep(toy_env: Path, seconds: float) -> None:
+    """Sets how long the toy's jobs train (its manifest's TOY_SLEEP_S), whatever it is now:
+    a test that reads scores runs short jobs, one that must catch a job running, longer ones."""
+    path = toy_env / "environment.toml"
+    text, found = re.subn(r'^TOY_SLEEP_S = "[0-9.]+"$', f'TOY_SLEEP_S = "{seconds}"', path.read_text(), flags=re.M)
+    assert found == 1, f"{path} has {found} TOY_SLEEP_S settings, not one"
+    path.write_text(text)
 
 
 def gated_toy(toy_env: Path, gate: Path, extra: dict[str, str] | None = None) -> dict[str, str]:

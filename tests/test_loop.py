@@ -16,14 +16,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import GROUNDWORK, cli_env, gated_toy
+from conftest import GROUNDWORK, cli_env, gated_toy, set_toy_sleep
 from groundwork.records import IdeaState, JobState
 from groundwork.store import RunStore
-
-
-def _slow_down(env_dir: Path, seconds: float) -> None:
-    path = env_dir / "environment.toml"
-    path.write_text(path.read_text().replace('TOY_SLEEP_S = "0.3"', f'TOY_SLEEP_S = "{seconds}"'))
 
 
 def _run_args(env_dir: Path, runs: Path, *extra: str) -> list[str]:
@@ -98,7 +93,7 @@ def test_toy_run_end_to_end_prints_the_table(toy_env, tmp_path):
 @pytest.mark.e2e
 @pytest.mark.parametrize("kill_when", ["first_job_running", "first_result"])
 def test_resume_after_sigkill_loses_and_repeats_nothing(toy_env, tmp_path, kill_when):
-    _slow_down(toy_env, 0.6)  # long enough to catch a job running at a 0.1 s look, kill mid-job
+    set_toy_sleep(toy_env, 0.6)  # long enough to catch a job running at a 0.1 s look, kill mid-job
     runs, ledger = tmp_path / "runs", tmp_path / "ledger"
     env = cli_env({"TOY_LEDGER": str(ledger)})
     controller = subprocess.Popen(

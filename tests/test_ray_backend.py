@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs the ray extra (pip install 'groundwork[ray]')")
 
-from conftest import GROUNDWORK, cli_env  # noqa: E402
+from conftest import GROUNDWORK, cli_env, set_toy_sleep  # noqa: E402
 from groundwork.execution.ray_backend import NAMESPACE, RayBackend  # noqa: E402
 from groundwork.execution.scheduler import Scheduler  # noqa: E402
 from groundwork.records import FailureCategory, JobState  # noqa: E402
@@ -188,11 +188,10 @@ def test_a_hung_worker_loses_its_lease_and_the_job_is_requeued(cluster, tmp_path
 
 
 def _toy_setting(env_dir: Path, sleep_s: float, ledger: Path | None = None) -> None:
-    path = env_dir / "environment.toml"
-    text = path.read_text().replace('TOY_SLEEP_S = "0.3"', f'TOY_SLEEP_S = "{sleep_s}"')
+    set_toy_sleep(env_dir, sleep_s)
     if ledger is not None:
-        text += f'TOY_LEDGER = "{ledger}"\n'
-    path.write_text(text)
+        path = env_dir / "environment.toml"
+        path.write_text(path.read_text() + f'TOY_LEDGER = "{ledger}"\n')
 
 
 def _records(run_dir: Path) -> dict:

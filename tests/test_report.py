@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from browser import ARTIFACTS, browser_page, require_chromium
-from conftest import GROUNDWORK, cli_env, requires
+from conftest import GROUNDWORK, cli_env, requires, set_toy_sleep
 from groundwork.analysis.categories import IdeaText, label_ideas
 from groundwork.analysis.details import load_details
 from groundwork.analysis.integrity import integrity_flags
@@ -93,8 +93,7 @@ def _report(runs: Path, out: Path, *refs: str) -> str:
 @pytest.mark.slow
 def test_report_of_a_toy_run_and_a_comparison_show_every_plot_and_the_planted_failures(toy_env, tmp_path):
     (toy_env / "catalog.toml").write_text((toy_env / "catalog.toml").read_text() + PLANTED)
-    manifest = toy_env / "environment.toml"  # short jobs: the report reads results, not timings
-    manifest.write_text(manifest.read_text().replace('TOY_SLEEP_S = "0.3"', 'TOY_SLEEP_S = "0.05"'))
+    set_toy_sleep(toy_env, 0.05)  # short jobs: the report reads results, not timings
     runs = tmp_path / "runs"
     _toy_run(toy_env, runs, "r", "--epochs", "2", "--ideas", "3", "--baseline-seeds", "2", "--search", "best-of-n")
     page = _report(runs, tmp_path / "report.html", "r")

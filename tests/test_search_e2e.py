@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GROUNDWORK, cli_env
+from conftest import GROUNDWORK, cli_env, set_toy_sleep
 from groundwork.records import PromptKind
 from groundwork.store import RunStore
 
@@ -31,11 +31,6 @@ def _make_noisy(env_dir: Path) -> None:
     train.write_text(text.replace(old, NOISY_CKPT))
 
 
-def _fast(env_dir: Path) -> None:
-    path = env_dir / "environment.toml"
-    path.write_text(path.read_text().replace('TOY_SLEEP_S = "0.3"', 'TOY_SLEEP_S = "0.05"'))
-
-
 def _run(env_dir: Path, runs: Path, *extra: str, name: str = "r", timeout: float = 120) -> subprocess.CompletedProcess:
     args = [*GROUNDWORK, "run", "--env", str(env_dir), "--runs-dir", str(runs), "--name", name, *extra]
     return subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=timeout)
@@ -49,7 +44,7 @@ def _one_result_per_idea(store: RunStore) -> None:
 @pytest.mark.slow
 def test_top_ideas_are_re_run_with_fresh_seeds_and_a_gain_inside_the_noise_is_not_called_better(toy_env, tmp_path):
     _make_noisy(toy_env)
-    _fast(toy_env)  # what is checked is which jobs ran and their scores, not when
+    set_toy_sleep(toy_env, 0.05)  # what is checked is which jobs ran and their scores, not when
     runs = tmp_path / "runs"
     proc = _run(toy_env, runs, "--epochs", "1", "--ideas", "4", "--baseline-seeds", "3", "--confirm-seeds", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -6,14 +6,13 @@ through the CLI, killed and resumed, migrating exactly as an uninterrupted run d
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import GROUNDWORK, cli_env
+from conftest import GROUNDWORK, cli_env, set_toy_sleep
 from groundwork.analysis.archive_grid import archive_grid
 from groundwork.analysis.details import load_details
 from groundwork.config import RunConfig
@@ -159,11 +158,6 @@ def test_the_archive_keeps_each_cells_best_and_draws_one_parent_per_cell():
 # ---- end to end: a kill and a resume ------------------------------------------------------
 
 
-def _slow_down(env_dir, seconds: float) -> None:
-    path = env_dir / "environment.toml"
-    path.write_text(re.sub(r'TOY_SLEEP_S = "[0-9.]+"', f'TOY_SLEEP_S = "{seconds}"', path.read_text()))
-
-
 ISLAND_ARGS = ["--epochs", "3", "--ideas", "4", "--islands", "2", "--migrate-every", "1", "--migrants", "1"]
 
 
@@ -172,7 +166,7 @@ def _islands_of(store: RunStore) -> list[tuple]:
 
 
 def test_islands_migrate_exactly_as_specified_across_a_kill_and_resume(toy_env, tmp_path):
-    _slow_down(toy_env, 0.05)  # the reference runs uninterrupted: its jobs' length does not matter
+    set_toy_sleep(toy_env, 0.05)  # the reference runs uninterrupted: its jobs' length does not matter
     runs, env = tmp_path / "runs", cli_env()
     base = [*GROUNDWORK, "run", "--env", str(toy_env), "--runs-dir", str(runs), *ISLAND_ARGS]
     whole = subprocess.run([*base, "--name", "whole"], capture_output=True, text=True, env=env, timeout=240)
@@ -189,7 +183,7 @@ def test_islands_migrate_exactly_as_specified_across_a_kill_and_resume(toy_env, 
     filled = [c for row in grid["cells"] for c in row if c]
     assert len(filled) == grid["filled"] >= 1 and grid == archive_grid(load_details(reference))
 
-    _slow_down(toy_env, 0.6)  # the killed run's jobs last long enough to be caught mid-epoch
+    set_toy_sleep(toy_env, 0.6)  # the killed run's jobs last long enough to be caught mid-epoch
     controller = subprocess.Popen(
         [*base, "--name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
