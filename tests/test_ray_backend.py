@@ -187,6 +187,35 @@ def test_a_hung_worker_loses_its_lease_and_the_job_is_requeued(cluster, tmp_path
     assert len(lost) == 1 and "no heartbeat" in lost[0]["detail"]
 
 
+def test_a_job_whose_worker_waits_for_room_keeps_its_lease(cluster, tmp_path, toy_env):
+    @ray.remote(num_gpus=8, num_cpus=0)
+    class Hog:  # someone else's work holding every GPU: the job's worker cannot be placed
+        def ready(self) -> bool:
+            return True
+
+    hog = Hog.remote()
+    ray.get(hog.ready.remote(), timeout=60)
+    store = queue_jobs(tmp_path / "run", {"patient": {"gpus": 1, "cpus": 1}})
+    backend = _backend(store.run_dir, lease_s=3.0, heartbeat_s=0.5)
+    scheduler = Scheduler(store, backend, spec_factory(store.run_dir, toy_env))
+    try:
+        scheduler.tick()
+        waited_until = time.time() + 8  # over two leases without a worker, so without a heartbeat
+        while time.time() < waited_until:
+            scheduler.tick()
+            time.sleep(0.2)
+        job = store.job("patient")
+        assert job.state == JobState.RUNNING and job.attempt == 1
+        ray.kill(hog)
+        _drain(scheduler)
+    finally:
+        backend.shutdown()
+        ray.kill(hog)
+    job = store.job("patient")
+    assert job.state == JobState.DONE and job.attempt == 1 and store.results()["patient"].valid
+    assert not [e for e in store.events("job") if e["to_state"] == "queued" and e["from_state"] == "running"]
+
+
 def _toy_setting(env_dir: Path, sleep_s: float, ledger: Path | None = None) -> None:
     set_toy_sleep(env_dir, sleep_s)
     if ledger is not None:

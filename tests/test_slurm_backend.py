@@ -16,6 +16,7 @@ submitit = pytest.importorskip("submitit", reason="the Slurm backend needs the s
 
 from groundwork.execution.scheduler import Scheduler  # noqa: E402
 from groundwork.execution.slurm_backend import SlurmBackend  # noqa: E402
+from groundwork.protocols import LostJob  # noqa: E402
 from groundwork.records import JobState  # noqa: E402
 from groundwork.store import ArtifactStore, RunStore  # noqa: E402
 from job_queue import heartbeat_pid, queue_jobs, spec_factory  # noqa: E402
@@ -59,6 +60,46 @@ def test_the_sbatch_script_asks_for_the_jobs_resources(tmp_path, toy_env, monkey
         "#SBATCH --time=18",  # ceil((600 + 30 + 120) / 60) + 5 minutes of margin
     ):
         assert line in script, script
+
+
+def _stub_slurm(tmp_path: Path, monkeypatch, state: str) -> tuple[Path, Path]:
+    """Slurm's commands as scripts on PATH: sbatch queues job 4242, sacct reports the state
+    written to the returned file, scancel records its arguments in the second one."""
+    stub_bin, state_file, cancelled = tmp_path / "slurm-bin", tmp_path / "slurm-state", tmp_path / "scancel-calls"
+    stub_bin.mkdir()
+    state_file.write_text(state)
+    scripts = {
+        "srun": "exit 1",
+        "sbatch": "echo 'Submitted batch job 4242'",
+        "sacct": f"printf 'JobID|State|NodeList\\n4242|%s|node1\\n' \"$(cat {state_file})\"",
+        "scancel": f'echo "$@" >> {cancelled}',
+    }
+    for name, body in scripts.items():
+        (stub_bin / name).write_text(f"#!/bin/sh\n{body}\n")
+        (stub_bin / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stub_bin}{os.pathsep}{os.environ['PATH']}")
+    return state_file, cancelled
+
+
+def test_a_job_waiting_in_the_queue_keeps_its_lease_until_it_starts(tmp_path, toy_env, monkeypatch):
+    state, cancelled = _stub_slurm(tmp_path, monkeypatch, "PENDING")
+    store = queue_jobs(tmp_path / "run", {"queued": {"cpus": 1}})
+    backend = _backend(store.run_dir, cluster="slurm", lease_s=1.0, heartbeat_s=0.5)
+    job = store.transition_job("queued", JobState.LEASED, slot=0, job_dir="jobs/queued/attempt-1")
+    backend.start(spec_factory(store.run_dir, toy_env)(job))
+    waited_until = time.time() + 4  # four leases in the queue, never a heartbeat
+    while time.time() < waited_until:
+        assert backend.poll() == []
+        time.sleep(0.2)
+    assert not cancelled.exists()
+    state.write_text("RUNNING")  # started, and silent: nothing runs it here
+    deadline, reports = time.time() + 30, []
+    while not reports and time.time() < deadline:
+        reports = backend.poll()
+        time.sleep(0.2)
+    assert len(reports) == 1 and isinstance(reports[0], LostJob), reports
+    assert reports[0].job_id == "queued" and "no heartbeat" in reports[0].reason
+    assert "4242" in cancelled.read_text()
 
 
 def test_jobs_run_through_submitit_and_their_logs_come_back(tmp_path, toy_env):

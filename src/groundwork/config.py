@@ -44,7 +44,10 @@ class RunConfig(BaseModel):
     )
     log_limit_mb: float = Field(default=50, gt=0, description="A job's log per phase; output past it is dropped.")
     lease_s: float = Field(
-        default=120, gt=0, description="Ray and Slurm: seconds of silence after which a job's worker counts as lost."
+        default=120,
+        gt=0,
+        description="Ray and Slurm: seconds of silence after which a job's worker counts as lost "
+        "(waiting to start, in the queue or for room, is not silence).",
     )
     ideator_llm: str = Field(
         default="catalog",

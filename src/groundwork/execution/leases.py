@@ -1,12 +1,15 @@
 """Leases on jobs running elsewhere: a job's worker renews its lease by writing a
 heartbeat to the artifact store; a job whose heartbeat has not changed for `lease_s`
 (measured on the controller's clock, so clock skew between machines does not matter) is
-declared lost, its worker is cancelled and the job re-queued.
+declared lost, its worker is cancelled and the job re-queued. A job that has not started on
+its worker yet (queued in Slurm, a Ray worker still being placed or started) keeps its lease:
+its silence counts from when it starts.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from groundwork.execution.remote_job import HEARTBEAT_FILE
@@ -34,8 +37,9 @@ class Leases:
     def release(self, job_id: str) -> None:
         self._leases.pop(job_id, None)
 
-    def expired(self) -> list[tuple[str, str]]:
-        """(job id, reason) of jobs whose lease ran out; they are released."""
+    def expired(self, waiting: Callable[[str], bool] = lambda job_id: False) -> list[tuple[str, str]]:
+        """(job id, reason) of jobs whose lease ran out; they are released. `waiting(job_id)`:
+        the job is still waiting to start on its worker (asked only when no new beat came)."""
         t = time.monotonic()
         lost = []
         for job_id, lease in list(self._leases.items()):
@@ -47,6 +51,8 @@ class Leases:
                     beat = lease.last_beat
                 if beat != lease.last_beat:
                     lease.last_beat, lease.renewed_at = beat, t
+                elif waiting(job_id):
+                    lease.renewed_at = t
             if t - lease.renewed_at > self.lease_s:
                 lost.append((job_id, f"no heartbeat for {t - lease.renewed_at:.0f}s (lease {self.lease_s:g}s)"))
                 self.release(job_id)

@@ -141,6 +141,9 @@ class _Tracked:
     name: str
     shape: Shape
     ref: object | None
+    # `run`'s answer: the worker took the job; until then (the worker being placed or
+    # started) the job keeps its lease. None: known to be on its worker already.
+    taken: object | None = None
 
 
 class RayBackend(BackendBase):
@@ -323,14 +326,24 @@ class RayBackend(BackendBase):
         job = describe(self.artifacts.root, spec, self.artifacts.remote, self.heartbeat_s)
         shape = self.shape(spec)
         worker, name = self._worker_for(shape)
-        worker.run.remote(job_key(spec), job)  # not awaited: its answer is the job's `wait`
-        self._track(spec, job.job_rel, worker, name, shape)
+        taken = worker.run.remote(job_key(spec), job)  # not awaited: its answer is the job's `wait`
+        self._track(spec, job.job_rel, worker, name, shape, taken)
         return f"ray worker {name} ({shape[0]:g} GPU, {shape[1]:g} CPU)"
 
-    def _track(self, spec: JobSpec, job_rel: str, worker, name: str, shape: Shape) -> None:
+    def _track(self, spec: JobSpec, job_rel: str, worker, name: str, shape: Shape, taken=None) -> None:
         ref = worker.wait.remote(job_key(spec)) if worker is not None else None
-        self._jobs[spec.job_id] = _Tracked(spec, job_rel, worker, name, shape, ref)
+        self._jobs[spec.job_id] = _Tracked(spec, job_rel, worker, name, shape, ref, taken)
         self.leases.grant(spec.job_id, job_rel)
+
+    def _waiting(self, job_id: str) -> bool:
+        """The job's worker has not taken it yet (still being placed or started)."""
+        tracked = self._jobs.get(job_id)
+        if tracked is None or tracked.taken is None:
+            return False
+        ready, _ = _ray().wait([tracked.taken], timeout=0)
+        if ready:
+            tracked.taken = None
+        return not ready
 
     def poll(self) -> list[JobOutcome | LostJob]:
         ray = _ray()
@@ -361,7 +374,7 @@ class RayBackend(BackendBase):
                 reports.append(outcome)
             else:
                 reports.append(LostJob(job_id, tracked.spec.attempt, f"ray worker ended without an outcome: {error}"))
-        for job_id, reason in self.leases.expired():
+        for job_id, reason in self.leases.expired(self._waiting):
             tracked = self._jobs.pop(job_id, None)
             if tracked is not None:
                 self._kill(tracked.worker)

@@ -26,6 +26,8 @@ from groundwork.store.artifacts import ArtifactStore
 
 SUBMITIT_JOB_FILE = "submitit_job_id"
 MARGIN_MIN = 5  # beyond budget + grace + evaluation: environment set-up, uploads
+# sacct states of a job not (or no longer) running: waiting in the queue is not silence.
+_QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
 
 
 def _submitit():
@@ -130,12 +132,17 @@ class SlurmBackend(BackendBase):
                 reports.append(
                     LostJob(job_id, tracked.spec.attempt, f"slurm job ended without an outcome: {self._why(tracked)}")
                 )
-        for job_id, reason in self.leases.expired():
+        for job_id, reason in self.leases.expired(self._waiting):
             tracked = self._jobs.pop(job_id, None)
             if tracked is not None:
                 self._kill(tracked)
                 reports.append(LostJob(job_id, tracked.spec.attempt, reason))
         return reports
+
+    def _waiting(self, job_id: str) -> bool:
+        """The job is still in Slurm's queue (or back in it): its lease waits with it."""
+        tracked = self._jobs.get(job_id)
+        return tracked is not None and tracked.job is not None and tracked.job.state.upper() in _QUEUED_STATES
 
     def _why(self, tracked: _Tracked) -> str:
         if self.cluster == "local":
