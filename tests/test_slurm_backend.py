@@ -86,8 +86,16 @@ def test_a_job_waiting_in_the_queue_keeps_its_lease_until_it_starts(tmp_path, to
     store = queue_jobs(tmp_path / "run", {"queued": {"cpus": 1}})
     backend = _backend(store.run_dir, cluster="slurm", lease_s=1.0, heartbeat_s=0.5)
     job = store.transition_job("queued", JobState.LEASED, slot=0, job_dir="jobs/queued/attempt-1")
-    backend.start(spec_factory(store.run_dir, toy_env)(job))
-    waited_until = time.time() + 4  # four leases in the queue, never a heartbeat
+    spec = spec_factory(store.run_dir, toy_env)(job)
+    backend.start(spec)
+    waited_until = time.time() + 3  # three leases in the queue, never a heartbeat
+    while time.time() < waited_until:
+        assert backend.poll() == []
+        time.sleep(0.2)
+    # The controller restarts: the new one finds the job in the queue and waits with it too.
+    backend = _backend(store.run_dir, cluster="slurm", lease_s=1.0, heartbeat_s=0.5)
+    assert backend.reattach(spec)
+    waited_until = time.time() + 2.5
     while time.time() < waited_until:
         assert backend.poll() == []
         time.sleep(0.2)
