@@ -30,6 +30,7 @@ def test_the_readme_quick_rl_example_raises_the_mean_reward(tmp_path):
     tiny = [*GROUNDWORK, "rl", "tiny-model", str(model), "--env", "quadratic"]
     made = subprocess.run(tiny, env=cli_env(), capture_output=True, text=True)
     assert made.returncode == 0, made.stdout + made.stderr
+    assert " ".join(README_RUN) in made.stdout, made.stdout  # the command it prints is the README's
     run = subprocess.run(
         [*GROUNDWORK, "rl", "run", "--model", str(model), *README_RUN, "--embedding-model", "none",
          "--runs-dir", str(tmp_path / "runs"), "--name", "quick"],

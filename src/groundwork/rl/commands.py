@@ -203,10 +203,13 @@ def rl_tiny_model(
         raise ValueError(f"environment {environment.name!r} has no numeric top-level knobs in its editable files")
     target = (folder or tiny_model_dir(environment.name, seed)).expanduser().resolve()
     build_tiny_model(target, words, seed=seed)
+    # Jobs of seconds (quadratic) afford a larger group, whose advantages are steadier.
+    job_limit_s = environment.manifest.profiles[environment.manifest.default_profile].compute_kill_limit_s
+    group_size = 16 if job_limit_s <= 30 else 8
     console.print(
         f"wrote a tiny random model with {len(words)} knob settings to {target}; train it with:\n"
         f"  groundwork rl run --model {target} --env {env} --implementer knobs --prompt goal "
-        "--max-new-tokens 6 --lr 1e-2 --group-size 8 --steps 10",
+        f"--max-new-tokens 6 --lr 1e-2 --group-size {group_size} --steps 10",
         soft_wrap=True,  # the command stays one line, copyable
     )
 
